@@ -1,0 +1,73 @@
+// The one interface every expert compute backend implements (CPU reference, CUDA).
+//
+// An expert is the SwiGLU MLP  y = down( silu(gate·x) ⊙ (up·x) ).  A backend holds the weights of the
+// experts it was given (converted once, at load, to its own format) and computes, for a batch of tokens
+// of one layer, the weighted sum over the (token, expert, weight) assignments it is handed:
+//     out[t, :] = Σ_{a : a.token == t} a.weight · expert_{layer, a.expert}(x[t, :])
+// Shared experts are ordinary experts here (the caller gives them ids after the routed ones).
+// kernels/ knows nothing of networking or models: only matrices.
+#pragma once
+
+#include <compare>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "kernels/dtype.h"
+
+namespace moe {
+
+// A row-major [rows, cols] matrix in some dtype, not owned.
+struct WeightMatrixView {
+  DType dtype = DType::F32;
+  const void* data = nullptr;
+  int64_t rows = 0;
+  int64_t cols = 0;
+};
+
+// gate and up are [intermediate, hidden]; down is [hidden, intermediate] (HF Linear layout).
+struct ExpertWeightsView {
+  WeightMatrixView gate;
+  WeightMatrixView up;
+  WeightMatrixView down;
+};
+
+struct ExpertKey {
+  int32_t layer = 0;
+  int32_t expert = 0;
+  auto operator<=>(const ExpertKey&) const = default;
+};
+
+struct TokenAssignment {
+  int32_t token = 0;   // row of x
+  int32_t expert = 0;  // expert id within the layer
+  float weight = 0.f;  // routing weight applied to this expert's output
+};
+
+class ExpertBackend {
+ public:
+  virtual ~ExpertBackend() = default;
+
+  virtual std::string name() const = 0;
+
+  // Copies (and converts) the expert's weights; the views need not outlive the call.
+  // Throws std::invalid_argument when shapes are inconsistent (the message names them).
+  virtual void load_expert(ExpertKey key, const ExpertWeightsView& weights) = 0;
+  virtual void unload_expert(ExpertKey key) = 0;
+  virtual bool has_expert(ExpertKey key) const = 0;
+  // Bytes of expert weights this backend holds (host or device memory).
+  virtual size_t resident_bytes() const = 0;
+
+  // x: [num_tokens, hidden] f32, out: [num_tokens, hidden] f32, overwritten (rows with no assignment
+  // are zero). Every assignment must name a loaded expert of `layer` with this hidden size, else
+  // std::invalid_argument. Safe to call from several threads at once.
+  virtual void forward(int32_t layer, const float* x, int64_t num_tokens, int64_t hidden,
+                       std::span<const TokenAssignment> assignments, float* out) = 0;
+};
+
+// CPU reference backend (OpenBLAS, fp32). threads <= 0: OpenBLAS's default.
+std::unique_ptr<ExpertBackend> make_cpu_backend(int threads = 0);
+
+}  // namespace moe
