@@ -35,6 +35,9 @@ struct ModelSpec {
   bool shared_expert_gated = false;    // qwen2_moe: weight sigmoid(x·w_gate); deepseek: weight 1
   int32_t num_hidden_layers = 0;
   std::vector<int32_t> moe_layers;     // ascending
+  // HF "intermediate_size": the MLP of dense layers (qwen/deepseek). Only carried through to
+  // model_spec_to_config; 0 = unknown (then the MoE size is written).
+  int64_t dense_intermediate_size = 0;
 
   bool is_moe_layer(int32_t layer) const;
   // Experts per MoE layer as the runtime numbers them: routed 0..E-1, then the shared expert as E.
@@ -55,9 +58,19 @@ struct ModelSpec {
   void require_moe_layer(int32_t layer) const;
 };
 
-// Parses a config.json object. Throws ModelError (naming the key) on missing/invalid fields.
+// Parses a config.json object. Throws ModelError (naming the key, and `source`, e.g. the file path) on
+// missing/invalid fields or an inconsistent spec (top_k > experts, groups not dividing experts, ...).
+// Optional keys take HF transformers' defaults: decoder_sparse_step 1, mlp_only_layers [],
+// norm_topk_prob (qwen false, deepseek true), n_shared_experts 0 is "no shared expert".
 ModelSpec parse_model_spec(const nlohmann::json& config);
+ModelSpec parse_model_spec(const nlohmann::json& config, const std::string& source);
+// Checks the invariants parse_model_spec guarantees (sizes > 0, top_k <= experts, grouping, layers in
+// range and ascending, shared-expert fields consistent). Throws ModelError naming the offending field.
+void validate_model_spec(const ModelSpec& spec);
 ModelSpec load_model_spec(const std::filesystem::path& model_dir);  // reads DIR/config.json
-nlohmann::json model_spec_to_config(const ModelSpec& spec);        // an HF-style config.json
+// An HF-style config.json that parse_model_spec reads back to an equal spec and that HF transformers can
+// instantiate (attention sizes are small made-up values: only the MoE layers matter to this runtime).
+// Throws ModelError when the MoE layer set cannot be expressed in the family's config keys.
+nlohmann::json model_spec_to_config(const ModelSpec& spec);
 
 }  // namespace moe

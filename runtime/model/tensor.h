@@ -1,6 +1,7 @@
 // A plain owned f32 matrix [rows, cols], row-major: the activations type of the runtime.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 

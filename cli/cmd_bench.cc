@@ -1,0 +1,62 @@
+// `moectl bench ...`: benchmarks that print each figure beside its ceiling and peer, measured in one run.
+#include <CLI/CLI.hpp>
+
+#include <iostream>
+#include <memory>
+#include <sstream>
+#include <string>
+
+#include "cli/bench_engine.h"
+#include "cli/commands.h"
+
+namespace moe::cli {
+
+namespace {
+
+// "1024,3584,8,2" -> hidden, intermediate, experts, top-k.
+void parse_shape(const std::string& text, BenchEngineOptions& o) {
+  std::stringstream ss(text);
+  std::string part;
+  std::vector<int64_t> v;
+  while (std::getline(ss, part, ',')) {
+    try {
+      v.push_back(std::stoll(part));
+    } catch (const std::exception&) {
+      throw CLI::ValidationError("--shape", "'" + text + "' is not hidden,intermediate,experts,topk");
+    }
+  }
+  if (v.size() != 4 || v[0] <= 0 || v[1] <= 0 || v[2] <= 0 || v[3] <= 0 || v[3] > v[2])
+    throw CLI::ValidationError("--shape", "'" + text + "' is not hidden,intermediate,experts,topk (positive, topk <= experts)");
+  o.hidden = v[0];
+  o.intermediate = v[1];
+  o.experts = static_cast<int>(v[2]);
+  o.top_k = static_cast<int>(v[3]);
+}
+
+void register_bench_engine(CLI::App& bench, Action& action) {
+  auto opts = std::make_shared<BenchEngineOptions>();
+  auto shape = std::make_shared<std::string>();
+  CLI::App* cmd = bench.add_subcommand(
+      "engine", "One MoE layer through the CPU backend vs the OpenBLAS sgemm ceiling on the same GEMMs");
+  cmd->add_option("--shape", *shape, "hidden,intermediate,experts,topk (default: the embedded default 1024,3584,8,2)");
+  cmd->add_option("--tokens", opts->tokens, "token counts T to measure")->delimiter(',');
+  cmd->add_option("--threads", opts->threads, "CPU threads (0: all cores)");
+  cmd->add_option("--min-seconds", opts->min_seconds, "time spent per figure")->check(CLI::PositiveNumber);
+  cmd->add_option("--seed", opts->seed, "seed of the synthetic weights and inputs");
+  cmd->callback([opts, shape, &action] {
+    if (!shape->empty()) parse_shape(*shape, *opts);
+    action = [opts] { return run_bench_engine(*opts, std::cout); };
+  });
+}
+
+}  // namespace
+
+void register_bench(CLI::App& app, Action& action) {
+  CLI::App* bench = app.add_subcommand("bench", "Benchmarks: each figure beside its peer and ceiling");
+  bench->require_subcommand(1);
+  register_bench_engine(*bench, action);
+}
+
+void register_cluster_commands(CLI::App&, Action&) {}
+
+}  // namespace moe::cli

@@ -1,0 +1,71 @@
+// `moectl forward`: one MoE layer's forward on a safetensors input, in this process (--model/--synthetic)
+// or through a running cluster (--cluster HOST:PORT). Output contract: see hidden_states_io.h.
+#include <CLI/CLI.hpp>
+
+#include <iostream>
+#include <memory>
+#include <string>
+
+#include "cli/commands.h"
+#include "cli/hidden_states_io.h"
+#include "kernels/expert_backend.h"
+#include "runtime/engine/local_engine.h"
+#include "runtime/model/layer_source_factory.h"
+#include "runtime/model/model_error.h"
+
+namespace moe::cli {
+
+namespace {
+
+struct ForwardOptions {
+  ModelRef model;
+  int32_t layer = -1;
+  std::string input;
+  std::string output;
+  std::string routing_out;
+  int threads = 0;
+};
+
+int run_forward(const ForwardOptions& o) {
+  std::unique_ptr<MoeLayerExecutor> executor;
+  {
+    std::unique_ptr<LayerSource> source = open_layer_source(o.model);
+    source->spec().require_moe_layer(o.layer);
+    LocalEngineOptions engine_options;
+    engine_options.layers = {o.layer};
+    executor = std::make_unique<LocalEngine>(*source, make_cpu_backend(o.threads), engine_options);
+  }
+  executor->spec().require_moe_layer(o.layer);
+  Matrix x = read_hidden_states(o.input, executor->spec().hidden_size);
+  RoutingResult routing;
+  Matrix y = executor->forward(o.layer, x, o.routing_out.empty() ? nullptr : &routing);
+  write_hidden_states(o.output, y);
+  if (!o.routing_out.empty()) write_routing(o.routing_out, routing);
+  std::cerr << "moectl forward: layer " << o.layer << ", " << x.rows << " tokens -> " << o.output << "\n";
+  return 0;
+}
+
+}  // namespace
+
+void register_forward(CLI::App& app, Action& action) {
+  auto opts = std::make_shared<ForwardOptions>();
+  CLI::App* cmd = app.add_subcommand("forward", "Run one MoE layer on hidden_states from a safetensors file");
+  auto* model = cmd->add_option("--model", opts->model.model_dir, "HF checkpoint folder (config.json + safetensors)");
+  auto* synth = cmd->add_option("--synthetic", opts->model.synthetic, "Synthetic model preset (default, tiny, tiny-qwen2, ...)");
+  cmd->add_option("--seed", opts->model.synthetic_seed, "Seed of the synthetic model")->needs(synth);
+  model->excludes(synth);
+  cmd->add_option("--layer", opts->layer, "MoE layer index")->required();
+  cmd->add_option("--input", opts->input, "safetensors file holding hidden_states [T, hidden] (F32 or BF16)")
+      ->required();
+  cmd->add_option("--output", opts->output, "safetensors file to write hidden_states [T, hidden] F32 to")
+      ->required();
+  cmd->add_option("--routing-out", opts->routing_out, "also write topk_ids [T, K] I32 and topk_weights [T, K] F32");
+  cmd->add_option("--threads", opts->threads, "CPU backend threads (0: all cores)");
+  cmd->callback([opts, &action, model, synth] {
+    if (model->count() + synth->count() == 0)
+      throw CLI::ValidationError("forward", "give one of --model DIR or --synthetic NAME");
+    action = [opts] { return run_forward(*opts); };
+  });
+}
+
+}  // namespace moe::cli

@@ -1,0 +1,259 @@
+// CpuBackend: load/convert, and the grouped expert forward (see cpu_backend.h).
+#include "kernels/cpu/cpu_backend.h"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <cstring>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "kernels/cpu/streaming_kernels.h"
+
+namespace moe {
+namespace {
+
+constexpr int64_t kRowBlock = 64;  // weight rows per streaming task
+
+std::string expert_name(ExpertKey key) {
+  return "(layer " + std::to_string(key.layer) + ", expert " + std::to_string(key.expert) + ")";
+}
+
+std::string shape(int64_t rows, int64_t cols) {
+  return "[" + std::to_string(rows) + ", " + std::to_string(cols) + "]";
+}
+
+void check_view(ExpertKey key, const char* what, const WeightMatrixView& v) {
+  std::string where = "CpuBackend::load_expert" + expert_name(key) + ": " + what;
+  if (v.data == nullptr) throw std::invalid_argument(where + " has no data");
+  if (v.rows <= 0 || v.cols <= 0) throw std::invalid_argument(where + " has empty shape " + shape(v.rows, v.cols));
+  if (v.dtype != DType::F32 && v.dtype != DType::BF16 && v.dtype != DType::F16)
+    throw std::invalid_argument(where + " has unknown dtype " + std::to_string(static_cast<int>(v.dtype)));
+}
+
+int resolve_threads(int threads) {
+  if (threads > 0) {
+    openblas_set_num_threads(threads);
+    return threads;
+  }
+  return std::max(1, openblas_get_num_threads());
+}
+
+// The tokens of one layer routed to one expert, and that expert's results for them.
+struct ExpertGroup {
+  int32_t expert = 0;
+  std::shared_ptr<const CpuExpert> weights;
+  std::vector<int32_t> tokens;
+  std::vector<float> routing_weights;
+  float* act = nullptr;  // [n, I]  silu(gate) * up, in the call's scratch
+  float* y = nullptr;    // [n, H]  expert output, in the call's scratch
+  int64_t n() const { return static_cast<int64_t>(tokens.size()); }
+};
+
+// Streaming path, gate+up pass: task `block` of group g computes rows [i0, i1) of gate and of up for
+// all of the group's tokens and writes silu(gate)·up into act[:, i0:i1].
+void gate_up_block(ExpertGroup& g, const float* x, int64_t hidden, int64_t i0) {
+  const CpuExpert& e = *g.weights;
+  const int64_t inter = e.intermediate;
+  const int64_t i1 = std::min(i0 + kRowBlock, inter);
+  const int n = static_cast<int>(g.n());
+  const float* rows[kMaxStreamingTokens] = {};
+  for (int j = 0; j < n; ++j) rows[j] = x + static_cast<int64_t>(g.tokens[j]) * hidden;
+  float gate[kMaxStreamingTokens * kRowBlock];
+  float up[kMaxStreamingTokens * kRowBlock];
+  rows_dot_tokens(e.gate_up.data(), hidden, i0, i1, rows, n, hidden, gate, kRowBlock);
+  rows_dot_tokens(e.gate_up.data(), hidden, inter + i0, inter + i1, rows, n, hidden, up, kRowBlock);
+  for (int j = 0; j < n; ++j) silu_mul(gate + j * kRowBlock, up + j * kRowBlock, g.act + j * inter + i0, i1 - i0);
+}
+
+// Streaming path, down pass: rows [h0, h1) of the down projection for all of the group's tokens.
+void down_block(ExpertGroup& g, int64_t h0) {
+  const CpuExpert& e = *g.weights;
+  const int64_t inter = e.intermediate;
+  const int64_t hidden = e.hidden;
+  const int64_t h1 = std::min(h0 + kRowBlock, hidden);
+  const int n = static_cast<int>(g.n());
+  const float* rows[kMaxStreamingTokens] = {};
+  for (int j = 0; j < n; ++j) rows[j] = g.act + j * inter;
+  rows_dot_tokens(e.down.data(), inter, h0, h1, rows, n, inter, g.y + h0, hidden);
+}
+
+// Floats of scratch the GEMM path needs for a group: the gathered rows and the gate/up product.
+int64_t gemm_scratch_floats(const ExpertGroup& g, int64_t hidden) {
+  return g.n() * (hidden + 2 * g.weights->intermediate);
+}
+
+// GEMM path: gather, sgemm gate+up, SwiGLU, sgemm down. `scratch` holds gemm_scratch_floats.
+void gemm_group(ExpertGroup& g, const float* x, int64_t hidden, float* scratch) {
+  const CpuExpert& e = *g.weights;
+  const int64_t inter = e.intermediate;
+  const int64_t n = g.n();
+  float* xs = scratch;               // [n, H]
+  float* gu = scratch + n * hidden;  // [n, 2I]
+  for (int64_t j = 0; j < n; ++j)
+    std::memcpy(xs + j * hidden, x + static_cast<int64_t>(g.tokens[j]) * hidden, hidden * sizeof(float));
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, 2 * inter, hidden, 1.f, xs, hidden,
+              e.gate_up.data(), hidden, 0.f, gu, 2 * inter);
+  for (int64_t j = 0; j < n; ++j) silu_mul(gu + j * 2 * inter, gu + j * 2 * inter + inter, g.act + j * inter, inter);
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, hidden, inter, 1.f, g.act, inter,
+              e.down.data(), inter, 0.f, g.y, hidden);
+}
+
+// Scratch of the calling thread, grown on demand and reused by its later calls: fresh buffers per
+// call would cost a page fault per 4 KiB touched, a visible share of a large batch's time. Holds the
+// largest call's scratch for the life of the thread.
+float* thread_scratch(size_t floats) {
+  thread_local AlignedFloats buffer;
+  if (buffer.size() < floats) buffer = AlignedFloats(floats);
+  return buffer.data();
+}
+
+}  // namespace
+
+CpuBackend::CpuBackend(const CpuBackendOptions& options)
+    : options_(options), pool_(resolve_threads(options.threads)) {
+  options_.max_streaming_tokens = std::clamp(options_.max_streaming_tokens, 0, kMaxStreamingTokens);
+}
+
+void CpuBackend::load_expert(ExpertKey key, const ExpertWeightsView& w) {
+  check_view(key, "gate", w.gate);
+  check_view(key, "up", w.up);
+  check_view(key, "down", w.down);
+  const int64_t inter = w.gate.rows;
+  const int64_t hidden = w.gate.cols;
+  std::string where = "CpuBackend::load_expert" + expert_name(key) + ": ";
+  if (w.up.rows != inter || w.up.cols != hidden)
+    throw std::invalid_argument(where + "up is " + shape(w.up.rows, w.up.cols) + ", expected " + shape(inter, hidden) +
+                                " like gate");
+  if (w.down.rows != hidden || w.down.cols != inter)
+    throw std::invalid_argument(where + "down is " + shape(w.down.rows, w.down.cols) + ", expected [hidden, intermediate] = " +
+                                shape(hidden, inter));
+  auto e = std::make_shared<CpuExpert>();
+  e->hidden = hidden;
+  e->intermediate = inter;
+  e->gate_up = AlignedFloats(static_cast<size_t>(2 * inter * hidden));
+  e->down = AlignedFloats(static_cast<size_t>(hidden * inter));
+  const size_t block = static_cast<size_t>(inter * hidden);
+  convert_to_f32(w.gate.dtype, w.gate.data, e->gate_up.data(), block);
+  convert_to_f32(w.up.dtype, w.up.data, e->gate_up.data() + block, block);
+  convert_to_f32(w.down.dtype, w.down.data, e->down.data(), block);
+
+  std::unique_lock lock(mutex_);
+  auto& slot = experts_[key];
+  if (slot) resident_bytes_ -= slot->bytes();
+  resident_bytes_ += e->bytes();
+  slot = std::move(e);
+}
+
+void CpuBackend::unload_expert(ExpertKey key) {
+  std::unique_lock lock(mutex_);
+  auto it = experts_.find(key);
+  if (it == experts_.end()) return;
+  resident_bytes_ -= it->second->bytes();
+  experts_.erase(it);  // a forward still running on it keeps its own reference
+}
+
+bool CpuBackend::has_expert(ExpertKey key) const {
+  std::shared_lock lock(mutex_);
+  return experts_.count(key) != 0;
+}
+
+size_t CpuBackend::resident_bytes() const {
+  std::shared_lock lock(mutex_);
+  return resident_bytes_;
+}
+
+std::shared_ptr<const CpuExpert> CpuBackend::find(ExpertKey key) const {
+  std::shared_lock lock(mutex_);
+  auto it = experts_.find(key);
+  return it == experts_.end() ? nullptr : it->second;
+}
+
+void CpuBackend::forward(int32_t layer, const float* x, int64_t num_tokens, int64_t hidden,
+                         std::span<const TokenAssignment> assignments, float* out) {
+  const std::string where = "CpuBackend::forward(layer " + std::to_string(layer) + "): ";
+  if (num_tokens < 0) throw std::invalid_argument(where + "num_tokens is negative: " + std::to_string(num_tokens));
+  if (hidden <= 0) throw std::invalid_argument(where + "hidden must be positive, got " + std::to_string(hidden));
+  if (num_tokens > 0 && (x == nullptr || out == nullptr))
+    throw std::invalid_argument(where + "x and out must not be null for " + std::to_string(num_tokens) + " tokens");
+
+  // Group by expert (ascending id; tokens in assignment order) and validate everything first.
+  std::map<int32_t, ExpertGroup> by_expert;
+  for (size_t a = 0; a < assignments.size(); ++a) {
+    const TokenAssignment& t = assignments[a];
+    if (t.token < 0 || t.token >= num_tokens)
+      throw std::invalid_argument(where + "assignment " + std::to_string(a) + " names token " + std::to_string(t.token) +
+                                  ", out of range [0, " + std::to_string(num_tokens) + ")");
+    auto [it, inserted] = by_expert.try_emplace(t.expert);
+    ExpertGroup& g = it->second;
+    if (inserted) {
+      g.expert = t.expert;
+      g.weights = find(ExpertKey{layer, t.expert});
+      if (!g.weights) throw std::invalid_argument(where + "expert " + expert_name(ExpertKey{layer, t.expert}) + " is not loaded");
+      if (g.weights->hidden != hidden)
+        throw std::invalid_argument(where + "expert " + std::to_string(t.expert) + " has hidden size " +
+                                    std::to_string(g.weights->hidden) + ", got hidden " + std::to_string(hidden));
+    }
+    g.tokens.push_back(t.token);
+    g.routing_weights.push_back(t.weight);
+  }
+  if (num_tokens > 0) std::memset(out, 0, static_cast<size_t>(num_tokens * hidden) * sizeof(float));
+  if (by_expert.empty()) return;
+
+  // Scratch of the calling thread, so concurrent calls share nothing but read-only weights.
+  std::vector<ExpertGroup*> streaming, gemm;
+  int64_t results_floats = 0, gemm_floats = 0;
+  for (auto& [id, g] : by_expert) {
+    results_floats += g.n() * (g.weights->intermediate + hidden);
+    if (g.n() <= options_.max_streaming_tokens) {
+      streaming.push_back(&g);
+    } else {
+      gemm.push_back(&g);
+      gemm_floats = std::max(gemm_floats, gemm_scratch_floats(g, hidden));
+    }
+  }
+  float* scratch = thread_scratch(static_cast<size_t>(results_floats + gemm_floats));
+  for (auto& [id, g] : by_expert) {
+    g.act = scratch;
+    g.y = scratch + g.n() * g.weights->intermediate;
+    scratch = g.y + g.n() * hidden;
+  }
+
+  if (!streaming.empty()) {
+    // Tasks are (group, row block) over all streaming groups, so two experts of one decode token
+    // keep both cores busy as well as one expert does.
+    auto run_blocks = [&](auto rows_of, auto body) {
+      std::vector<int64_t> first_task(streaming.size() + 1, 0);
+      for (size_t s = 0; s < streaming.size(); ++s)
+        first_task[s + 1] = first_task[s] + (rows_of(*streaming[s]) + kRowBlock - 1) / kRowBlock;
+      pool_.parallel_for(first_task.back(), [&](int64_t task) {
+        size_t s = std::upper_bound(first_task.begin(), first_task.end(), task) - first_task.begin() - 1;
+        body(*streaming[s], (task - first_task[s]) * kRowBlock);
+      });
+    };
+    run_blocks([](const ExpertGroup& g) { return g.weights->intermediate; },
+               [&](ExpertGroup& g, int64_t i0) { gate_up_block(g, x, hidden, i0); });
+    run_blocks([&](const ExpertGroup&) { return hidden; }, [](ExpertGroup& g, int64_t h0) { down_block(g, h0); });
+  }
+  for (ExpertGroup* g : gemm) gemm_group(*g, x, hidden, scratch);
+
+  // Combine in ascending expert order: deterministic and free of races.
+  for (auto& [id, g] : by_expert) {
+    for (int64_t j = 0; j < g.n(); ++j) {
+      float w = g.routing_weights[j];
+      float* dst = out + static_cast<int64_t>(g.tokens[j]) * hidden;
+      const float* src = g.y + j * hidden;
+      for (int64_t h = 0; h < hidden; ++h) dst[h] += w * src[h];
+    }
+  }
+}
+
+std::unique_ptr<ExpertBackend> make_cpu_backend(int threads) {
+  CpuBackendOptions options;
+  options.threads = threads;
+  return std::make_unique<CpuBackend>(options);
+}
+
+}  // namespace moe

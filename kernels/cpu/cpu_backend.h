@@ -1,0 +1,64 @@
+// The CPU expert backend: the reference every other backend is checked against, and the fallback.
+//
+// Weights are converted once, at load, to f32; gate and up are stacked into one [2I, H] matrix so one
+// product gives both. forward() groups the assignments by expert and, per expert:
+//   - a few tokens (decode): hand-written streaming kernels read each weight once, split across the
+//     backend's thread pool by blocks of rows, with SiLU(gate)·up fused into the gate/up pass;
+//   - more tokens: gather the rows, one OpenBLAS sgemm for gate+up, SiLU·up, one sgemm for down
+//     (OpenBLAS threads inside each GEMM).
+// Results are combined in ascending expert order on the calling thread, so output is deterministic.
+// Threading: OpenBLAS's thread count is process-wide; make_cpu_backend(threads > 0) sets it.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <shared_mutex>
+
+#include "kernels/cpu/aligned_buffer.h"
+#include "kernels/cpu/thread_pool.h"
+#include "kernels/expert_backend.h"
+
+namespace moe {
+
+struct CpuExpert {
+  int64_t hidden = 0;
+  int64_t intermediate = 0;
+  AlignedFloats gate_up;  // [2 * intermediate, hidden]: gate rows, then up rows
+  AlignedFloats down;     // [hidden, intermediate]
+  size_t bytes() const { return (gate_up.size() + down.size()) * sizeof(float); }
+};
+
+// Most tokens of one expert the streaming kernels take (the per-task stack buffers are sized by it).
+inline constexpr int kMaxStreamingTokens = 64;
+
+struct CpuBackendOptions {
+  int threads = 0;  // <= 0: OpenBLAS's default thread count (OPENBLAS_NUM_THREADS or the cores)
+  // Experts with at most this many tokens use the streaming kernels, others OpenBLAS sgemm.
+  int max_streaming_tokens = 24;
+};
+
+class CpuBackend : public ExpertBackend {
+ public:
+  explicit CpuBackend(const CpuBackendOptions& options = {});
+
+  std::string name() const override { return "cpu"; }
+  void load_expert(ExpertKey key, const ExpertWeightsView& weights) override;
+  void unload_expert(ExpertKey key) override;
+  bool has_expert(ExpertKey key) const override;
+  size_t resident_bytes() const override;
+  void forward(int32_t layer, const float* x, int64_t num_tokens, int64_t hidden,
+               std::span<const TokenAssignment> assignments, float* out) override;
+
+  int threads() const { return pool_.threads(); }
+
+ private:
+  std::shared_ptr<const CpuExpert> find(ExpertKey key) const;
+
+  CpuBackendOptions options_;
+  ThreadPool pool_;
+  mutable std::shared_mutex mutex_;  // guards experts_ and resident_bytes_
+  std::map<ExpertKey, std::shared_ptr<const CpuExpert>> experts_;
+  size_t resident_bytes_ = 0;
+};
+
+}  // namespace moe

@@ -1,0 +1,55 @@
+// The CUDA expert backend: bf16 expert weights resident in device memory, grouped GEMMs over the
+// tokens permuted by expert, fp32 accumulation (design notes: kernels/cuda/README.md).
+//
+// Besides the host-pointer ExpertBackend::forward it offers forward_device(), which takes device
+// pointers and only enqueues work on the caller's stream (no host synchronisation, no allocation once
+// the workspace has grown to the size of the call), so it can be timed on device data and captured in
+// a CUDA graph.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+#include <memory>
+
+#include "kernels/expert_backend.h"
+
+namespace moe {
+
+// One layer's forward on device data. x: [num_tokens, hidden] f32, out: [num_tokens, hidden] f32
+// (overwritten), assignments: [num_assignments] TokenAssignment, all in device memory of the backend's
+// device.
+struct DeviceForwardArgs {
+  int32_t layer = 0;
+  const float* x = nullptr;
+  int64_t num_tokens = 0;
+  int64_t hidden = 0;
+  const TokenAssignment* assignments = nullptr;
+  int64_t num_assignments = 0;
+  float* out = nullptr;
+};
+
+class CudaBackend : public ExpertBackend {
+ public:
+  virtual int device() const = 0;
+
+  // Enqueues the layer on `stream`. The host checks what it can see (layer loaded, hidden size); the
+  // assignments themselves live on the device, so one naming an unloaded expert or a token outside
+  // [0, num_tokens) is skipped there and recorded: check_device_assignments() reports it.
+  // Graph capture: capture after one uncaptured call of the same (or larger) num_tokens and
+  // num_assignments, and re-capture after loading or unloading experts of the layer.
+  // Not to be called concurrently with another forward on the same backend (they share a workspace).
+  virtual void forward_device(const DeviceForwardArgs& args, cudaStream_t stream) = 0;
+
+  // Synchronises `stream`; throws std::invalid_argument if a forward_device call since the last check
+  // skipped an invalid assignment, and clears the record.
+  virtual void check_device_assignments(cudaStream_t stream) = 0;
+
+  // Bytes of device memory the weight pool holds (loaded experts plus free pooled slots).
+  virtual size_t pool_bytes() const = 0;
+};
+
+// Throws std::runtime_error when `device` does not exist (the message gives the device count).
+std::unique_ptr<CudaBackend> make_cuda_backend(int device = 0);
+
+}  // namespace moe

@@ -1,0 +1,473 @@
+// Connection: read loop, write queue, request/reply matching with deadlines (see connection.h).
+#include "runtime/net/connection.h"
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/write.hpp>
+#include <capnp/message.h>
+#include <kj/exception.h>
+
+#include "runtime/net/address.h"
+#include "runtime/net/net_error.h"
+#include "runtime/net/net_log.h"
+#include "runtime/wire/envelope_util.h"
+
+namespace moe {
+
+namespace asio = boost::asio;
+using boost::system::error_code;
+using tcp = asio::ip::tcp;
+
+namespace {
+
+constexpr size_t kReadBufferBytes = 64 * 1024;
+// Bodies with at least this much left are read straight into the frame buffer (no copy).
+constexpr size_t kDirectReadBytes = 64 * 1024;
+// Error replies carry at most this much text.
+constexpr size_t kMaxErrorMessageBytes = 4096;
+
+std::string endpoint_text(const tcp::socket& socket) {
+  error_code ec;
+  auto endpoint = socket.remote_endpoint(ec);
+  if (ec) return "(unknown peer)";
+  return HostPort{endpoint.address().to_string(), endpoint.port()}.to_string();
+}
+
+long long to_ms(std::chrono::steady_clock::duration d) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
+}
+
+std::string describe_request(uint64_t id, wire::Envelope::Which kind) {
+  return "request " + std::to_string(id) + " (" + message_kind_name(kind) + ")";
+}
+
+void call_done(const ReplyCallback& done, std::exception_ptr error, Frame reply) {
+  try {
+    done(error, std::move(reply));
+  } catch (const std::exception& e) {
+    net_log(std::string("reply callback threw: ") + e.what());
+  }
+}
+
+}  // namespace
+
+// ------------------------------------------------------------------------------------------ Responder
+
+bool Responder::reply(capnp::MessageBuilder& message) const {
+  auto connection = connection_.lock();
+  if (!connection) return false;
+  message.getRoot<wire::Envelope>().setRequestId(request_id_);
+  kj::Array<capnp::word> frame;
+  try {
+    frame = encode_frame(message, connection->limits());
+  } catch (const FrameError& e) {
+    net_log(connection->peer() + ": reply to request " + std::to_string(request_id_) + " not sent: " + e.what());
+    return reply_error(wire::ErrorCode::INTERNAL, std::string("reply not sent: ") + e.what());
+  }
+  return connection->enqueue(kj::mv(frame));
+}
+
+bool Responder::reply_error(wire::ErrorCode code, const std::string& message, uint64_t current_epoch) const {
+  auto connection = connection_.lock();
+  if (!connection) return false;
+  capnp::MallocMessageBuilder builder;
+  auto root = builder.initRoot<wire::Envelope>();
+  root.setRequestId(request_id_);
+  set_error(root, code, message.substr(0, kMaxErrorMessageBytes), current_epoch);
+  return connection->enqueue(encode_frame(builder));
+}
+
+// ------------------------------------------------------------------------------------ construction
+
+std::shared_ptr<Connection> Connection::connect(asio::io_context& io, const std::string& host, uint16_t port,
+                                                std::chrono::milliseconds timeout, FrameLimits limits) {
+  struct Attempt {
+    explicit Attempt(const asio::strand<asio::io_context::executor_type>& strand)
+        : socket(strand), resolver(strand), timer(strand) {}
+    Socket socket;
+    tcp::resolver resolver;
+    asio::steady_timer timer;
+    bool done = false;
+    error_code error;
+    std::promise<void> finished;
+
+    void finish(const error_code& ec) {
+      if (done) return;
+      done = true;
+      error = ec;
+      timer.cancel();
+      finished.set_value();
+    }
+  };
+
+  const std::string target = HostPort{host, port}.to_string();
+  auto attempt = std::make_shared<Attempt>(asio::make_strand(io));
+  auto finished = attempt->finished.get_future();
+  asio::post(attempt->socket.get_executor(), [attempt, host, port, timeout] {
+    attempt->timer.expires_after(timeout);
+    attempt->timer.async_wait([attempt](const error_code& ec) {
+      if (ec || attempt->done) return;
+      attempt->resolver.cancel();
+      error_code ignored;
+      attempt->socket.close(ignored);
+      attempt->finish(asio::error::timed_out);
+    });
+    attempt->resolver.async_resolve(
+        host, std::to_string(port), [attempt](const error_code& ec, const tcp::resolver::results_type& results) {
+          if (attempt->done) return;
+          if (ec) {
+            attempt->finish(ec);
+            return;
+          }
+          asio::async_connect(attempt->socket, results,
+                              [attempt](const error_code& connect_ec, const tcp::endpoint&) { attempt->finish(connect_ec); });
+        });
+  });
+
+  // The io threads normally finish well within the timeout; the margin only guards a stopped pool.
+  if (finished.wait_for(timeout + std::chrono::seconds(2)) != std::future_status::ready) {
+    throw NetError(NetError::Kind::ConnectTimeout,
+                   "connect to " + target + ": no answer from the io threads (is the IoPool running?)");
+  }
+  if (attempt->error == asio::error::timed_out) {
+    throw NetError(NetError::Kind::ConnectTimeout,
+                   "connect to " + target + " timed out after " + std::to_string(timeout.count()) + " ms");
+  }
+  if (attempt->error) {
+    throw NetError(NetError::Kind::ConnectFailed, "connect to " + target + " failed: " + attempt->error.message());
+  }
+  error_code ignored;
+  attempt->socket.set_option(tcp::no_delay(true), ignored);
+  auto connection = std::make_shared<Connection>(Private{}, std::move(attempt->socket), limits, nullptr);
+  connection->start();
+  return connection;
+}
+
+std::shared_ptr<Connection> Connection::connect(asio::io_context& io, const std::string& host_port,
+                                                std::chrono::milliseconds timeout, FrameLimits limits) {
+  HostPort address = parse_host_port(host_port);
+  return connect(io, address.host, address.port, timeout, limits);
+}
+
+std::shared_ptr<Connection> Connection::accept(Socket socket, FrameLimits limits, RequestHandler handler) {
+  error_code ignored;
+  socket.set_option(tcp::no_delay(true), ignored);
+  auto connection = std::make_shared<Connection>(Private{}, std::move(socket), limits, std::move(handler));
+  connection->start();
+  return connection;
+}
+
+Connection::Connection(Private, Socket socket, FrameLimits limits, RequestHandler handler)
+    : socket_(std::move(socket)),
+      strand_(socket_.get_executor()),
+      limits_(limits),
+      handler_(std::move(handler)),
+      peer_(endpoint_text(socket_)),
+      decoder_(limits),
+      read_buffer_(kReadBufferBytes) {}
+
+Connection::~Connection() {
+  // Normally empty: close() or a broken socket already failed them. Left here when the io_context
+  // was stopped and destroyed the handlers that kept this connection alive.
+  fail(mark_closed(), "connection destroyed");
+}
+
+void Connection::start() {
+  asio::post(strand_, [self = shared_from_this()] { self->read_more(); });
+}
+
+// --------------------------------------------------------------------------------------- requests
+
+void Connection::request_async(capnp::MessageBuilder& message, Clock::duration timeout, ReplyCallback done) {
+  auto root = message.getRoot<wire::Envelope>();
+  const uint64_t id = next_request_id_.fetch_add(1);
+  root.setRequestId(id);
+  const auto kind = root.which();
+  auto frame = encode_frame(message, limits_);
+
+  std::unique_lock lock(pending_mutex_);
+  if (closed_) {
+    lock.unlock();
+    call_done(done,
+              std::make_exception_ptr(NetError(NetError::Kind::ConnectionClosed,
+                                               describe_request(id, kind) + " to " + peer_ + ": connection is closed")),
+              Frame{});
+    return;
+  }
+  auto timer = std::make_shared<asio::steady_timer>(strand_, timeout);
+  timer->async_wait([weak = weak_from_this(), id, timeout](const error_code& ec) {
+    if (ec) return;  // cancelled: the reply came, or the connection closed
+    if (auto self = weak.lock()) self->on_timeout(id, timeout);
+  });
+  pending_.emplace(id, Pending{std::move(done), std::move(timer), kind});
+  lock.unlock();
+  enqueue(kj::mv(frame));
+}
+
+std::future<Frame> Connection::request(capnp::MessageBuilder& message, Clock::duration timeout) {
+  auto promise = std::make_shared<std::promise<Frame>>();
+  auto future = promise->get_future();
+  request_async(message, timeout, [promise](std::exception_ptr error, Frame reply) {
+    if (error) {
+      promise->set_exception(error);
+    } else {
+      promise->set_value(std::move(reply));
+    }
+  });
+  return future;
+}
+
+bool Connection::send(capnp::MessageBuilder& message) { return enqueue(encode_frame(message, limits_)); }
+
+void Connection::on_timeout(uint64_t request_id, Clock::duration timeout) {
+  std::unique_lock lock(pending_mutex_);
+  auto it = pending_.find(request_id);
+  if (it == pending_.end()) return;
+  Pending pending = std::move(it->second);
+  pending_.erase(it);
+  lock.unlock();
+  call_done(pending.done,
+            std::make_exception_ptr(NetError(NetError::Kind::DeadlineExceeded,
+                                             describe_request(request_id, pending.kind) + " to " + peer_ +
+                                                 ": no reply within " + std::to_string(to_ms(timeout)) + " ms")),
+            Frame{});
+}
+
+size_t Connection::pending_requests() const {
+  std::lock_guard lock(pending_mutex_);
+  return pending_.size();
+}
+
+bool Connection::is_open() const {
+  std::lock_guard lock(pending_mutex_);
+  return !closed_;
+}
+
+// ------------------------------------------------------------------------------------------ closing
+
+std::vector<Connection::Pending> Connection::mark_closed() {
+  std::vector<Pending> out;
+  std::lock_guard lock(pending_mutex_);
+  closed_ = true;
+  out.reserve(pending_.size());
+  for (auto& [id, pending] : pending_) out.push_back(std::move(pending));
+  pending_.clear();
+  return out;
+}
+
+void Connection::fail(std::vector<Pending> pending, const std::string& reason) {
+  for (auto& p : pending) {
+    p.timer->cancel();
+    call_done(p.done,
+              std::make_exception_ptr(NetError(NetError::Kind::ConnectionClosed,
+                                               "connection to " + peer_ + " closed (" + reason + ") while " +
+                                                   message_kind_name(p.kind) + " request was pending")),
+              Frame{});
+  }
+}
+
+void Connection::close_with(const std::string& reason) {
+  auto pending = mark_closed();
+  asio::post(strand_, [self = shared_from_this()] { self->close_socket(); });
+  fail(std::move(pending), reason);
+}
+
+void Connection::close() { close_with("closed locally"); }
+
+void Connection::close_socket() {
+  if (socket_closed_) return;
+  socket_closed_ = true;
+  stop_reading_ = true;
+  error_code ignored;
+  socket_.shutdown(tcp::socket::shutdown_both, ignored);
+  socket_.close(ignored);
+  std::lock_guard lock(write_mutex_);
+  write_queue_.clear();
+}
+
+void Connection::close_after_flush() {
+  stop_reading_ = true;
+  bool idle;
+  {
+    std::lock_guard lock(write_mutex_);
+    idle = !write_scheduled_;
+  }
+  if (idle) {
+    close_socket();
+  } else {
+    close_after_flush_ = true;
+  }
+}
+
+// ------------------------------------------------------------------------------------------- reading
+
+void Connection::read_more() {
+  if (stop_reading_ || socket_closed_) return;
+  auto self = shared_from_this();
+  auto window = decoder_.body_window();
+  if (window.size() >= kDirectReadBytes) {
+    socket_.async_read_some(asio::buffer(window.data(), window.size()),
+                            [self](const error_code& ec, size_t n) { self->on_read(ec, n, true); });
+  } else {
+    socket_.async_read_some(asio::buffer(read_buffer_.data(), read_buffer_.size()),
+                            [self](const error_code& ec, size_t n) { self->on_read(ec, n, false); });
+  }
+}
+
+void Connection::on_read(const error_code& ec, size_t bytes, bool direct) {
+  if (ec) {
+    on_read_error(ec);
+    return;
+  }
+  if (direct) {
+    decoder_.commit_body(bytes);
+  } else {
+    decoder_.feed(std::span<const std::byte>(read_buffer_.data(), bytes));
+  }
+  drain_decoder();
+  if (!decoder_.failed()) read_more();
+}
+
+void Connection::on_read_error(const error_code& ec) {
+  if (socket_closed_) return;  // we closed it
+  std::string reason = ec == asio::error::eof ? "peer closed the connection" : ec.message();
+  try {
+    decoder_.finish();
+  } catch (const FrameError& e) {
+    reason += ", " + std::string(e.what());
+    net_log(peer_ + ": " + e.what());
+  }
+  close_with(reason);
+}
+
+void Connection::drain_decoder() {
+  while (decoder_.has_output() && !socket_closed_) {
+    Frame frame;
+    try {
+      frame = decoder_.pop();
+    } catch (const FrameError& e) {
+      on_frame_error(e);
+      continue;
+    }
+    dispatch(std::move(frame));
+  }
+}
+
+void Connection::dispatch(Frame frame) {
+  const uint64_t id = frame.envelope().getRequestId();
+  if (handler_) {
+    Responder responder(weak_from_this(), id);
+    std::string failure;
+    try {
+      handler_(std::move(frame), responder);
+    } catch (const std::exception& e) {
+      failure = e.what();
+    } catch (const kj::Exception& e) {
+      failure = e.getDescription().cStr();
+    }
+    if (!failure.empty()) {
+      net_log(peer_ + ": handler failed on request " + std::to_string(id) + ": " + failure);
+      responder.reply_error(wire::ErrorCode::INTERNAL, "handler failed: " + failure);
+    }
+    return;
+  }
+  std::unique_lock lock(pending_mutex_);
+  auto it = pending_.find(id);
+  if (it == pending_.end()) return;  // its deadline passed already: a late reply is dropped
+  Pending pending = std::move(it->second);
+  pending_.erase(it);
+  lock.unlock();
+  pending.timer->cancel();
+  call_done(pending.done, nullptr, std::move(frame));
+}
+
+void Connection::on_frame_error(const FrameError& error) {
+  const std::string what = error.what();
+  if (handler_) {
+    Responder responder(weak_from_this(), error.request_id().value_or(0));
+    responder.reply_error(wire::ErrorCode::BAD_REQUEST, what);
+    if (error.stream_usable()) {
+      net_log(peer_ + ": bad frame: " + what + "; replied badRequest");
+      return;
+    }
+    net_log(peer_ + ": bad frame: " + what + "; replied badRequest and closing the connection");
+    fail(mark_closed(), "bad frame from peer: " + what);
+    close_after_flush();
+    return;
+  }
+  // Client role: a malformed reply fails its own request when it can be told apart, else everything.
+  if (error.stream_usable() && error.request_id()) {
+    std::unique_lock lock(pending_mutex_);
+    auto it = pending_.find(*error.request_id());
+    if (it != pending_.end()) {
+      Pending pending = std::move(it->second);
+      pending_.erase(it);
+      lock.unlock();
+      net_log(peer_ + ": bad reply frame: " + what);
+      pending.timer->cancel();
+      call_done(pending.done, std::make_exception_ptr(error), Frame{});
+      return;
+    }
+  }
+  net_log(peer_ + ": bad frame: " + what + "; closing the connection");
+  close_with("bad frame from peer: " + what);
+}
+
+// ------------------------------------------------------------------------------------------- writing
+
+bool Connection::enqueue(kj::Array<capnp::word> frame) {
+  if (!is_open()) return false;
+  bool schedule = false;
+  {
+    std::lock_guard lock(write_mutex_);
+    write_queue_.push_back(kj::mv(frame));
+    if (!write_scheduled_) write_scheduled_ = schedule = true;
+  }
+  if (schedule) asio::post(strand_, [self = shared_from_this()] { self->write_batch(); });
+  return true;
+}
+
+void Connection::write_batch() {
+  {
+    std::lock_guard lock(write_mutex_);
+    for (auto& frame : write_queue_) writing_.push_back(kj::mv(frame));
+    write_queue_.clear();
+    if (writing_.empty() || socket_closed_) {
+      writing_.clear();
+      write_scheduled_ = false;
+      return;
+    }
+  }
+  std::vector<asio::const_buffer> buffers;
+  buffers.reserve(writing_.size());
+  for (auto& frame : writing_) buffers.emplace_back(frame.begin(), frame.size() * sizeof(capnp::word));
+  asio::async_write(socket_, buffers,
+                    [self = shared_from_this()](const error_code& ec, size_t) { self->on_written(ec); });
+}
+
+void Connection::on_written(const error_code& ec) {
+  writing_.clear();
+  if (ec) {
+    {
+      std::lock_guard lock(write_mutex_);
+      write_queue_.clear();
+      write_scheduled_ = false;
+    }
+    if (!socket_closed_) close_with("write failed: " + ec.message());
+    return;
+  }
+  bool more;
+  {
+    std::lock_guard lock(write_mutex_);
+    more = !write_queue_.empty();
+    if (!more) write_scheduled_ = false;
+  }
+  if (more) {
+    write_batch();
+  } else if (close_after_flush_) {
+    close_socket();
+  }
+}
+
+}  // namespace moe

@@ -1,0 +1,50 @@
+// A TCP server for frames: accepts connections on HOST:PORT (port 0 picks a free port; port() tells
+// which) and hands every incoming request to one handler with a Responder. Handlers run on the io
+// threads (one connection's requests one at a time); slow work should move to another thread and reply
+// from there. Bad frames are answered and logged by Connection; other connections go on unaffected.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include "runtime/net/connection.h"
+#include "runtime/wire/framing.h"
+
+namespace moe {
+
+class Server {
+ public:
+  // Binds and listens at once; throws NetError(ListenFailed) naming the address and the reason.
+  Server(boost::asio::io_context& io, const std::string& host, uint16_t port, RequestHandler handler,
+         FrameLimits limits = {});
+  ~Server();  // stop()
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  uint16_t port() const { return port_; }
+  const std::string& host() const { return host_; }
+  std::string address() const;  // "host:port" with the bound port
+
+  // Stops accepting, closes every connection, and waits for handler calls in progress to return; no
+  // handler starts afterwards. Replies sent later through a Responder are dropped. Idempotent. Called
+  // from inside a handler it does not wait (it cannot).
+  void stop();
+  size_t connection_count() const;  // open connections
+
+ private:
+  struct State;
+  std::shared_ptr<State> state_;
+  std::string host_;
+  uint16_t port_ = 0;
+};
+
+}  // namespace moe

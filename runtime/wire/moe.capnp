@@ -1,0 +1,248 @@
+# The one wire schema of moe-cluster: every frame on every connection (client, worker, coordinator,
+# moectl) is one Envelope. A request and its reply carry the same requestId; replies may come out of
+# order. Conventions:
+#   - Experts are named (layer, expert). Routed experts are 0..E-1; the shared expert, when the model
+#     has one, is expert E (ModelSpec::shared_expert_id()).
+#   - Tensors travel as one Data blob, row-major, little-endian, in the dtype the message names.
+#   - Epochs start at 1; 0 means "none" (a worker that serves nothing yet).
+#   - New fields are appended with the next ordinal; nothing is ever renumbered or removed.
+@0xe0403e2001638f54;
+
+using Cxx = import "/capnp/c++.capnp";
+$Cxx.namespace("moe::wire");
+
+struct Envelope {
+  requestId @0 :UInt64;
+  union {
+    error @1 :Error;                    # the reply to any request that failed
+
+    # Membership (worker -> coordinator).
+    registerWorker @2 :RegisterWorker;
+    registerReply @3 :RegisterReply;
+    heartbeat @4 :Heartbeat;
+    heartbeatReply @5 :HeartbeatReply;
+
+    # Model metadata and placement (client/worker -> coordinator).
+    getModel @6 :Void;
+    modelInfo @7 :ModelInfo;
+    getPlacement @8 :Void;
+    placement @9 :Placement;
+
+    # Placement change protocol (coordinator -> worker): prepare, commit, grace, release.
+    prepare @10 :Prepare;
+    prepareAck @11 :PrepareAck;
+    commit @12 :Commit;
+    release @13 :Release;
+    ack @14 :Ack;                       # the reply to commit, release and drain
+
+    # The data path (client -> worker).
+    forwardRequest @15 :ForwardRequest;
+    forwardReply @16 :ForwardReply;
+
+    # Control (moectl -> coordinator).
+    drain @17 :Drain;
+    rebalance @18 :Rebalance;
+    rebalanceReply @19 :RebalanceReply;
+    status @20 :Void;
+    statusReply @21 :StatusReply;
+  }
+}
+
+enum ErrorCode {
+  internal @0;           # a bug or an unexpected failure on the replying side
+  staleEpoch @1;         # the request was planned against an epoch the replier no longer serves
+  expertNotHosted @2;    # the worker does not host an expert the request names
+  badRequest @3;         # malformed frame, wrong sizes, inconsistent lists
+  overloaded @4;         # queue full: retry later or elsewhere
+  unauthorized @5;       # control-plane request without the right cluster token
+  deadlineExceeded @6;   # the replier gave up on the request's deadline
+  unknownLayer @7;       # the layer is out of range or not an MoE layer
+  notReady @8;           # no placement yet, experts still loading, coordinator starting
+}
+
+struct Error {
+  code @0 :ErrorCode;
+  message @1 :Text;      # one line: what was wrong, with which values
+  currentEpoch @2 :UInt64;  # the epoch the replier serves (0 if none): lets a client refresh
+}
+
+struct ExpertRef {
+  layer @0 :Int32;
+  expert @1 :Int32;
+}
+
+struct Capacity {
+  memoryBytes @0 :UInt64;   # memory the worker may fill with expert weights
+  expertSlots @1 :UInt32;   # how many expert copies it may host
+}
+
+struct RegisterWorker {
+  name @0 :Text;            # human-readable, e.g. the host name
+  address @1 :Text;         # "host:port" where the worker listens for forward requests
+  backend @2 :Text;         # "cpu", "cuda", ...
+  capacity @3 :Capacity;
+  clusterToken @4 :Text;
+  servingEpoch @5 :UInt64;  # a worker re-registering after a coordinator restart keeps serving this
+  hosted @6 :List(ExpertRef);  # ... with these experts loaded
+}
+
+struct RegisterReply {
+  workerId @0 :UInt32;
+  leaseMs @1 :UInt32;        # the worker is dead if no heartbeat comes within this
+  heartbeatMs @2 :UInt32;    # how often to send heartbeats
+  currentEpoch @3 :UInt64;
+}
+
+struct ExpertLoad {
+  layer @0 :Int32;
+  expert @1 :Int32;
+  tokens @2 :UInt64;         # tokens this worker computed for the expert within the window
+}
+
+struct Heartbeat {
+  workerId @0 :UInt32;
+  epoch @1 :UInt64;          # the epoch the worker serves
+  windowMs @2 :UInt32;       # the window the token counts cover
+  load @3 :List(ExpertLoad);
+  memoryUsedBytes @4 :UInt64;
+}
+
+struct HeartbeatReply {
+  leaseMs @0 :UInt32;
+  currentEpoch @1 :UInt64;
+  reregister @2 :Bool;       # the coordinator does not know this worker (it restarted): register again
+}
+
+struct RouterWeights {
+  layer @0 :Int32;
+  numExperts @1 :UInt32;
+  hidden @2 :UInt32;
+  weight @3 :Data;           # f32 [numExperts x hidden]
+  scoreBias @4 :Data;        # deepseek_v3 e_score_correction_bias, f32 [numExperts]; empty otherwise
+  sharedExpertGate @5 :Data; # qwen2_moe shared_expert_gate, f32 [hidden]; empty otherwise
+}
+
+struct ModelInfo {
+  specJson @0 :Text;         # the ModelSpec as HF-style config JSON (model_spec_to_config)
+  routers @1 :List(RouterWeights);  # one per MoE layer
+  name @2 :Text;             # the model's name or path, for display
+}
+
+enum WorkerState {
+  joining @0;                # registered, no experts yet
+  active @1;
+  draining @2;               # its experts are being moved away
+  dead @3;                   # lease expired
+}
+
+struct WorkerInfo {
+  id @0 :UInt32;
+  address @1 :Text;          # "host:port"
+  state @2 :WorkerState;
+}
+
+struct Replica {
+  workerId @0 :UInt32;
+  share @1 :Float32;         # the fraction of the expert's tokens this replica should take
+}
+
+struct Assignment {
+  layer @0 :Int32;
+  expert @1 :Int32;
+  replicas @2 :List(Replica);
+}
+
+struct Placement {
+  epoch @0 :UInt64;
+  workers @1 :List(WorkerInfo);
+  assignments @2 :List(Assignment);
+}
+
+struct Prepare {
+  epoch @0 :UInt64;          # the epoch being prepared
+  load @1 :List(ExpertRef);  # experts the worker gains in that epoch
+}
+
+struct PrepareAck {
+  epoch @0 :UInt64;
+  loaded @1 :List(ExpertRef);
+  memoryUsedBytes @2 :UInt64;
+}
+
+struct Commit {
+  placement @0 :Placement;   # the full placement of the new epoch
+}
+
+struct Release {
+  epoch @0 :UInt64;          # unload every expert not assigned to this worker in this epoch
+}
+
+struct Ack {
+  epoch @0 :UInt64;          # the epoch the replier serves after handling the request
+}
+
+enum DType {
+  f32 @0;
+  bf16 @1;
+}
+
+struct ForwardRequest {
+  epoch @0 :UInt64;          # the placement epoch the client planned against
+  layer @1 :Int32;
+  dtype @2 :DType;
+  numTokens @3 :UInt32;      # rows of `tokens`
+  hidden @4 :UInt32;
+  tokens @5 :Data;           # [numTokens x hidden] in dtype
+  # One entry per (token, expert) pair routed to this worker; parallel lists of equal length.
+  tokenIndex @6 :List(Int32);   # row of `tokens`
+  expertId @7 :List(Int32);
+  weight @8 :List(Float32);     # the routing weight of that pair
+  deadlineMs @9 :UInt32;        # how long the client waits; 0 = unspecified
+}
+
+struct ForwardReply {
+  numTokens @0 :UInt32;
+  hidden @1 :UInt32;
+  dtype @2 :DType;
+  output @3 :Data;           # [numTokens x hidden]: per token, sum over its experts of weight * expert(x)
+  computeMicros @4 :UInt64;  # time the worker spent computing, for latency breakdowns
+}
+
+struct Drain {
+  workerId @0 :UInt32;
+  clusterToken @1 :Text;
+}
+
+struct Rebalance {
+  clusterToken @0 :Text;
+  dryRun @1 :Bool;           # plan only: report what would move
+}
+
+struct RebalanceReply {
+  epoch @0 :UInt64;          # the new epoch (the current one on a dry run or when nothing moved)
+  expertsMoved @1 :UInt32;   # expert copies loaded somewhere new
+  imbalanceBefore @2 :Float32;  # max worker load / mean worker load
+  imbalanceAfter @3 :Float32;
+}
+
+struct WorkerStatus {
+  info @0 :WorkerInfo;
+  name @1 :Text;
+  backend @2 :Text;
+  capacity @3 :Capacity;
+  hosted @4 :List(ExpertRef);
+  load @5 :List(ExpertLoad);    # the last heartbeat's window
+  leaseRemainingMs @6 :UInt32;
+}
+
+struct LayerBalance {
+  layer @0 :Int32;
+  imbalance @1 :Float32;        # max worker load / mean worker load over the last window
+}
+
+struct StatusReply {
+  epoch @0 :UInt64;
+  workers @1 :List(WorkerStatus);
+  balance @2 :List(LayerBalance);
+  modelName @3 :Text;
+}

@@ -1,0 +1,102 @@
+// Tensor packing to and from wire Data blobs (see tensor_pack.h).
+#include "runtime/wire/tensor_pack.h"
+
+#include <bit>
+#include <cstdint>
+#include <cstring>
+
+#include "runtime/wire/wire_error.h"
+
+namespace moe {
+
+static_assert(std::endian::native == std::endian::little, "wire tensors are little-endian");
+
+DType from_wire_dtype(wire::DType dtype) {
+  switch (dtype) {
+    case wire::DType::F32: return DType::F32;
+    case wire::DType::BF16: return DType::BF16;
+  }
+  throw WireError("unknown wire dtype " + std::to_string(static_cast<unsigned>(dtype)) + " (known: f32, bf16)");
+}
+
+wire::DType to_wire_dtype(DType dtype) {
+  switch (dtype) {
+    case DType::F32: return wire::DType::F32;
+    case DType::BF16: return wire::DType::BF16;
+    case DType::F16: break;
+  }
+  throw WireError(std::string("dtype ") + dtype_name(dtype) + " cannot travel on the wire (use F32 or BF16)");
+}
+
+const char* wire_dtype_name(wire::DType dtype) {
+  switch (dtype) {
+    case wire::DType::F32: return "f32";
+    case wire::DType::BF16: return "bf16";
+  }
+  return "unknown";
+}
+
+size_t wire_dtype_size(wire::DType dtype) { return dtype_size(from_wire_dtype(dtype)); }
+
+size_t packed_tensor_bytes(wire::DType dtype, size_t elements) { return wire_dtype_size(dtype) * elements; }
+
+void pack_tensor(const void* src, DType src_type, size_t elements, wire::DType dtype, kj::ArrayPtr<kj::byte> dst) {
+  size_t expected = packed_tensor_bytes(dtype, elements);
+  if (dst.size() != expected) {
+    throw WireError("pack_tensor: destination of " + std::to_string(dst.size()) + " bytes, expected " +
+                    std::to_string(expected) + " (" + std::to_string(elements) + " x " + wire_dtype_name(dtype) + ")");
+  }
+  DType dst_type = from_wire_dtype(dtype);
+  if (src_type == dst_type) {
+    std::memcpy(dst.begin(), src, expected);
+    return;
+  }
+  // Element by element through f32, with memcpy: neither side needs to be aligned.
+  const auto* in = static_cast<const std::byte*>(src);
+  auto* out = dst.begin();
+  for (size_t i = 0; i < elements; ++i) {
+    float value;
+    if (src_type == DType::F32) {
+      std::memcpy(&value, in + 4 * i, 4);
+    } else {
+      uint16_t half;
+      std::memcpy(&half, in + 2 * i, 2);
+      value = src_type == DType::BF16 ? bf16_to_f32(half) : f16_to_f32(half);
+    }
+    if (dst_type == DType::F32) {
+      std::memcpy(out + 4 * i, &value, 4);
+    } else {
+      uint16_t packed = f32_to_bf16(value);
+      std::memcpy(out + 2 * i, &packed, 2);
+    }
+  }
+}
+
+void pack_tensor(std::span<const float> src, wire::DType dtype, kj::ArrayPtr<kj::byte> dst) {
+  pack_tensor(src.data(), DType::F32, src.size(), dtype, dst);
+}
+
+void unpack_tensor(capnp::Data::Reader blob, wire::DType dtype, std::span<float> dst, const std::string& what) {
+  size_t expected = packed_tensor_bytes(dtype, dst.size());
+  if (blob.size() != expected) {
+    throw WireError(what + ": blob of " + std::to_string(blob.size()) + " bytes, expected " +
+                    std::to_string(expected) + " (" + std::to_string(dst.size()) + " x " + wire_dtype_name(dtype) + ")");
+  }
+  if (dtype == wire::DType::F32) {
+    std::memcpy(dst.data(), blob.begin(), expected);
+    return;
+  }
+  for (size_t i = 0; i < dst.size(); ++i) {
+    uint16_t packed;
+    std::memcpy(&packed, blob.begin() + 2 * i, 2);
+    dst[i] = bf16_to_f32(packed);
+  }
+}
+
+std::vector<float> unpack_tensor(capnp::Data::Reader blob, wire::DType dtype, size_t elements, const std::string& what) {
+  std::vector<float> out(elements);
+  unpack_tensor(blob, dtype, std::span<float>(out), what);
+  return out;
+}
+
+}  // namespace moe

@@ -1,0 +1,239 @@
+// Every kind of bad frame: garbage, truncation in the segment table and in the body, too many segments,
+// over the size limit (caught from the header alone, before any allocation), malformed contents,
+// nesting and traversal limits, and outgoing frames over the limit.
+#include <gtest/gtest.h>
+
+#include <capnp/message.h>
+
+#include <cstring>
+#include <string>
+
+#include "runtime/wire/framing.h"
+#include "tests/unit/wire/raw_frames.h"
+
+namespace moe {
+namespace {
+
+std::span<const std::byte> bytes_of(const std::string& text) {
+  return std::as_bytes(std::span<const char>(text.data(), text.size()));
+}
+
+std::vector<std::byte> valid_frame(uint64_t request_id) {
+  capnp::MallocMessageBuilder message;
+  auto envelope = message.initRoot<wire::Envelope>();
+  envelope.setRequestId(request_id);
+  envelope.initError().setMessage("a valid frame");
+  auto frame = encode_frame(message);
+  auto bytes = frame_bytes(frame);
+  return {bytes.begin(), bytes.end()};
+}
+
+// Feeds `bytes` and returns the error the decoder reports (fails the test when there is none).
+FrameError first_error(FrameDecoder& decoder, std::span<const std::byte> bytes) {
+  decoder.feed(bytes);
+  if (!decoder.has_output()) {
+    ADD_FAILURE() << "no output after " << bytes.size() << " bytes";
+    return FrameError(FrameError::Kind::Malformed, "none");
+  }
+  try {
+    decoder.pop();
+  } catch (const FrameError& e) {
+    return e;
+  }
+  ADD_FAILURE() << "decoded a frame, expected an error";
+  return FrameError(FrameError::Kind::Malformed, "none");
+}
+
+TEST(BadFrame, HttpGarbageIsTooManySegments) {
+  FrameDecoder decoder;
+  // "GET " read as a little-endian u32 is 0x20544547: a segment count of 542393672.
+  auto error = first_error(decoder, bytes_of("GET / HTTP/1.1\r\nHost: worker\r\n\r\n"));
+  EXPECT_EQ(error.kind(), FrameError::Kind::TooManySegments);
+  EXPECT_STREQ(error.what(), "segment count 542393672 exceeds 512");
+  EXPECT_FALSE(error.stream_usable());
+  EXPECT_TRUE(decoder.failed());
+  // A failed decoder ignores whatever follows.
+  auto more = valid_frame(1);
+  decoder.feed(more);
+  EXPECT_FALSE(decoder.has_output());
+}
+
+TEST(BadFrame, SegmentCountOverTheLimit) {
+  FrameDecoder decoder;
+  auto error = first_error(decoder, moe::test::segment_table(600, 1));
+  EXPECT_EQ(error.kind(), FrameError::Kind::TooManySegments);
+  EXPECT_STREQ(error.what(), "segment count 600 exceeds 512");
+
+  FrameLimits limits;
+  limits.max_segments = 4;
+  FrameDecoder strict(limits);
+  EXPECT_STREQ(first_error(strict, moe::test::segment_table(5, 1)).what(), "segment count 5 exceeds 4");
+  FrameDecoder at_limit(limits);
+  at_limit.feed(moe::test::segment_table(4, 1));
+  EXPECT_FALSE(at_limit.has_output());  // 4 segments are allowed: it waits for their bodies
+  EXPECT_TRUE(at_limit.mid_frame());
+}
+
+TEST(BadFrame, SizeOverTheLimitIsCaughtFromTheHeaderAlone) {
+  FrameDecoder decoder;
+  // One segment of 10,000,000 words: the 8-byte header is all the decoder gets.
+  auto header = moe::test::segment_table(1, 10'000'000);
+  ASSERT_EQ(header.size(), 8u);
+  auto error = first_error(decoder, header);
+  EXPECT_EQ(error.kind(), FrameError::Kind::TooLarge);
+  EXPECT_STREQ(error.what(), "frame of 80000008 bytes exceeds the limit of 67108864 bytes");
+  EXPECT_TRUE(decoder.failed());
+  EXPECT_TRUE(decoder.body_window().empty());  // nothing was allocated for the body
+}
+
+TEST(BadFrame, SizeSummedOverSegmentsIsChecked) {
+  FrameLimits limits;
+  limits.max_message_bytes = 1024;
+  FrameDecoder decoder(limits);
+  // 3 segments of 50 words: 16 bytes of table + 1200 bytes of segments.
+  auto error = first_error(decoder, moe::test::segment_table(3, 50));
+  EXPECT_EQ(error.kind(), FrameError::Kind::TooLarge);
+  EXPECT_STREQ(error.what(), "frame of 1216 bytes exceeds the limit of 1024 bytes");
+}
+
+TEST(BadFrame, TruncatedInsideTheFirstWord) {
+  auto frame = valid_frame(1);
+  FrameDecoder decoder;
+  decoder.feed(std::span(frame).first(5));
+  EXPECT_TRUE(decoder.mid_frame());
+  try {
+    decoder.finish();
+    FAIL() << "finish() accepted a truncated frame";
+  } catch (const FrameError& e) {
+    EXPECT_EQ(e.kind(), FrameError::Kind::Truncated);
+    EXPECT_STREQ(e.what(), "stream ended inside a segment table (5 of at least 8 bytes)");
+  }
+}
+
+TEST(BadFrame, TruncatedMidSegmentTable) {
+  FrameDecoder decoder;
+  auto table = moe::test::segment_table(3, 2);  // 16 bytes of table
+  decoder.feed(std::span(table).first(12));
+  EXPECT_FALSE(decoder.has_output());
+  try {
+    decoder.finish();
+    FAIL() << "finish() accepted a truncated segment table";
+  } catch (const FrameError& e) {
+    EXPECT_EQ(e.kind(), FrameError::Kind::Truncated);
+    EXPECT_STREQ(e.what(), "stream ended inside a segment table (12 of 16 bytes)");
+  }
+}
+
+TEST(BadFrame, TruncatedBody) {
+  auto frame = valid_frame(1);
+  FrameDecoder decoder;
+  decoder.feed(std::span(frame).first(frame.size() - 3));
+  EXPECT_FALSE(decoder.has_output());
+  try {
+    decoder.finish();
+    FAIL() << "finish() accepted a truncated body";
+  } catch (const FrameError& e) {
+    EXPECT_EQ(e.kind(), FrameError::Kind::Truncated);
+    EXPECT_EQ(std::string(e.what()), "stream ended inside a frame body (" + std::to_string(frame.size() - 3) +
+                                         " of " + std::to_string(frame.size()) + " bytes)");
+  }
+  EXPECT_THROW(decode_frame(std::span(frame).first(frame.size() - 3)), FrameError);
+}
+
+TEST(BadFrame, TrailingBytesAfterOneFrame) {
+  auto frame = valid_frame(1);
+  frame.push_back(std::byte{0});
+  EXPECT_THROW(decode_frame(frame), FrameError);
+}
+
+TEST(BadFrame, OutOfBoundsPointerIsMalformedAndTheStreamGoesOn) {
+  // Root struct (2 data words = requestId 99 + union tag, 1 pointer) whose pointer points far past the
+  // segment's end.
+  auto bad = moe::test::single_segment_frame(
+      {moe::test::struct_pointer(0, 2, 1), 99, 0, moe::test::struct_pointer(1000, 1, 0)});
+  auto good = valid_frame(100);
+  std::vector<std::byte> stream = bad;
+  stream.insert(stream.end(), good.begin(), good.end());
+
+  FrameDecoder decoder;
+  decoder.feed(stream);
+  try {
+    decoder.pop();
+    FAIL() << "decoded an out-of-bounds pointer";
+  } catch (const FrameError& e) {
+    EXPECT_EQ(e.kind(), FrameError::Kind::Malformed);
+    EXPECT_TRUE(e.stream_usable());
+    ASSERT_TRUE(e.request_id().has_value());
+    EXPECT_EQ(*e.request_id(), 99u);  // so a server can answer the right request
+    EXPECT_NE(std::string(e.what()).find("malformed frame of 40 bytes"), std::string::npos) << e.what();
+  }
+  ASSERT_TRUE(decoder.has_output());
+  EXPECT_EQ(decoder.pop().envelope().getRequestId(), 100u);
+}
+
+TEST(BadFrame, EmptySegmentIsMalformed) {
+  auto error_frame = moe::test::single_segment_frame({});
+  try {
+    decode_frame(error_frame);
+    FAIL() << "decoded a frame with an empty segment";
+  } catch (const FrameError& e) {
+    EXPECT_EQ(e.kind(), FrameError::Kind::Malformed);
+    EXPECT_FALSE(e.request_id().has_value());
+  }
+}
+
+TEST(BadFrame, NestingOverTheLimit) {
+  FrameLimits limits;
+  limits.nesting_limit = 16;
+  EXPECT_NO_THROW(decode_frame(moe::test::single_segment_frame(moe::test::nested_struct_words(10)), limits));
+  try {
+    decode_frame(moe::test::single_segment_frame(moe::test::nested_struct_words(40)), limits);
+    FAIL() << "decoded a message nested 40 deep with a nesting limit of 16";
+  } catch (const FrameError& e) {
+    EXPECT_EQ(e.kind(), FrameError::Kind::Malformed);
+    EXPECT_NE(std::string(e.what()).find("nested"), std::string::npos) << e.what();
+  }
+}
+
+TEST(BadFrame, TraversalLimitStopsAmplification) {
+  // 100 pointers to one 300-word blob: 3.2 KB on the wire, 30,000 words to traverse.
+  auto frame = moe::test::single_segment_frame(moe::test::amplified_words(100, 300));
+  FrameLimits small;
+  small.max_message_bytes = 4096;  // traversal limit 4 * 512 = 2048 words
+  ASSERT_LE(frame.size(), small.max_message_bytes);
+  try {
+    decode_frame(frame, small);
+    FAIL() << "decoded an amplified message under a traversal limit of " << small.traversal_limit_words();
+  } catch (const FrameError& e) {
+    EXPECT_EQ(e.kind(), FrameError::Kind::Malformed);
+    EXPECT_NE(std::string(e.what()).find("traversal limit"), std::string::npos) << e.what();
+  }
+  // The same bytes pass under the default limits (traversal limit 32 Mi words): only the limit refused it.
+  EXPECT_NO_THROW(decode_frame(frame));
+}
+
+TEST(BadFrame, OutgoingFrameOverTheLimitIsRefusedBeforeSending) {
+  capnp::MallocMessageBuilder message;
+  auto request = message.initRoot<wire::Envelope>().initForwardRequest();
+  request.initTokens(4000);
+  FrameLimits limits;
+  limits.max_message_bytes = 2048;
+  try {
+    encode_frame(message, limits);
+    FAIL() << "encoded a frame over the limit";
+  } catch (const FrameError& e) {
+    EXPECT_EQ(e.kind(), FrameError::Kind::TooLarge);
+    EXPECT_NE(std::string(e.what()).find("outgoing frame of"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("exceeds the limit of 2048 bytes"), std::string::npos) << e.what();
+  }
+  EXPECT_NO_THROW(encode_frame(message));
+}
+
+TEST(BadFrame, InvalidLimitsAreRejected) {
+  FrameLimits limits;
+  limits.max_segments = 0;
+  EXPECT_THROW(FrameDecoder{limits}, std::invalid_argument);
+}
+
+}  // namespace
+}  // namespace moe

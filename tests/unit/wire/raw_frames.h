@@ -1,0 +1,64 @@
+// Hand-made frames for tests: raw segment tables and words that no builder would write (bad pointers,
+// deep nesting, many pointers to one blob), so that the decoder's checks can be exercised one by one.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+namespace moe::test {
+
+// A single-segment frame: segment table (1 segment of words.size() words) followed by `words`.
+inline std::vector<std::byte> single_segment_frame(const std::vector<uint64_t>& words) {
+  std::vector<std::byte> out(8 + 8 * words.size());
+  uint32_t table[2] = {0, static_cast<uint32_t>(words.size())};
+  std::memcpy(out.data(), table, 8);
+  if (!words.empty()) std::memcpy(out.data() + 8, words.data(), 8 * words.size());
+  return out;
+}
+
+// A segment table alone: `segments` segments, each `words_each` words long.
+inline std::vector<std::byte> segment_table(uint32_t segments, uint32_t words_each) {
+  std::vector<uint32_t> table(1 + segments, words_each);
+  table[0] = segments - 1;
+  if (table.size() % 2) table.push_back(0);  // pad to 8 bytes
+  std::vector<std::byte> out(4 * table.size());
+  std::memcpy(out.data(), table.data(), out.size());
+  return out;
+}
+
+// Struct pointer: `offset` words from the end of the pointer, with the given section sizes.
+inline uint64_t struct_pointer(int32_t offset, uint16_t data_words, uint16_t pointers) {
+  uint64_t low = static_cast<uint32_t>(offset) << 2;  // kind 0 = struct
+  return (low & 0xffffffffu) | (uint64_t{data_words} << 32) | (uint64_t{pointers} << 48);
+}
+
+// List-of-bytes pointer (Data): `offset` words from the end of the pointer, `bytes` elements.
+inline uint64_t byte_list_pointer(int32_t offset, uint32_t bytes) {
+  uint64_t low = (static_cast<uint32_t>(offset) << 2) | 1u;  // kind 1 = list
+  return (low & 0xffffffffu) | (uint64_t{(bytes << 3) | 2u} << 32);  // element size 2 = byte
+}
+
+// A chain of `depth` structs, each holding one pointer to the next: nesting `depth` levels deep.
+inline std::vector<uint64_t> nested_struct_words(int depth) {
+  std::vector<uint64_t> words;
+  for (int i = 0; i < depth; ++i) words.push_back(struct_pointer(0, 0, 1));
+  words.push_back(0);  // null pointer ends the chain
+  return words;
+}
+
+// Root struct with `pointers` pointers that all point at one Data blob of `blob_words` words: small on
+// the wire, `pointers * blob_words` words to traverse.
+inline std::vector<uint64_t> amplified_words(int pointers, int blob_words) {
+  std::vector<uint64_t> words;
+  words.push_back(struct_pointer(0, 0, static_cast<uint16_t>(pointers)));
+  const int blob_start = 1 + pointers;
+  for (int j = 0; j < pointers; ++j) {
+    words.push_back(byte_list_pointer(blob_start - (2 + j), static_cast<uint32_t>(8 * blob_words)));
+  }
+  for (int k = 0; k < blob_words; ++k) words.push_back(0x0101010101010101ull * (k % 251));
+  return words;
+}
+
+}  // namespace moe::test
