@@ -76,12 +76,15 @@ double peer_ms(const BenchEngineOptions& o, int64_t tokens) {
   return it == peer.end() ? -1 : it->second;
 }
 
-std::string fixed(double v, int precision) {
+std::string fixed_or_dash(double v, int precision) {  // negative: not measured
   if (v < 0) return "-";
   std::ostringstream s;
   s << std::fixed << std::setprecision(precision) << v;
   return s.str();
 }
+
+// Milliseconds with enough decimals to stay readable for tiny layers.
+std::string millis(double seconds) { return fixed_or_dash(seconds * 1e3, seconds < 1e-3 ? 4 : 2); }
 
 void validate(const BenchEngineOptions& o) {
   auto fail = [](const std::string& m) { throw std::invalid_argument("bench engine: " + m); };
@@ -145,7 +148,7 @@ int run_bench_engine(const BenchEngineOptions& o, std::ostream& out) {
       << "  shape: hidden " << H << ", intermediate " << I << ", experts " << E << ", top_k " << o.top_k
       << ", f32 weights; routing: Router (mixtral softmax top-k); each figure the median of repeated runs\n"
       << "  GFLOP/s counts 2*3*H*I per (token, expert) assignment; sgemm ceiling = OpenBLAS sgemm alone on\n"
-      << "  the same per-expert GEMMs ([n_e,H]x[H,2I] and [n_e,I]x[I,H]); memcpy " << fixed(memcpy_gbs, 1)
+      << "  the same per-expert GEMMs ([n_e,H]x[H,2I] and [n_e,I]x[I,H]); memcpy " << fixed_or_dash(memcpy_gbs, 1)
       << " GB/s (bytes copied / s, " << (o.memcpy_bytes >> 20) << " MiB buffer)\n\n";
 
   const std::vector<std::pair<std::string, int>> columns{
@@ -192,15 +195,15 @@ int run_bench_engine(const BenchEngineOptions& o, std::ostream& out) {
     const double weight_bytes = static_cast<double>(touched) * 3.0 * static_cast<double>(H * I) * sizeof(float);
     const double peer = peer_ms(o, T);
     const std::vector<std::string> cells{std::to_string(T),
-                                         fixed(ours_s * 1e3, 2),
-                                         fixed(flops / ours_s / 1e9, 1),
-                                         fixed(sgemm_s * 1e3, 2),
-                                         fixed(flops / sgemm_s / 1e9, 1),
-                                         fixed(100.0 * sgemm_s / ours_s, 0) + "%",
-                                         fixed(peer, 1),
-                                         peer < 0 ? "-" : fixed(peer / (ours_s * 1e3), 2) + "x",
-                                         T == 1 ? fixed(weight_bytes / ours_s / 1e9, 1) : "-",
-                                         T == 1 ? fixed(memcpy_gbs, 1) : "-"};
+                                         millis(ours_s),
+                                         fixed_or_dash(flops / ours_s / 1e9, 1),
+                                         millis(sgemm_s),
+                                         fixed_or_dash(flops / sgemm_s / 1e9, 1),
+                                         fixed_or_dash(100.0 * sgemm_s / ours_s, 0) + "%",
+                                         fixed_or_dash(peer, 1),
+                                         peer < 0 ? "-" : fixed_or_dash(peer / (ours_s * 1e3), 2) + "x",
+                                         T == 1 ? fixed_or_dash(weight_bytes / ours_s / 1e9, 1) : "-",
+                                         T == 1 ? fixed_or_dash(memcpy_gbs, 1) : "-"};
     for (size_t c = 0; c < cells.size(); ++c) out << std::setw(columns[c].second) << cells[c];
     out << "\n";
   }

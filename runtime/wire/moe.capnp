@@ -126,6 +126,8 @@ struct ModelInfo {
   specJson @0 :Text;         # the ModelSpec as HF-style config JSON (model_spec_to_config)
   routers @1 :List(RouterWeights);  # one per MoE layer
   name @2 :Text;             # the model's name or path, for display
+  source @3 :Text;           # where workers load expert weights: "hf:DIR" (a path every node can read)
+                             # or "synthetic:PRESET:SEED" (see runtime/model/layer_source_factory.h)
 }
 
 enum WorkerState {

@@ -1,0 +1,33 @@
+// The /metrics endpoint of one process: a prometheus-cpp registry served over HTTP on a port, plus the
+// `moe_build_info` gauge every process exports. Port 0 means "no endpoint" (the registry still works,
+// so code can record metrics unconditionally).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include <prometheus/registry.h>
+
+namespace prometheus {
+class Exposer;
+}
+
+namespace moe {
+
+class MetricsEndpoint {
+ public:
+  // Binds HOST:PORT (host defaults to 0.0.0.0 for daemons; tests pass 127.0.0.1). Throws
+  // std::runtime_error naming the address when it cannot bind.
+  MetricsEndpoint(const std::string& host, uint16_t port, const std::string& component, const std::string& backend);
+  ~MetricsEndpoint();
+  prometheus::Registry& registry() { return *registry_; }
+  std::shared_ptr<prometheus::Registry> shared_registry() { return registry_; }
+  uint16_t port() const;  // the bound port (0 when disabled)
+
+ private:
+  std::shared_ptr<prometheus::Registry> registry_;
+  std::unique_ptr<prometheus::Exposer> exposer_;
+};
+
+}  // namespace moe
