@@ -1,4 +1,4 @@
-// The engine benchmark (see bench_engine.h): a seeded synthetic Mixtral-style layer routed by the real
+// The engine benchmark (see bench_engine.h): layer 0 of a seeded synthetic Mixtral-style model routed by its
 // Router, run through the CPU backend; the same per-expert GEMMs run alone through OpenBLAS sgemm as the
 // ceiling; memcpy bandwidth as the ceiling of decode (T = 1), which only streams weights.
 #include "cli/bench_engine.h"
@@ -7,12 +7,10 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cmath>
 #include <cstring>
 #include <iomanip>
 #include <map>
 #include <memory>
-#include <set>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -20,12 +18,13 @@
 
 #include "kernels/cpu/cpu_backend.h"
 #include "runtime/model/model_spec.h"
+#include "runtime/model/synthetic_model.h"
 #include "runtime/routing/router.h"
 
 namespace moe {
 namespace {
 
-// Deterministic uniform floats in [-scale, scale) (splitmix64): the same seed gives the same layer.
+// Deterministic uniform floats in [-scale, scale) (splitmix64), for the input tokens.
 class SeededUniform {
  public:
   explicit SeededUniform(uint64_t seed) : state_(seed) {}
@@ -68,6 +67,32 @@ struct SyntheticExpert {
   std::vector<float> down;     // [H, I]
 };
 
+// Different inputs cycled through for decode-sized batches (see run_bench_engine).
+constexpr int kDecodeInputs = 8;
+
+// One batch of random tokens, routed: the backend's assignments and the tokens per expert.
+struct RoutedInput {
+  Matrix x;
+  std::vector<TokenAssignment> assignments;
+  std::vector<int64_t> per_expert;
+};
+
+RoutedInput route_random_input(const Router& router, int64_t tokens, int experts, SeededUniform& rng) {
+  RoutedInput in;
+  in.x = Matrix(tokens, router.spec().hidden_size);
+  rng.fill(in.x.data.data(), in.x.data.size(), 1.f);
+  const RoutingResult routing = router.route(in.x);
+  in.per_expert.assign(static_cast<size_t>(experts), 0);
+  for (int64_t t = 0; t < tokens; ++t) {
+    for (int k = 0; k < routing.top_k; ++k) {
+      const size_t idx = static_cast<size_t>(t * routing.top_k + k);
+      in.assignments.push_back({static_cast<int32_t>(t), routing.topk_ids[idx], routing.topk_weights[idx]});
+      ++in.per_expert[static_cast<size_t>(routing.topk_ids[idx])];
+    }
+  }
+  return in;
+}
+
 // Peer figures of issue #2 (PyTorch CPU, HF-style expert loop, 2 cores) on the default shape, ms.
 double peer_ms(const BenchEngineOptions& o, int64_t tokens) {
   if (o.hidden != 1024 || o.intermediate != 3584 || o.experts != 8 || o.top_k != 2) return -1;
@@ -107,34 +132,34 @@ int run_bench_engine(const BenchEngineOptions& o, std::ostream& out) {
   const int64_t H = o.hidden, I = o.intermediate;
   const int E = o.experts;
 
-  // The layer: router weights and experts from one seed.
-  ModelSpec spec;
-  spec.family = ModelFamily::Mixtral;
-  spec.hidden_size = H;
-  spec.moe_intermediate_size = I;
-  spec.num_experts = E;
-  spec.top_k = o.top_k;
-  spec.num_hidden_layers = 1;
-  spec.moe_layers = {0};
-  SeededUniform rng(o.seed);
-  RouterWeights router_weights;
-  router_weights.gate = Matrix(E, H);
-  rng.fill(router_weights.gate.data.data(), router_weights.gate.data.size(), 1.f / std::sqrt(static_cast<float>(H)));
-  const Router router(spec, router_weights);
+  // The layer: layer 0 of a seeded synthetic Mixtral-style model (f32 weights), routed by its Router.
+  SyntheticModelOptions model;
+  model.family = ModelFamily::Mixtral;
+  model.hidden = H;
+  model.intermediate = I;
+  model.experts = E;
+  model.top_k = o.top_k;
+  model.layers = 1;
+  model.dtype = DType::F32;
+  model.seed = o.seed;
+  const SyntheticLayerSource source(model);
+  const Router router(source.spec(), source.router_weights(0));
 
+  // Each expert into the backend, and kept here as f32 with gate and up stacked ([2I, H]) for the
+  // sgemm ceiling, which then runs the very GEMMs the backend runs.
   auto backend = std::make_unique<CpuBackend>(CpuBackendOptions{.threads = o.threads});
   std::vector<SyntheticExpert> experts(static_cast<size_t>(E));
   for (int e = 0; e < E; ++e) {
+    const ExpertWeights weights = source.expert_weights(0, e);
+    backend->load_expert({0, e}, weights.view);
     auto& w = experts[static_cast<size_t>(e)];
     w.gate_up.resize(static_cast<size_t>(2 * I * H));
     w.down.resize(static_cast<size_t>(H * I));
-    rng.fill(w.gate_up.data(), w.gate_up.size(), 1.f / std::sqrt(static_cast<float>(H)));
-    rng.fill(w.down.data(), w.down.size(), 1.f / std::sqrt(static_cast<float>(I)));
-    ExpertWeightsView view{{DType::F32, w.gate_up.data(), I, H},
-                           {DType::F32, w.gate_up.data() + I * H, I, H},
-                           {DType::F32, w.down.data(), H, I}};
-    backend->load_expert({0, e}, view);
+    convert_to_f32(weights.view.gate.dtype, weights.view.gate.data, w.gate_up.data(), static_cast<size_t>(I * H));
+    convert_to_f32(weights.view.up.dtype, weights.view.up.data, w.gate_up.data() + I * H, static_cast<size_t>(I * H));
+    convert_to_f32(weights.view.down.dtype, weights.view.down.data, w.down.data(), static_cast<size_t>(H * I));
   }
+  SeededUniform rng(o.seed);  // the input tokens
 
   // Machine ceiling for streaming: memcpy of a buffer much larger than cache.
   std::vector<char> src(static_cast<size_t>(o.memcpy_bytes), 1), dst(static_cast<size_t>(o.memcpy_bytes), 0);
@@ -146,7 +171,8 @@ int run_bench_engine(const BenchEngineOptions& o, std::ostream& out) {
 
   out << "moectl bench engine: one MoE layer through the CPU backend (" << backend->threads() << " threads)\n"
       << "  shape: hidden " << H << ", intermediate " << I << ", experts " << E << ", top_k " << o.top_k
-      << ", f32 weights; routing: Router (mixtral softmax top-k); each figure the median of repeated runs\n"
+      << ", f32 weights (synthetic model, seed " << o.seed
+      << "); routing: Router (mixtral softmax top-k); each figure the median of repeated runs\n"
       << "  GFLOP/s counts 2*3*H*I per (token, expert) assignment; sgemm ceiling = OpenBLAS sgemm alone on\n"
       << "  the same per-expert GEMMs ([n_e,H]x[H,2I] and [n_e,I]x[I,H]); memcpy " << fixed_or_dash(memcpy_gbs, 1)
       << " GB/s (bytes copied / s, " << (o.memcpy_bytes >> 20) << " MiB buffer)\n\n";
@@ -159,28 +185,29 @@ int run_bench_engine(const BenchEngineOptions& o, std::ostream& out) {
   out << "\n";
 
   for (int64_t T : o.tokens) {
-    Matrix x(T, H);
-    rng.fill(x.data.data(), x.data.size(), 1.f);
-    const RoutingResult routing = router.route(x);
-    std::vector<TokenAssignment> assignments;
-    std::vector<int64_t> per_expert(static_cast<size_t>(E), 0);
-    for (int64_t t = 0; t < T; ++t) {
-      for (int k = 0; k < routing.top_k; ++k) {
-        size_t idx = static_cast<size_t>(t * routing.top_k + k);
-        assignments.push_back({static_cast<int32_t>(t), routing.topk_ids[idx], routing.topk_weights[idx]});
-        ++per_expert[static_cast<size_t>(routing.topk_ids[idx])];
-      }
-    }
+    // When T tokens cannot touch every expert (decode), successive runs use different inputs, so the
+    // weights come from memory as in a real model (where the next call is another layer), not from a
+    // cache still holding the previous run's experts.
+    const int num_inputs = T * o.top_k < E ? kDecodeInputs : 1;
+    std::vector<RoutedInput> inputs;
+    for (int v = 0; v < num_inputs; ++v) inputs.push_back(route_random_input(router, T, E, rng));
     std::vector<float> y(static_cast<size_t>(T * H));
-    const double ours_s = median_seconds(o, [&] { backend->forward(0, x.data.data(), T, H, assignments, y.data()); });
+    size_t next = 0;
+    const double ours_s = median_seconds(o, [&] {
+      const RoutedInput& in = inputs[next++ % inputs.size()];
+      backend->forward(0, in.x.data.data(), T, H, in.assignments, y.data());
+    });
 
     // Ceiling: the same GEMM shapes through sgemm alone, on preallocated buffers.
-    const int64_t max_n = *std::max_element(per_expert.begin(), per_expert.end());
+    int64_t max_n = 0;
+    for (const RoutedInput& in : inputs) max_n = std::max(max_n, *std::max_element(in.per_expert.begin(), in.per_expert.end()));
     std::vector<float> xs(static_cast<size_t>(max_n * H), 0.5f), gu(static_cast<size_t>(max_n * 2 * I)),
         act(static_cast<size_t>(max_n * I), 0.25f), ys(static_cast<size_t>(max_n * H));
+    next = 0;
     const double sgemm_s = median_seconds(o, [&] {
+      const RoutedInput& in = inputs[next++ % inputs.size()];
       for (int e = 0; e < E; ++e) {
-        const int64_t n = per_expert[static_cast<size_t>(e)];
+        const int64_t n = in.per_expert[static_cast<size_t>(e)];
         if (n == 0) continue;
         const auto& w = experts[static_cast<size_t>(e)];
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, 2 * I, H, 1.f, xs.data(), H, w.gate_up.data(), H, 0.f,
@@ -190,9 +217,12 @@ int run_bench_engine(const BenchEngineOptions& o, std::ostream& out) {
       }
     });
 
-    const double flops = 6.0 * static_cast<double>(H) * static_cast<double>(I) * static_cast<double>(assignments.size());
-    const int64_t touched = std::count_if(per_expert.begin(), per_expert.end(), [](int64_t n) { return n > 0; });
-    const double weight_bytes = static_cast<double>(touched) * 3.0 * static_cast<double>(H * I) * sizeof(float);
+    const double flops = 6.0 * static_cast<double>(H) * static_cast<double>(I) * static_cast<double>(T * o.top_k);
+    double touched = 0;  // experts with tokens, averaged over the inputs
+    for (const RoutedInput& in : inputs)
+      touched += static_cast<double>(std::count_if(in.per_expert.begin(), in.per_expert.end(), [](int64_t n) { return n > 0; }));
+    touched /= static_cast<double>(inputs.size());
+    const double weight_bytes = touched * 3.0 * static_cast<double>(H * I) * sizeof(float);
     const double peer = peer_ms(o, T);
     const std::vector<std::string> cells{std::to_string(T),
                                          millis(ours_s),

@@ -47,7 +47,7 @@ void write_routing(const std::filesystem::path& path, const RoutingResult& routi
   std::vector<int64_t> shape{routing.num_tokens, routing.top_k};
   // safetensors has no I32 in DType (we only compute in floats), so write the ids through the raw writer.
   SafetensorsWriter writer(path);
-  writer.declare_raw("topk_ids", "I32", shape);
+  writer.declare_raw("topk_ids", "I32", 4, shape);
   writer.declare("topk_weights", DType::F32, shape);
   writer.begin();
   writer.write(as_bytes_of(routing.topk_ids));

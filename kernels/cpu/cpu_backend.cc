@@ -199,8 +199,10 @@ void CpuBackend::forward(int32_t layer, const float* x, int64_t num_tokens, int6
     g.tokens.push_back(t.token);
     g.routing_weights.push_back(t.weight);
   }
-  if (num_tokens > 0) std::memset(out, 0, static_cast<size_t>(num_tokens * hidden) * sizeof(float));
-  if (by_expert.empty()) return;
+  if (by_expert.empty()) {
+    if (num_tokens > 0) std::memset(out, 0, static_cast<size_t>(num_tokens * hidden) * sizeof(float));
+    return;
+  }
 
   // Scratch of the calling thread, so concurrent calls share nothing but read-only weights.
   std::vector<ExpertGroup*> streaming, gemm;
@@ -239,7 +241,9 @@ void CpuBackend::forward(int32_t layer, const float* x, int64_t num_tokens, int6
   }
   for (ExpertGroup* g : gemm) gemm_group(*g, x, hidden, scratch);
 
-  // Combine in ascending expert order: deterministic and free of races.
+  // Combine in ascending expert order: deterministic and free of races. x is no longer read, so out
+  // may be the same buffer as x.
+  std::memset(out, 0, static_cast<size_t>(num_tokens * hidden) * sizeof(float));
   for (auto& [id, g] : by_expert) {
     for (int64_t j = 0; j < g.n(); ++j) {
       float w = g.routing_weights[j];

@@ -7,7 +7,8 @@
 //   - more tokens: gather the rows, one OpenBLAS sgemm for gate+up, SiLU·up, one sgemm for down
 //     (OpenBLAS threads inside each GEMM).
 // Results are combined in ascending expert order on the calling thread, so output is deterministic.
-// Threading: OpenBLAS's thread count is process-wide; make_cpu_backend(threads > 0) sets it.
+// forward() may write its output over its input (out == x). Threading: OpenBLAS's thread count is
+// process-wide; make_cpu_backend(threads > 0) sets it.
 #pragma once
 
 #include <map>

@@ -188,7 +188,7 @@ __global__ void __launch_bounds__(kThreads) grouped_gemm_kernel(ExpertLayerArgs 
         }
       }
   } else {
-    const bool paired = (args.hidden & 1) == 0;
+    const bool paired = (args.hidden & 1) == 0 && (reinterpret_cast<uintptr_t>(args.out) & 7) == 0;
 #pragma unroll
     for (int mi = 0; mi < 4; ++mi)
 #pragma unroll

@@ -95,7 +95,10 @@ void parse_mixtral(const ConfigReader& r, ModelSpec& s) {
 
 void parse_qwen(const ConfigReader& r, ModelSpec& s) {
   s.moe_intermediate_size = r.integer("moe_intermediate_size", 1);
-  s.num_experts = static_cast<int32_t>(r.integer("num_experts", 1));
+  // Hub checkpoints say num_experts; transformers 5 saves Qwen3-MoE's as num_local_experts (attribute_map).
+  s.num_experts = static_cast<int32_t>(r.has("num_experts") || !r.has("num_local_experts")
+                                           ? r.integer("num_experts", 1)
+                                           : r.integer("num_local_experts", 1));
   s.norm_topk_prob = r.boolean_or("norm_topk_prob", false);
   s.dense_intermediate_size = r.integer_or("intermediate_size", 1, 0);
   int64_t step = r.integer_or("decoder_sparse_step", 1, 1);

@@ -96,6 +96,8 @@ class SafetensorsWriter {
   explicit SafetensorsWriter(std::filesystem::path path, std::map<std::string, std::string> metadata = {});
   ~SafetensorsWriter();  // removes the temp file if finish() was not reached
   void declare(const std::string& name, DType dtype, std::vector<int64_t> shape);
+  // A tensor of a dtype the runtime does not compute in (e.g. "I32" for routing ids).
+  void declare_raw(const std::string& name, const std::string& dtype, size_t element_size, std::vector<int64_t> shape);
   void begin();
   void write(std::span<const std::byte> bytes);  // throws if more than the declared tensors' bytes
   void finish();                                 // throws if fewer bytes were written than declared
@@ -104,8 +106,9 @@ class SafetensorsWriter {
  private:
   struct Declared {
     std::string name;
-    DType dtype;
+    std::string dtype;  // safetensors dtype name
     std::vector<int64_t> shape;
+    size_t nbytes = 0;
   };
   std::filesystem::path path_;
   std::filesystem::path tmp_;

@@ -26,12 +26,18 @@ SafetensorsWriter::~SafetensorsWriter() {
 }
 
 void SafetensorsWriter::declare(const std::string& name, DType dtype, std::vector<int64_t> shape) {
+  declare_raw(name, dtype_name(dtype), dtype_size(dtype), std::move(shape));
+}
+
+void SafetensorsWriter::declare_raw(const std::string& name, const std::string& dtype, size_t element_size,
+                                    std::vector<int64_t> shape) {
   if (out_) throw ModelError(path_.string() + ": declare('" + name + "') after begin()");
   if (name.empty() || name == "__metadata__") throw ModelError(path_.string() + ": invalid tensor name '" + name + "'");
   for (const Declared& d : declared_)
     if (d.name == name) throw ModelError(path_.string() + ": tensor '" + name + "' declared twice");
-  total_ += tensor_nbytes(dtype, shape);
-  declared_.push_back({name, dtype, std::move(shape)});
+  size_t n = tensor_nbytes(DType::F32, shape) / 4 * element_size;
+  total_ += n;
+  declared_.push_back({name, dtype, std::move(shape), n});
 }
 
 void SafetensorsWriter::begin() {
@@ -39,9 +45,8 @@ void SafetensorsWriter::begin() {
   header["__metadata__"] = metadata_;
   size_t offset = 0;
   for (const Declared& d : declared_) {
-    size_t n = tensor_nbytes(d.dtype, d.shape);
-    header[d.name] = {{"dtype", dtype_name(d.dtype)}, {"shape", d.shape}, {"data_offsets", {offset, offset + n}}};
-    offset += n;
+    header[d.name] = {{"dtype", d.dtype}, {"shape", d.shape}, {"data_offsets", {offset, offset + d.nbytes}}};
+    offset += d.nbytes;
   }
   std::string text = header.dump();
   text.append((8 - text.size() % 8) % 8, ' ');

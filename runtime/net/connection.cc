@@ -139,6 +139,7 @@ std::shared_ptr<Connection> Connection::connect(asio::io_context& io, const std:
   }
   error_code ignored;
   attempt->socket.set_option(tcp::no_delay(true), ignored);
+  attempt->socket.set_option(asio::socket_base::keep_alive(true), ignored);
   auto connection = std::make_shared<Connection>(Private{}, std::move(attempt->socket), limits, nullptr);
   connection->start();
   return connection;
@@ -153,6 +154,7 @@ std::shared_ptr<Connection> Connection::connect(asio::io_context& io, const std:
 std::shared_ptr<Connection> Connection::accept(Socket socket, FrameLimits limits, RequestHandler handler) {
   error_code ignored;
   socket.set_option(tcp::no_delay(true), ignored);
+  socket.set_option(asio::socket_base::keep_alive(true), ignored);
   auto connection = std::make_shared<Connection>(Private{}, std::move(socket), limits, std::move(handler));
   connection->start();
   return connection;
@@ -265,6 +267,30 @@ void Connection::fail(std::vector<Pending> pending, const std::string& reason) {
                                                    message_kind_name(p.kind) + " request was pending")),
               Frame{});
   }
+  // Every close path runs mark_closed() then fail(): the close callbacks run here, once.
+  std::vector<std::function<void()>> callbacks;
+  {
+    std::lock_guard lock(pending_mutex_);
+    callbacks.swap(close_callbacks_);
+  }
+  for (auto& callback : callbacks) {
+    try {
+      callback();
+    } catch (const std::exception& e) {
+      net_log(peer_ + ": close callback threw: " + e.what());
+    }
+  }
+}
+
+void Connection::on_close(std::function<void()> callback) {
+  {
+    std::lock_guard lock(pending_mutex_);
+    if (!closed_) {
+      close_callbacks_.push_back(std::move(callback));
+      return;
+    }
+  }
+  callback();
 }
 
 void Connection::close_with(const std::string& reason) {

@@ -48,6 +48,9 @@ class Responder {
       : connection_(std::move(connection)), request_id_(request_id) {}
 
   uint64_t request_id() const { return request_id_; }
+  // The connection the request came on (expired once it is gone): lets a service tie state to it
+  // and learn of its closing through Connection::on_close.
+  const std::weak_ptr<Connection>& connection() const { return connection_; }
   // Sets the reply's requestId and sends it. A reply over the frame limits is replaced by an
   // `internal` error reply (and logged), so the peer is never left waiting.
   bool reply(capnp::MessageBuilder& message) const;
@@ -98,6 +101,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Fails every pending request with NetError(ConnectionClosed) now, and closes the socket. Idempotent.
   void close();
   bool is_open() const;
+  // Runs `callback` once when the connection closes for any reason (local close, peer close, broken
+  // socket, fatal bad frame), on the thread that closes it; at once, on the calling thread, when it is
+  // closed already. The callback must not block. Thread-safe.
+  void on_close(std::function<void()> callback);
   const std::string& peer() const { return peer_; }
   const FrameLimits& limits() const { return limits_; }
   size_t pending_requests() const;
@@ -152,6 +159,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   mutable std::mutex pending_mutex_;
   std::unordered_map<uint64_t, Pending> pending_;
   bool closed_ = false;
+  std::vector<std::function<void()>> close_callbacks_;  // run once after closed_ turns true
   std::atomic<uint64_t> next_request_id_{1};
 };
 

@@ -1,8 +1,10 @@
-// DeepSeek-V3 grouped sigmoid routing, as HF's DeepseekV3MoE.route_tokens_to_experts:
+// DeepSeek-V3 grouped sigmoid routing, as HF's DeepseekV3MoE.route_tokens_to_experts (transformers 5.24,
+// checked by tests/peer; ../shared/ARCHITECTURE.md's "0.0, not -inf" is what older releases did):
 //   scores = sigmoid(logits); choice = scores + e_score_correction_bias;
 //   group_scores = choice.view(n_group, E/n_group).topk(2).sum(); keep topk_group groups;
-//   choice.masked_fill(~mask, 0.0); ids = topk(choice, top_k); w = scores.gather(ids);
+//   choice.masked_fill(~mask, -inf); ids = topk(choice, top_k); w = scores.gather(ids);
 //   if norm_topk_prob: w /= w.sum() + 1e-20;  w *= routed_scaling_factor.
+#include <limits>
 #include <vector>
 
 #include "runtime/routing/family_routing.h"
@@ -40,7 +42,8 @@ void route_grouped_sigmoid(const float* logits, const float* correction_bias, co
     for (int32_t g : kept_groups) keep[g] = 1;
     for (int32_t g = 0; g < spec.n_group; ++g) {
       if (keep[g]) continue;
-      for (int32_t e = g * group_size; e < (g + 1) * group_size; ++e) choice[e] = 0.f;
+      for (int32_t e = g * group_size; e < (g + 1) * group_size; ++e)
+        choice[e] = -std::numeric_limits<float>::infinity();
     }
   }
 

@@ -10,7 +10,10 @@
 #include <stdexcept>
 #include <string>
 
+#include <capnp/dynamic.h>
 #include <kj/exception.h>
+
+#include "runtime/wire/schema_check.h"
 
 namespace moe {
 
@@ -30,6 +33,22 @@ uint32_t read_u32(const std::byte* p) {
   uint32_t v;
   std::memcpy(&v, p, 4);
   return v;
+}
+
+// Cap'n Proto's descriptions quote the offending bytes, NUL included: keep the message one readable line.
+std::string printable(kj::StringPtr text) {
+  std::string out;
+  out.reserve(text.size());
+  for (char c : text) {
+    if (c == '\0') {
+      out += "\\0";
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      out += ' ';
+    } else {
+      out += c;
+    }
+  }
+  return out;
 }
 
 std::string too_large_message(uint64_t bytes, size_t limit) {
@@ -62,8 +81,12 @@ Frame Frame::from_words(kj::Array<capnp::word> words, const FrameLimits& limits)
   frame.words_ = kj::mv(words);
   try {
     frame.reader_ = std::make_unique<capnp::FlatArrayMessageReader>(frame.words_.asPtr(), limits.reader_options());
-    // Walks every pointer once: bounds, nesting and traversal limit are all checked here.
-    frame.reader_->getRoot<wire::Envelope>().totalSize();
+    auto root = frame.reader_->getRoot<wire::Envelope>();
+    // Every pointer once, schema-less: bounds, nesting and the traversal limit, even in fields this
+    // build does not know.
+    root.totalSize();
+    // Every field the schema knows: pointer kinds and list element types a handler will rely on.
+    check_against_schema(capnp::toDynamic(root));
   } catch (const kj::Exception& e) {
     std::optional<uint64_t> request_id;
     if (frame.reader_) {
@@ -74,7 +97,7 @@ Frame Frame::from_words(kj::Array<capnp::word> words, const FrameLimits& limits)
     }
     throw FrameError(FrameError::Kind::Malformed,
                      "malformed frame of " + std::to_string(frame.size_bytes()) +
-                         " bytes: " + e.getDescription().cStr(),
+                         " bytes: " + printable(e.getDescription()),
                      request_id);
   }
   return frame;

@@ -1,8 +1,9 @@
 // Frames: one Envelope per frame, in Cap'n Proto's standard stream framing (segment table, then the
 // segments). Encoding is capnp::messageToFlatArray. Decoding is an incremental parser over a byte
 // stream that checks the segment table against FrameLimits BEFORE allocating anything, reads the frame
-// into a word-aligned buffer, and validates the whole message (bounds, nesting, traversal limit) once,
-// so that a handler never meets an out-of-bounds pointer. Never readMessageUnchecked.
+// into a word-aligned buffer, and validates the whole message once (bounds, nesting, traversal limit,
+// and every field against the schema), so that a handler reading known fields never meets a bad
+// pointer. Never readMessageUnchecked.
 #pragma once
 
 #include <cstddef>
@@ -26,9 +27,10 @@ struct FrameLimits {
   size_t max_message_bytes = 64u << 20;  // segment table + segments
   uint32_t max_segments = 512;
   int nesting_limit = 16;
-  // Words a reader may traverse: enough to validate the message and read it a few times over, while
-  // an amplification attack (many pointers to one blob) stays bounded.
-  static constexpr uint64_t kTraversalFactor = 4;
+  // Words a reader may traverse: validation reads the message twice (schema-less, then by schema);
+  // this leaves room for handlers to read it a few times more, while an amplification attack (many
+  // pointers to one blob) stays bounded.
+  static constexpr uint64_t kTraversalFactor = 8;
 
   uint64_t traversal_limit_words() const { return max_message_bytes / sizeof(capnp::word) * kTraversalFactor; }
   capnp::ReaderOptions reader_options() const;

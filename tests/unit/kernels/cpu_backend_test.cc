@@ -107,6 +107,19 @@ TEST(CpuBackend, ZeroTokensAndNoAssignmentsLeaveZeroOutput) {
   for (float v : out) EXPECT_EQ(v, 0.f);
 }
 
+TEST(CpuBackend, OutputMayOverwriteTheInputBuffer) {
+  std::mt19937 rng(8);
+  RandomExpert a(DType::F32, 24, 40, rng), b(DType::F32, 24, 40, rng);
+  CpuBackend backend(CpuBackendOptions{.threads = 2, .max_streaming_tokens = 2});  // both paths
+  backend.load_expert({0, 0}, a.view());
+  backend.load_expert({0, 1}, b.view());
+  std::vector<TokenAssignment> assignments{{0, 0, 0.5f}, {1, 0, 1.f}, {2, 0, 1.f}, {2, 1, 0.25f}};
+  std::vector<float> x = test::random_tokens(3, 24, rng), separate(72);
+  backend.forward(0, x.data(), 3, 24, assignments, separate.data());
+  backend.forward(0, x.data(), 3, 24, assignments, x.data());
+  EXPECT_EQ(x, separate);
+}
+
 TEST(CpuBackend, LoadUnloadHasExpertAndResidentBytes) {
   std::mt19937 rng(9);
   RandomExpert small(DType::BF16, 16, 24, rng), large(DType::F32, 16, 40, rng);

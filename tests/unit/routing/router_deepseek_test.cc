@@ -62,15 +62,16 @@ TEST(DeepseekRouter, GroupMaskingBeatsTheSingleBestExpert) {
   EXPECT_EQ(route_case(no_masking, c).topk_ids, (std::vector<int32_t>{0, 2}));
 }
 
-TEST(DeepseekRouter, MaskedExpertsScoreZeroNotMinusInfinity) {
-  // Every bias is -1, so all kept choice scores are negative; HF's masked_fill(..., 0.0) then makes
-  // the masked experts (groups 0 and 3) the largest, and top-k takes them, lower index first on ties.
+TEST(DeepseekRouter, MaskedExpertsScoreMinusInfinityEvenWhenKeptScoresAreNegative) {
+  // Every bias is -1, so all kept choice scores are negative. HF (transformers 5.x, checked by the peer
+  // test) masks dropped groups with -inf, so top-k still picks from the kept groups 1 and 2; masking
+  // with 0.0 (older releases, and ../shared/ARCHITECTURE.md) would pick experts 0 and 1 instead.
   const Case c{{0.95, 0.05, 0.62, 0.60, 0.58, 0.55, 0.10, 0.10}, std::vector<double>(8, -1.0)};
   const ModelSpec spec = deepseek_spec(true, 1.f);
   const RoutingResult r = route_case(spec, c);
-  expect_like_reference(spec, c, r, {0, 1});
-  EXPECT_NEAR(r.topk_weights[0], 0.95, 1e-6);
-  EXPECT_NEAR(r.topk_weights[1], 0.05, 1e-6);
+  expect_like_reference(spec, c, r, {2, 3});
+  EXPECT_NEAR(r.topk_weights[0], 0.62 / 1.22, 1e-6);
+  EXPECT_NEAR(r.topk_weights[1], 0.60 / 1.22, 1e-6);
 }
 
 TEST(DeepseekRouter, BiasSelectsButWeightsUseTheUnbiasedScore) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <algorithm>
+#include <limits>
 #include <cmath>
 #include <cstdint>
 #include <numeric>
@@ -91,7 +92,7 @@ inline Expected reference_deepseek(const std::vector<double>& logits, const std:
   std::vector<int32_t> kept = reference_topk(group_score, s.topk_group);
   for (size_t e = 0; e < E; ++e) {
     if (std::find(kept.begin(), kept.end(), static_cast<int32_t>(e / gsize)) == kept.end()) {
-      choice[e] = 0.0;
+      choice[e] = -std::numeric_limits<double>::infinity();
     }
   }
   Expected out;

@@ -3,9 +3,12 @@
 // nesting and traversal limits, and outgoing frames over the limit.
 #include <gtest/gtest.h>
 
+#include <capnp/any.h>
 #include <capnp/message.h>
+#include <capnp/schema.h>
 
 #include <cstring>
+#include <random>
 #include <string>
 
 #include "runtime/wire/framing.h"
@@ -199,7 +202,7 @@ TEST(BadFrame, TraversalLimitStopsAmplification) {
   // 100 pointers to one 300-word blob: 3.2 KB on the wire, 30,000 words to traverse.
   auto frame = moe::test::single_segment_frame(moe::test::amplified_words(100, 300));
   FrameLimits small;
-  small.max_message_bytes = 4096;  // traversal limit 4 * 512 = 2048 words
+  small.max_message_bytes = 4096;  // traversal limit 8 * 512 = 4096 words
   ASSERT_LE(frame.size(), small.max_message_bytes);
   try {
     decode_frame(frame, small);
@@ -208,7 +211,7 @@ TEST(BadFrame, TraversalLimitStopsAmplification) {
     EXPECT_EQ(e.kind(), FrameError::Kind::Malformed);
     EXPECT_NE(std::string(e.what()).find("traversal limit"), std::string::npos) << e.what();
   }
-  // The same bytes pass under the default limits (traversal limit 32 Mi words): only the limit refused it.
+  // The same bytes pass under the default limits (traversal limit 64 Mi words): only the limit refused it.
   EXPECT_NO_THROW(decode_frame(frame));
 }
 
@@ -227,6 +230,88 @@ TEST(BadFrame, OutgoingFrameOverTheLimitIsRefusedBeforeSending) {
     EXPECT_NE(std::string(e.what()).find("exceeds the limit of 2048 bytes"), std::string::npos) << e.what();
   }
   EXPECT_NO_THROW(encode_frame(message));
+}
+
+// Index of `name`'s pointer in its struct's pointer section.
+template <typename T>
+uint32_t pointer_slot(const char* name) {
+  return capnp::Schema::from<T>().getFieldByName(name).getProto().getSlot().getOffset();
+}
+
+TEST(BadFrame, ListOfTheWrongElementTypeIsCaughtAtDecode) {
+  // Valid pointers, but `weight` (List(Float32)) holds a list of texts: only the schema knows it is wrong.
+  capnp::MallocMessageBuilder message;
+  auto envelope = message.initRoot<wire::Envelope>();
+  envelope.setRequestId(31);
+  capnp::AnyStruct::Builder request(envelope.initForwardRequest());
+  request.getPointerSection()[pointer_slot<wire::ForwardRequest>("weight")].initAs<capnp::List<capnp::Text>>(2);
+  auto frame = encode_frame(message);
+  try {
+    decode_frame(frame_bytes(frame));
+    FAIL() << "decoded a List(Text) where the schema says List(Float32)";
+  } catch (const FrameError& e) {
+    EXPECT_EQ(e.kind(), FrameError::Kind::Malformed);
+    EXPECT_EQ(e.request_id().value_or(0), 31u);
+  }
+}
+
+TEST(BadFrame, TextWithoutItsTerminatorIsCaughtAtDecode) {
+  capnp::MallocMessageBuilder message;
+  auto envelope = message.initRoot<wire::Envelope>();
+  capnp::AnyStruct::Builder error(envelope.initError());
+  const kj::byte no_nul[3] = {'a', 'b', 'c'};
+  error.getPointerSection()[pointer_slot<wire::Error>("message")].setAs<capnp::Data>(kj::arrayPtr(no_nul, 3));
+  auto frame = encode_frame(message);
+  try {
+    decode_frame(frame_bytes(frame));
+    FAIL() << "decoded text without a NUL terminator";
+  } catch (const FrameError& e) {
+    EXPECT_EQ(e.kind(), FrameError::Kind::Malformed);
+    EXPECT_NE(std::string(e.what()).find("not NUL-terminated"), std::string::npos) << e.what();
+  }
+}
+
+TEST(BadFrame, RandomMutationsGiveAFrameOrAFrameErrorNeverACrash) {
+  // Mutated copies of a real forward request: every outcome must be a validated frame (whose fields can
+  // then be read without exceptions) or a FrameError.
+  capnp::MallocMessageBuilder message;
+  auto request = message.initRoot<wire::Envelope>().initForwardRequest();
+  request.setNumTokens(2);
+  request.initTokens(64);
+  request.initTokenIndex(4);
+  request.initExpertId(4);
+  request.initWeight(4);
+  auto frame = encode_frame(message);
+  auto original = frame_bytes(frame);
+  FrameLimits limits;
+  limits.max_message_bytes = 1 << 16;
+  std::mt19937 rng(1234);
+  int frames = 0, errors = 0;
+  for (int trial = 0; trial < 3000; ++trial) {
+    std::vector<std::byte> bytes(original.begin(), original.end());
+    int flips = 1 + static_cast<int>(rng() % 4);
+    for (int f = 0; f < flips; ++f) bytes[rng() % bytes.size()] = static_cast<std::byte>(rng());
+    if (trial % 5 == 0) bytes.resize(rng() % bytes.size());
+    FrameDecoder decoder(limits);
+    decoder.feed(bytes);
+    while (decoder.has_output()) {
+      try {
+        Frame decoded = decoder.pop();
+        ++frames;
+        auto envelope = decoded.envelope();
+        if (envelope.which() == wire::Envelope::FORWARD_REQUEST) {
+          auto got = envelope.getForwardRequest();
+          size_t total = got.getTokens().size() + got.getTokenIndex().size() + got.getExpertId().size() +
+                         got.getWeight().size();
+          EXPECT_LE(total, bytes.size());
+        }
+      } catch (const FrameError&) {
+        ++errors;
+      }
+    }
+  }
+  EXPECT_GT(frames, 0);
+  EXPECT_GT(errors, 0);
 }
 
 TEST(BadFrame, InvalidLimitsAreRejected) {

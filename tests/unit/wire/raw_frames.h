@@ -40,22 +40,29 @@ inline uint64_t byte_list_pointer(int32_t offset, uint32_t bytes) {
   return (low & 0xffffffffu) | (uint64_t{(bytes << 3) | 2u} << 32);  // element size 2 = byte
 }
 
-// A chain of `depth` structs, each holding one pointer to the next: nesting `depth` levels deep.
+// Root layout shared by the crafted Envelopes below: 2 data words (requestId 0, union tag 0 = error),
+// pointer 0 null (so the schema reads a default Error), and extra pointers a newer schema might have
+// defined: invisible to the schema, but still walked by the schema-less checks.
+inline std::vector<uint64_t> envelope_with_extra_pointers(uint16_t extra) {
+  return {struct_pointer(0, 2, static_cast<uint16_t>(1 + extra)), 0, 0, 0};
+}
+
+// An Envelope whose extra pointer starts a chain of `depth` structs, each pointing to the next.
 inline std::vector<uint64_t> nested_struct_words(int depth) {
-  std::vector<uint64_t> words;
-  for (int i = 0; i < depth; ++i) words.push_back(struct_pointer(0, 0, 1));
+  auto words = envelope_with_extra_pointers(1);
+  for (int i = 0; i < depth; ++i) words.push_back(struct_pointer(0, 0, 1));  // the next word
   words.push_back(0);  // null pointer ends the chain
   return words;
 }
 
-// Root struct with `pointers` pointers that all point at one Data blob of `blob_words` words: small on
-// the wire, `pointers * blob_words` words to traverse.
+// An Envelope with `pointers` extra pointers that all point at one Data blob of `blob_words` words:
+// small on the wire, `pointers * blob_words` words to traverse.
 inline std::vector<uint64_t> amplified_words(int pointers, int blob_words) {
-  std::vector<uint64_t> words;
-  words.push_back(struct_pointer(0, 0, static_cast<uint16_t>(pointers)));
-  const int blob_start = 1 + pointers;
+  auto words = envelope_with_extra_pointers(static_cast<uint16_t>(pointers));
+  const int blob_start = static_cast<int>(words.size()) + pointers;
   for (int j = 0; j < pointers; ++j) {
-    words.push_back(byte_list_pointer(blob_start - (2 + j), static_cast<uint32_t>(8 * blob_words)));
+    const int end_of_pointer = static_cast<int>(words.size()) + 1;
+    words.push_back(byte_list_pointer(blob_start - end_of_pointer, static_cast<uint32_t>(8 * blob_words)));
   }
   for (int k = 0; k < blob_words; ++k) words.push_back(0x0101010101010101ull * (k % 251));
   return words;

@@ -1,0 +1,27 @@
+// Everything the coordinator is told on its command line (see coordinator_flags.h for the flags).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "runtime/model/layer_source_factory.h"
+
+namespace moe {
+
+struct CoordinatorConfig {
+  std::string listen = "127.0.0.1:7400";  // HOST:PORT; port 0 picks a free one
+  ModelRef model;                          // --model DIR or --synthetic NAME --seed S
+  std::string state_file;                  // empty: no state file
+  int replicas = 1;                        // copies of every expert (capped by the worker count)
+  uint16_t metrics_port = 0;               // 0: no /metrics endpoint
+  std::string cluster_token;               // empty: registrations are not checked
+  uint32_t heartbeat_ms = 500;
+  uint32_t lease_ms = 3000;
+  uint32_t grace_ms = 2000;
+  uint32_t min_workers = 1;                // workers to wait for before the first placement
+  uint32_t prepare_timeout_ms = 60000;     // how long gainers may take to load their experts
+  uint32_t rpc_timeout_ms = 5000;          // connect, commit and release
+  unsigned io_threads = 2;
+};
+
+}  // namespace moe

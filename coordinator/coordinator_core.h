@@ -1,0 +1,85 @@
+// The inside of CoordinatorService, shared by its three source files: coordinator_service.cc (start,
+// stop, state file), coordinator_requests.cc (request handlers), coordinator_control.cc (the control
+// thread: leases, planning, the change protocol). One mutex guards membership and the table; network
+// waits happen on the control thread without it.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "coordinator/coordinator_config.h"
+#include "coordinator/coordinator_metrics.h"
+#include "coordinator/coordinator_service.h"
+#include "coordinator/membership.h"
+#include "coordinator/model_catalog.h"
+#include "coordinator/worker_links.h"
+#include "runtime/metrics/metrics_endpoint.h"
+#include "runtime/net/io_pool.h"
+#include "runtime/net/server.h"
+#include "runtime/placement/placement_table.h"
+
+namespace moe {
+
+struct CoordinatorService::Core : std::enable_shared_from_this<CoordinatorService::Core> {
+  using Clock = std::chrono::steady_clock;
+
+  explicit Core(CoordinatorConfig cfg);
+  void start();
+  void stop();
+
+  // coordinator_requests.cc (io threads)
+  void handle(Frame request, Responder responder);
+  void on_register(wire::RegisterWorker::Reader request, const Responder& responder);
+  void on_heartbeat(wire::Heartbeat::Reader request, const Responder& responder);
+  void on_get_model(const Responder& responder);
+  void on_get_placement(const Responder& responder);
+  void on_status(const Responder& responder);
+  void on_registration_closed(uint32_t worker_id, uint64_t registration);
+
+  // coordinator_control.cc (control thread)
+  void control_loop();
+  void check_leases();
+  void plan_and_change();
+  std::vector<uint32_t> prepare(const PlacementTable& current, const PlacementTable& next);
+  void commit(const PlacementTable& next);
+  void release_if_due();
+  void broadcast(const std::vector<std::pair<uint32_t, std::string>>& targets, const std::string& what,
+                 const std::function<void(capnp::MessageBuilder&)>& fill);
+
+  // coordinator_service.cc; callers hold `mutex`
+  void mark_dead_locked(WorkerRecord& worker, const std::string& reason);
+  void save_state_locked(const PlacementTable& table);
+  void membership_changed_locked();
+  void load_saved_state();
+
+  const CoordinatorConfig config;
+  const ModelCatalog model;
+  MetricsEndpoint metrics_endpoint;
+  CoordinatorMetrics metrics;
+  IoPool pool;
+  WorkerLinks links;  // control thread only
+  std::unique_ptr<Server> server;
+  std::thread control;
+
+  mutable std::mutex mutex;
+  std::condition_variable wake_cv;
+  bool wake = false;
+  bool stopping = false;
+  Membership membership;
+  PlacementTable table;               // the committed placement, served to clients
+  std::set<uint32_t> dead_in_table;   // dead workers whose experts the table still lists
+  std::vector<uint32_t> links_to_drop;
+  uint64_t membership_version = 0;
+  uint64_t failed_plan_version = UINT64_MAX;  // a plan failed at this version: wait for a change
+  std::optional<std::pair<uint64_t, Clock::time_point>> release_due;  // epoch, when
+};
+
+}  // namespace moe

@@ -1,0 +1,63 @@
+// CLI11 flags of moe-coordinator, each with its MOE_* environment variable.
+#include "coordinator/coordinator_flags.h"
+
+#include <filesystem>
+
+#include "runtime/net/address.h"
+#include "runtime/net/net_error.h"
+
+namespace moe {
+
+void add_coordinator_flags(CLI::App& app, CoordinatorConfig& config) {
+  app.add_option("--listen", config.listen, "HOST:PORT to serve workers, clients and moectl on")
+      ->envname("MOE_LISTEN")->capture_default_str();
+  auto* model = app.add_option("--model", config.model.model_dir, "HF checkpoint folder (every node must read it)")
+                    ->envname("MOE_MODEL");
+  auto* synthetic = app.add_option("--synthetic", config.model.synthetic, "synthetic preset name (tiny, default, ...)")
+                        ->envname("MOE_SYNTHETIC");
+  model->excludes(synthetic);
+  synthetic->excludes(model);
+  app.add_option("--seed", config.model.synthetic_seed, "seed of the synthetic model")
+      ->envname("MOE_SEED")->capture_default_str();
+  app.add_option("--state-file", config.state_file, "JSON state file, written atomically on every change")
+      ->envname("MOE_STATE_FILE");
+  app.add_option("--replicas", config.replicas, "copies of every expert")
+      ->envname("MOE_REPLICAS")->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--metrics-port", config.metrics_port, "port of /metrics (0 = off)")
+      ->envname("MOE_METRICS_PORT")->capture_default_str();
+  app.add_option("--cluster-token", config.cluster_token, "token workers must present to register")
+      ->envname("MOE_CLUSTER_TOKEN");
+  app.add_option("--heartbeat-ms", config.heartbeat_ms, "heartbeat period told to workers")
+      ->envname("MOE_HEARTBEAT_MS")->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--lease-ms", config.lease_ms, "a worker without a heartbeat for this long is dead")
+      ->envname("MOE_LEASE_MS")->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--grace-ms", config.grace_ms, "time between commit and release of a placement change")
+      ->envname("MOE_GRACE_MS")->capture_default_str();
+  app.add_option("--min-workers", config.min_workers, "workers to wait for before the first placement")
+      ->envname("MOE_MIN_WORKERS")->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--prepare-timeout-ms", config.prepare_timeout_ms, "how long workers may take to load experts")
+      ->envname("MOE_PREPARE_TIMEOUT_MS")->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--rpc-timeout-ms", config.rpc_timeout_ms, "deadline of connect, commit and release")
+      ->envname("MOE_RPC_TIMEOUT_MS")->capture_default_str()->check(CLI::PositiveNumber);
+}
+
+void finish_coordinator_config(CoordinatorConfig& config) {
+  if (config.model.model_dir.empty() && config.model.synthetic.empty()) {
+    throw CLI::ValidationError("--model/--synthetic", "give the model: --model DIR or --synthetic NAME");
+  }
+  if (!config.model.model_dir.empty()) {
+    config.model.model_dir = std::filesystem::absolute(config.model.model_dir).lexically_normal().string();
+  }
+  if (config.lease_ms <= config.heartbeat_ms) {
+    throw CLI::ValidationError("--lease-ms", "lease " + std::to_string(config.lease_ms) +
+                                                 " ms must be longer than the heartbeat " +
+                                                 std::to_string(config.heartbeat_ms) + " ms");
+  }
+  try {
+    parse_host_port(config.listen);
+  } catch (const NetError& e) {
+    throw CLI::ValidationError("--listen", e.what());
+  }
+}
+
+}  // namespace moe

@@ -1,0 +1,50 @@
+// ModelCatalog: the model's spec and routers, read once at start.
+#include "coordinator/model_catalog.h"
+
+#include <cstring>
+
+#include <nlohmann/json.hpp>
+
+#include "kernels/dtype.h"
+
+namespace moe {
+
+namespace {
+
+capnp::Data::Reader float_blob(const std::vector<float>& values) {
+  return capnp::Data::Reader(reinterpret_cast<const capnp::byte*>(values.data()), values.size() * sizeof(float));
+}
+
+}  // namespace
+
+ModelCatalog::ModelCatalog(const ModelRef& ref) : info_(std::make_unique<capnp::MallocMessageBuilder>()) {
+  auto source = open_layer_source(ref);
+  spec_ = source->spec();
+  name_ = ref.model_dir.empty() ? ref.synthetic : ref.model_dir;
+  // Workers hold expert weights in the checkpoint's dtype: its element size prices every expert.
+  if (!spec_.moe_layers.empty()) {
+    bytes_per_param_ = dtype_size(source->expert_weights(spec_.moe_layers.front(), 0).view.gate.dtype);
+  }
+  experts_ = expert_catalog(spec_, bytes_per_param_);
+
+  auto info = info_->initRoot<wire::ModelInfo>();
+  info.setSpecJson(model_spec_to_config(spec_).dump());
+  info.setName(name_);
+  info.setSource(ref.to_string());
+  auto routers = info.initRouters(static_cast<unsigned>(spec_.moe_layers.size()));
+  for (unsigned i = 0; i < spec_.moe_layers.size(); ++i) {
+    const int32_t layer = spec_.moe_layers[i];
+    RouterWeights weights = source->router_weights(layer);
+    auto router = routers[i];
+    router.setLayer(layer);
+    router.setNumExperts(static_cast<uint32_t>(weights.gate.rows));
+    router.setHidden(static_cast<uint32_t>(weights.gate.cols));
+    router.setWeight(float_blob(weights.gate.data));
+    router.setScoreBias(float_blob(weights.correction_bias));
+    router.setSharedExpertGate(float_blob(weights.shared_gate));
+  }
+}
+
+wire::ModelInfo::Reader ModelCatalog::info() const { return info_->getRoot<wire::ModelInfo>().asReader(); }
+
+}  // namespace moe

@@ -1,0 +1,36 @@
+// What the coordinator knows of the model: the spec, the ModelInfo reply (specJson, router weights of
+// every MoE layer as f32, name, source) built once, and the experts to place with their bytes.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include <capnp/message.h>
+
+#include "runtime/model/layer_source_factory.h"
+#include "runtime/model/model_spec.h"
+#include "runtime/placement/expert_catalog.h"
+#include "runtime/wire/moe.capnp.h"
+
+namespace moe {
+
+class ModelCatalog {
+ public:
+  // Opens the model (throws ModelError as open_layer_source does) and reads its routers.
+  explicit ModelCatalog(const ModelRef& ref);
+
+  const ModelSpec& spec() const { return spec_; }
+  const std::string& name() const { return name_; }
+  const ExpertCatalog& experts() const { return experts_; }
+  size_t bytes_per_param() const { return bytes_per_param_; }
+  wire::ModelInfo::Reader info() const;  // valid while this object lives
+
+ private:
+  ModelSpec spec_;
+  std::string name_;
+  size_t bytes_per_param_ = 4;
+  ExpertCatalog experts_;
+  std::unique_ptr<capnp::MallocMessageBuilder> info_;
+};
+
+}  // namespace moe

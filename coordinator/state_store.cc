@@ -1,0 +1,112 @@
+// State file: JSON with an atomic replace, so a crash leaves either the old or the new file.
+#include "coordinator/state_store.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+
+#include <nlohmann/json.hpp>
+
+#include "runtime/placement/placement_json.h"
+
+namespace moe {
+
+namespace {
+
+constexpr int kFormat = 1;
+
+[[noreturn]] void fail(const std::string& path, const std::string& step) {
+  throw std::runtime_error("state file " + path + ": " + step + " failed: " + std::strerror(errno));
+}
+
+void write_all(int fd, const std::string& text, const std::string& path) {
+  size_t done = 0;
+  while (done < text.size()) {
+    ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      ::close(fd);
+      fail(path, "write");
+    }
+    done += static_cast<size_t>(n);
+  }
+}
+
+nlohmann::json worker_to_json(const WorkerRecord& w) {
+  return {{"id", w.id},         {"address", w.address},           {"name", w.name},
+          {"backend", w.backend}, {"memory_bytes", w.memory_bytes}, {"slots", w.slots},
+          {"state", worker_state_name(w.state)}};
+}
+
+WorkerRecord worker_from_json(const nlohmann::json& j) {
+  WorkerRecord w;
+  w.id = j.at("id").get<uint32_t>();
+  w.address = j.at("address").get<std::string>();
+  w.name = j.value("name", "");
+  w.backend = j.value("backend", "");
+  w.memory_bytes = j.value("memory_bytes", uint64_t{0});
+  w.slots = j.value("slots", uint32_t{0});
+  w.state = parse_worker_state(j.at("state").get<std::string>());
+  return w;
+}
+
+}  // namespace
+
+void save_state(const std::string& path, const SavedState& state) {
+  nlohmann::json workers = nlohmann::json::array();
+  for (const auto& worker : state.workers) workers.push_back(worker_to_json(worker));
+  nlohmann::json json = {{"format", kFormat},
+                         {"next_worker_id", state.next_worker_id},
+                         {"placement", placement_to_json(state.placement)},
+                         {"workers", std::move(workers)}};
+  const std::string text = json.dump(2) + "\n";
+  const std::string tmp = path + ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) fail(tmp, "open");
+  write_all(fd, text, tmp);
+  if (::fsync(fd) != 0) {
+    ::close(fd);
+    fail(tmp, "fsync");
+  }
+  if (::close(fd) != 0) fail(tmp, "close");
+  if (::rename(tmp.c_str(), path.c_str()) != 0) fail(path, "rename from " + tmp);
+  std::filesystem::path dir = std::filesystem::path(path).parent_path();
+  if (dir.empty()) dir = ".";
+  int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir_fd >= 0) {  // durability of the rename; best effort on filesystems that refuse it
+    ::fsync(dir_fd);
+    ::close(dir_fd);
+  }
+}
+
+std::optional<SavedState> load_state(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) {
+    if (!std::filesystem::exists(path)) return std::nullopt;
+    throw std::runtime_error("state file " + path + ": cannot be read");
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  try {
+    nlohmann::json json = nlohmann::json::parse(text.str());
+    const int format = json.at("format").get<int>();
+    if (format != kFormat) {
+      throw std::runtime_error("format " + std::to_string(format) + ", expected " + std::to_string(kFormat));
+    }
+    SavedState state;
+    state.placement = placement_from_json(json.at("placement"));
+    state.next_worker_id = json.at("next_worker_id").get<uint32_t>();
+    for (const auto& worker : json.at("workers")) state.workers.push_back(worker_from_json(worker));
+    return state;
+  } catch (const std::exception& e) {
+    throw std::runtime_error("state file " + path + " is invalid: " + e.what());
+  }
+}
+
+}  // namespace moe

@@ -1,0 +1,28 @@
+// Options of a ClusterClient: how long a forward call may take, what dtype tokens travel in, and how
+// patient connects, single requests and retries are.
+#pragma once
+
+#include <chrono>
+
+#include "runtime/wire/framing.h"
+#include "runtime/wire/moe.capnp.h"
+
+namespace prometheus {
+class Registry;
+}
+
+namespace moe {
+
+struct ClusterClientOptions {
+  std::chrono::milliseconds deadline{10000};         // per forward call, retries included
+  wire::DType wire_dtype = wire::DType::BF16;        // tokens and partial sums on the wire
+  std::chrono::milliseconds connect_timeout{2000};   // per TCP connect (coordinator or worker)
+  std::chrono::milliseconds request_timeout{3000};   // per worker request, capped by the call's deadline
+  std::chrono::milliseconds backoff_initial{2};      // sleep before a retry that has nothing new to try
+  std::chrono::milliseconds backoff_max{200};
+  unsigned io_threads = 2;                           // threads of the client's own io pool
+  FrameLimits frame_limits{};
+  prometheus::Registry* registry = nullptr;          // client metrics go here when set
+};
+
+}  // namespace moe

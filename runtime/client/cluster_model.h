@@ -1,0 +1,29 @@
+// What a client learns from the coordinator's modelInfo: the ModelSpec (from specJson) and one Router
+// per MoE layer (from the router blobs), so routing runs locally on the client.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+
+#include "runtime/model/model_spec.h"
+#include "runtime/routing/router.h"
+#include "runtime/wire/moe.capnp.h"
+
+namespace moe {
+
+struct ClusterModel {
+  ModelSpec spec;
+  std::string name;
+  std::string source;
+  std::map<int32_t, Router> routers;  // keyed by MoE layer
+
+  // Throws ModelError when `layer` is dense, out of range, or has no router.
+  const Router& router(int32_t layer) const;
+};
+
+// Throws ModelError / WireError naming the field when the spec does not parse, a blob has the wrong
+// size, or a MoE layer has no router (or a router names a dense layer).
+ClusterModel decode_model_info(wire::ModelInfo::Reader info);
+
+}  // namespace moe

@@ -1,0 +1,40 @@
+// query_status / query_placement: a private io pool and connection per query (see coordinator_queries.h).
+#include "runtime/client/coordinator_queries.h"
+
+#include <capnp/message.h>
+
+#include "runtime/client/peer_links.h"
+#include "runtime/net/io_pool.h"
+
+namespace moe {
+
+namespace {
+
+template <typename Init>
+Frame query(const std::string& coordinator, std::chrono::milliseconds timeout, wire::Envelope::Which expected,
+            Init init) {
+  IoPool pool(1);
+  auto connection = Connection::connect(pool.context(), coordinator, timeout);
+  capnp::MallocMessageBuilder request;
+  init(request.initRoot<wire::Envelope>());
+  try {
+    Frame reply = call_peer(*connection, request, timeout, expected);
+    connection->close();
+    return reply;
+  } catch (...) {
+    connection->close();
+    throw;
+  }
+}
+
+}  // namespace
+
+Frame query_status(const std::string& coordinator, std::chrono::milliseconds timeout) {
+  return query(coordinator, timeout, wire::Envelope::STATUS_REPLY, [](wire::Envelope::Builder e) { e.setStatus(); });
+}
+
+Frame query_placement(const std::string& coordinator, std::chrono::milliseconds timeout) {
+  return query(coordinator, timeout, wire::Envelope::PLACEMENT, [](wire::Envelope::Builder e) { e.setGetPlacement(); });
+}
+
+}  // namespace moe

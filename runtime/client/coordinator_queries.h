@@ -1,0 +1,17 @@
+// One-off requests to a coordinator for tools (moectl status, readiness checks of a launched cluster):
+// each opens its own connection, asks, and closes. A ClusterClient keeps its own cached connection.
+#pragma once
+
+#include <chrono>
+#include <string>
+
+#include "runtime/wire/framing.h"
+
+namespace moe {
+
+// Replies `status` -> statusReply, `getPlacement` -> placement. Throw NetError when the coordinator is
+// unreachable or silent past `timeout`, RemoteError on an error reply, WireError on another reply kind.
+Frame query_status(const std::string& coordinator, std::chrono::milliseconds timeout);
+Frame query_placement(const std::string& coordinator, std::chrono::milliseconds timeout);
+
+}  // namespace moe

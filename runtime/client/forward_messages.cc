@@ -1,0 +1,57 @@
+// Building forwardRequests and decoding forwardReplies (see forward_messages.h).
+#include "runtime/client/forward_messages.h"
+
+#include <algorithm>
+#include <span>
+
+#include "runtime/wire/envelope_util.h"
+#include "runtime/wire/tensor_pack.h"
+#include "runtime/wire/wire_error.h"
+
+namespace moe {
+
+void build_forward_request(capnp::MallocMessageBuilder& message, uint64_t epoch, int32_t layer, wire::DType dtype,
+                           const Matrix& x, const WorkerShard& shard, std::chrono::milliseconds deadline) {
+  auto request = message.initRoot<wire::Envelope>().initForwardRequest();
+  const size_t rows = shard.tokens.size();
+  const size_t hidden = static_cast<size_t>(x.cols);
+  request.setEpoch(epoch);
+  request.setLayer(layer);
+  request.setDtype(dtype);
+  request.setNumTokens(static_cast<uint32_t>(rows));
+  request.setHidden(static_cast<uint32_t>(hidden));
+  const size_t row_bytes = packed_tensor_bytes(dtype, hidden);
+  auto blob = request.initTokens(static_cast<unsigned>(rows * row_bytes));
+  for (size_t i = 0; i < rows; ++i) {
+    std::span<const float> row(x.row(shard.tokens[i]), hidden);
+    pack_tensor(row, dtype, kj::arrayPtr(blob.begin() + i * row_bytes, row_bytes));
+  }
+  const auto n = static_cast<unsigned>(shard.assignments.size());
+  auto token_index = request.initTokenIndex(n);
+  auto expert_id = request.initExpertId(n);
+  auto weight = request.initWeight(n);
+  for (unsigned i = 0; i < n; ++i) {
+    token_index.set(i, shard.assignments[i].token);
+    expert_id.set(i, shard.assignments[i].expert);
+    weight.set(i, shard.assignments[i].weight);
+  }
+  const auto ms = std::clamp<long long>(deadline.count(), 1, UINT32_MAX);
+  request.setDeadlineMs(static_cast<uint32_t>(ms));
+}
+
+std::vector<float> decode_forward_reply(const Frame& reply, size_t rows, int64_t hidden) {
+  auto envelope = reply.envelope();
+  expect_kind(envelope, wire::Envelope::FORWARD_REPLY);
+  auto r = envelope.getForwardReply();
+  if (r.getNumTokens() != rows || r.getHidden() != static_cast<uint64_t>(hidden)) {
+    throw WireError("forwardReply has " + std::to_string(r.getNumTokens()) + " x " + std::to_string(r.getHidden()) +
+                    ", the request sent " + std::to_string(rows) + " x " + std::to_string(hidden));
+  }
+  return unpack_tensor(r.getOutput(), r.getDtype(), rows * static_cast<size_t>(hidden), "forwardReply.output");
+}
+
+size_t shard_payload_bytes(const WorkerShard& shard, int64_t hidden, wire::DType dtype) {
+  return 2 * packed_tensor_bytes(dtype, shard.tokens.size() * static_cast<size_t>(hidden));
+}
+
+}  // namespace moe

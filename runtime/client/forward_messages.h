@@ -1,0 +1,28 @@
+// The data-path messages of a client: a ForwardRequest for one worker shard (its distinct tokens, packed
+// in the wire dtype, and its (token row, expert, weight) lists), and the checked decoding of the reply.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <vector>
+
+#include <capnp/message.h>
+
+#include "runtime/model/tensor.h"
+#include "runtime/routing/dispatch_plan.h"
+#include "runtime/wire/framing.h"
+
+namespace moe {
+
+// Fills `message` with a forwardRequest for `shard` (rows of `x` named by shard.tokens).
+void build_forward_request(capnp::MallocMessageBuilder& message, uint64_t epoch, int32_t layer, wire::DType dtype,
+                           const Matrix& x, const WorkerShard& shard, std::chrono::milliseconds deadline);
+
+// The per-token partial sums of a forwardReply as f32 [rows x hidden]. Throws RemoteError on an error
+// reply and WireError when the reply is of another kind or its sizes differ from (rows, hidden).
+std::vector<float> decode_forward_reply(const Frame& reply, size_t rows, int64_t hidden);
+
+// Bytes of the token and output blobs one shard moves (request + reply), for throughput figures.
+size_t shard_payload_bytes(const WorkerShard& shard, int64_t hidden, wire::DType dtype);
+
+}  // namespace moe

@@ -1,0 +1,129 @@
+// LocalCluster: launching, readiness and shutdown of a loopback cluster (see local_cluster.h).
+#include "runtime/client/local_cluster.h"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <algorithm>
+#include <filesystem>
+#include <stdexcept>
+#include <thread>
+#include <unistd.h>
+
+#include "runtime/client/client_placement.h"
+#include "runtime/client/coordinator_queries.h"
+#include "runtime/model/layer_source_factory.h"
+
+namespace moe {
+
+namespace fs = std::filesystem;
+
+uint16_t pick_free_port() {
+  boost::asio::io_context io;
+  boost::asio::ip::tcp::acceptor acceptor(io, {boost::asio::ip::make_address("127.0.0.1"), 0});
+  return acceptor.local_endpoint().port();
+}
+
+std::string executable_dir() {
+  std::error_code ec;
+  fs::path self = fs::read_symlink("/proc/self/exe", ec);
+  if (ec) throw std::runtime_error("cannot read /proc/self/exe: " + ec.message());
+  return self.parent_path().string();
+}
+
+namespace {
+
+std::string binary(const std::string& dir, const std::string& name) {
+  fs::path path = fs::path(dir) / name;
+  if (!fs::exists(path))
+    throw std::runtime_error(name + " not found at " + path.string() + " (build it: ninja " + name + ")");
+  return path.string();
+}
+
+// The coordinator's model flags for a model reference.
+std::vector<std::string> model_flags(const std::string& model) {
+  ModelRef ref = ModelRef::parse(model);
+  if (!ref.model_dir.empty()) return {"--model", ref.model_dir};
+  return {"--synthetic", ref.synthetic, "--seed", std::to_string(ref.synthetic_seed)};
+}
+
+}  // namespace
+
+LocalCluster::LocalCluster(LocalClusterOptions options) : options_(std::move(options)) {
+  const std::string coordinator_bin = binary(options_.bin_dir, "moe-coordinator");
+  const std::string worker_bin = binary(options_.bin_dir, "moe-worker");
+  if (options_.workers < 0) throw std::invalid_argument("LocalCluster: workers must be >= 0, got " + std::to_string(options_.workers));
+  if (!options_.log_dir.empty()) fs::create_directories(options_.log_dir);
+
+  coordinator_address_ = "127.0.0.1:" + std::to_string(pick_free_port());
+  std::vector<std::string> argv{coordinator_bin,   "--listen",         coordinator_address_,
+                                "--heartbeat-ms",  std::to_string(options_.heartbeat_ms),
+                                "--lease-ms",      std::to_string(options_.lease_ms),
+                                "--grace-ms",      std::to_string(options_.grace_ms),
+                                "--replicas",      std::to_string(options_.replicas),
+                                "--min-workers",
+                                std::to_string(std::max(1, options_.min_workers < 0 ? options_.workers : options_.min_workers))};
+  for (auto& f : model_flags(options_.model)) argv.push_back(f);
+  for (auto& f : options_.coordinator_args) argv.push_back(f);
+  coordinator_ = ChildProcess(argv, log_path("moe-coordinator"));
+  for (int i = 0; i < options_.workers; ++i) add_worker();
+}
+
+LocalCluster::~LocalCluster() { stop(); }
+
+std::string LocalCluster::log_path(const std::string& name) const {
+  if (options_.log_dir.empty()) return "";
+  return (fs::path(options_.log_dir) / (name + ".log")).string();
+}
+
+size_t LocalCluster::add_worker() {
+  const size_t index = workers_.size();
+  const std::string name = "worker" + std::to_string(index);
+  std::vector<std::string> argv{binary(options_.bin_dir, "moe-worker"), "--coordinator", coordinator_address_,
+                                "--listen", "127.0.0.1:0", "--name", name};
+  if (options_.worker_threads > 0) {
+    argv.push_back("--threads");
+    argv.push_back(std::to_string(options_.worker_threads));
+  }
+  for (auto& f : options_.worker_args) argv.push_back(f);
+  workers_.emplace_back(argv, log_path("moe-" + name));
+  return index;
+}
+
+uint64_t LocalCluster::wait_ready(std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::string seen = "no reply from the coordinator at " + coordinator_address_;
+  while (true) {
+    if (!coordinator_.running())
+      throw std::runtime_error("moe-coordinator exited (" + coordinator_.exit_status() + ") before the cluster was ready" +
+                               (options_.log_dir.empty() ? "" : "; see " + log_path("moe-coordinator")));
+    for (size_t i = 0; i < workers_.size(); ++i) {
+      if (!workers_[i].running())
+        throw std::runtime_error("moe-worker " + std::to_string(i) + " exited (" + workers_[i].exit_status() +
+                                 ") before the cluster was ready" +
+                                 (options_.log_dir.empty() ? "" : "; see " + log_path("moe-worker" + std::to_string(i))));
+    }
+    try {
+      Frame reply = query_placement(coordinator_address_, std::chrono::milliseconds(1000));
+      ClientPlacement placement(reply.envelope().getPlacement());
+      size_t active = 0;
+      for (const auto& [id, w] : placement.workers()) active += w.state == wire::WorkerState::ACTIVE;
+      seen = "epoch " + std::to_string(placement.epoch()) + ", " + std::to_string(active) + " of " +
+             std::to_string(workers_.size()) + " workers active";
+      if (placement.epoch() >= 1 && active >= workers_.size()) return placement.epoch();
+    } catch (const std::exception& e) {
+      seen = e.what();
+    }
+    if (std::chrono::steady_clock::now() >= deadline)
+      throw std::runtime_error("cluster at " + coordinator_address_ + " not ready after " +
+                               std::to_string(timeout.count()) + " ms: " + seen);
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+}
+
+void LocalCluster::stop(std::chrono::milliseconds grace) {
+  for (auto& w : workers_) w.signal(SIGTERM);
+  for (auto& w : workers_) w.stop(grace);
+  coordinator_.stop(grace);
+}
+
+}  // namespace moe

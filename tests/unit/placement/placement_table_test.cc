@@ -1,0 +1,91 @@
+// PlacementTable: lookups, and round trips through the capnp Placement struct and JSON, with the
+// invariant checks that reject broken tables.
+#include <gtest/gtest.h>
+
+#include <capnp/message.h>
+
+#include "runtime/model/synthetic_model.h"
+#include "runtime/placement/initial_placement.h"
+#include "runtime/placement/placement_error.h"
+#include "runtime/placement/placement_json.h"
+#include "runtime/placement/placement_wire.h"
+#include "tests/unit/placement/placement_test_util.h"
+
+namespace moe {
+namespace {
+
+PlacementTable sample_table() {
+  ModelSpec spec = synthetic_model_spec(synthetic_preset("tiny-qwen2"));
+  PlacementTable table = initial_placement(spec, 4, test::workers(3), 2);
+  table.epoch = 7;
+  table.workers.push_back({9, "127.0.0.1:7609", WorkerState::Joining});
+  return table;
+}
+
+TEST(PlacementTable, LookupsAgreeWithAssignments) {
+  PlacementTable table;
+  table.workers = {{1, "a:1", WorkerState::Active}, {2, "b:2", WorkerState::Active}};
+  table.assignments[{0, 0}] = {{1, 0.5f}, {2, 0.5f}};
+  table.assignments[{0, 1}] = {{2, 1.f}};
+  EXPECT_EQ(table.experts_on(1), (std::vector<ExpertKey>{{0, 0}}));
+  EXPECT_EQ(table.experts_on(2), (std::vector<ExpertKey>{{0, 0}, {0, 1}}));
+  EXPECT_TRUE(table.hosts(2, {0, 1}));
+  EXPECT_FALSE(table.hosts(1, {0, 1}));
+  PlacementTable next = table;
+  next.assignments[{0, 1}] = {{1, 0.5f}, {2, 0.5f}};
+  EXPECT_EQ(table.gained_by(1, next), (std::vector<ExpertKey>{{0, 1}}));
+  EXPECT_TRUE(table.gained_by(2, next).empty());
+  ASSERT_NE(table.find_worker(2), nullptr);
+  EXPECT_EQ(table.find_worker(2)->address, "b:2");
+  EXPECT_EQ(table.find_worker(3), nullptr);
+}
+
+TEST(PlacementTable, WireRoundTripKeepsEverything) {
+  PlacementTable table = sample_table();
+  capnp::MallocMessageBuilder message;
+  placement_to_wire(table, message.initRoot<wire::Placement>());
+  PlacementTable back = placement_from_wire(message.getRoot<wire::Placement>().asReader());
+  EXPECT_EQ(back, table);
+}
+
+TEST(PlacementTable, JsonRoundTripKeepsEverything) {
+  PlacementTable table = sample_table();
+  nlohmann::json json = placement_to_json(table);
+  EXPECT_EQ(json["epoch"], 7);
+  PlacementTable back = placement_from_json(nlohmann::json::parse(json.dump()));
+  EXPECT_EQ(back, table);
+}
+
+TEST(PlacementTable, ReadersRejectReplicaOnUnknownWorker) {
+  PlacementTable table;
+  table.epoch = 2;
+  table.workers = {{1, "a:1", WorkerState::Active}};
+  table.assignments[{0, 3}] = {{5, 1.f}};
+  capnp::MallocMessageBuilder message;
+  placement_to_wire(table, message.initRoot<wire::Placement>());
+  try {
+    placement_from_wire(message.getRoot<wire::Placement>().asReader());
+    FAIL() << "a replica on an unknown worker was accepted";
+  } catch (const PlacementError& e) {
+    EXPECT_NE(std::string(e.what()).find("worker 5"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("(layer 0, expert 3)"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(placement_from_json(placement_to_json(table)), PlacementError);
+}
+
+TEST(PlacementTable, JsonReaderNamesMissingKeyAndBadState) {
+  nlohmann::json json = placement_to_json(sample_table());
+  json.erase("assignments");
+  try {
+    placement_from_json(json);
+    FAIL() << "missing assignments accepted";
+  } catch (const PlacementError& e) {
+    EXPECT_NE(std::string(e.what()).find("assignments"), std::string::npos) << e.what();
+  }
+  json = placement_to_json(sample_table());
+  json["workers"][0]["state"] = "sleepy";
+  EXPECT_THROW(placement_from_json(json), PlacementError);
+}
+
+}  // namespace
+}  // namespace moe

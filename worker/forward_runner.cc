@@ -1,0 +1,145 @@
+// Batched expert compute and replies (see forward_runner.h).
+#include "worker/forward_runner.h"
+
+#include <capnp/message.h>
+
+#include <map>
+#include <string>
+
+#include "runtime/wire/tensor_pack.h"
+#include "worker/error_reply.h"
+
+namespace moe {
+
+namespace {
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point start, Clock::time_point now) {
+  return std::chrono::duration<double>(now - start).count();
+}
+
+uint64_t micros_between(Clock::time_point a, Clock::time_point b) {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(b - a).count());
+}
+}  // namespace
+
+void ForwardRunner::run(ForwardBatcher::Batch& batch) {
+  const auto start = Clock::now();
+  // Rows of the batch matrix where each surviving job starts.
+  std::vector<ForwardJob*> jobs;
+  std::vector<int64_t> row_offset;
+  std::vector<float> x;
+  int64_t rows = 0;
+  for (auto& job_ptr : batch) {
+    ForwardJob& job = *job_ptr;
+    metrics_.queue_seconds.Observe(seconds_since(job.received, start));
+    if (job.deadline_ms > 0 && start - job.received > std::chrono::milliseconds(job.deadline_ms)) {
+      send_error_reply(job.responder,
+                       RequestError(wire::ErrorCode::DEADLINE_EXCEEDED,
+                                    "forwardRequest waited " + std::to_string(micros_between(job.received, start) / 1000) +
+                                        " ms in the queue, over its deadline of " + std::to_string(job.deadline_ms) + " ms",
+                                    current_epoch_()),
+                       metrics_, "forwardRequest");
+      continue;
+    }
+    const size_t elements = size_t{job.num_tokens} * job.hidden;
+    x.resize(static_cast<size_t>(rows) * job.hidden + elements);
+    try {
+      unpack_tensor(job.frame.envelope().getForwardRequest().getTokens(), job.dtype,
+                    std::span<float>(x.data() + rows * job.hidden, elements), "forwardRequest.tokens");
+    } catch (const std::exception& e) {
+      x.resize(static_cast<size_t>(rows) * job.hidden);
+      send_error_reply(job.responder, RequestError(wire::ErrorCode::BAD_REQUEST, e.what(), current_epoch_()), metrics_,
+                       "forwardRequest");
+      continue;
+    }
+    jobs.push_back(&job);
+    row_offset.push_back(rows);
+    rows += job.num_tokens;
+  }
+  if (jobs.empty()) return;
+
+  const int32_t layer = jobs.front()->layer;
+  const int64_t hidden = jobs.front()->hidden;
+  std::vector<TokenAssignment> assignments;
+  for (size_t j = 0; j < jobs.size(); ++j) {
+    for (const TokenAssignment& a : jobs[j]->assignments) {
+      assignments.push_back({static_cast<int32_t>(a.token + row_offset[j]), a.expert, a.weight});
+    }
+  }
+  std::vector<float> out(static_cast<size_t>(rows * hidden), 0.f);
+  const auto compute_start = Clock::now();
+  try {
+    if (rows > 0 && !assignments.empty()) {
+      store_.backend().forward(layer, x.data(), rows, hidden, assignments, out.data());
+    }
+  } catch (const std::exception&) {
+    // One of the requests names an expert that went away (or the backend refused it): isolate it.
+    for (size_t j = 0; j < jobs.size(); ++j) {
+      std::vector<float> x_alone(x.begin() + row_offset[j] * hidden,
+                                 x.begin() + (row_offset[j] + jobs[j]->num_tokens) * hidden);
+      run_alone(*jobs[j], x_alone);
+    }
+    return;
+  }
+  const auto compute_end = Clock::now();
+  metrics_.batch_tokens.Observe(static_cast<double>(rows));
+  const uint64_t compute_micros = micros_between(compute_start, compute_end);
+  for (size_t j = 0; j < jobs.size(); ++j) reply_output(*jobs[j], out.data() + row_offset[j] * hidden, compute_micros);
+  count_tokens(layer, std::vector<const ForwardJob*>(jobs.begin(), jobs.end()));
+}
+
+void ForwardRunner::run_alone(ForwardJob& job, const std::vector<float>& x) {
+  for (const TokenAssignment& a : job.assignments) {
+    if (!store_.has({job.layer, a.expert})) {
+      send_error_reply(job.responder,
+                       RequestError(wire::ErrorCode::EXPERT_NOT_HOSTED,
+                                    "expert " + std::to_string(a.expert) + " of layer " + std::to_string(job.layer) +
+                                        " is not loaded on this worker (released while the request waited)",
+                                    current_epoch_()),
+                       metrics_, "forwardRequest");
+      return;
+    }
+  }
+  std::vector<float> out(x.size(), 0.f);
+  const auto compute_start = Clock::now();
+  try {
+    if (job.num_tokens > 0 && !job.assignments.empty()) {
+      store_.backend().forward(job.layer, x.data(), job.num_tokens, job.hidden, job.assignments, out.data());
+    }
+  } catch (const std::exception& e) {
+    send_error_reply(job.responder,
+                     RequestError(wire::ErrorCode::INTERNAL, std::string("expert compute failed: ") + e.what(),
+                                  current_epoch_()),
+                     metrics_, "forwardRequest");
+    return;
+  }
+  metrics_.batch_tokens.Observe(static_cast<double>(job.num_tokens));
+  reply_output(job, out.data(), micros_between(compute_start, Clock::now()));
+  count_tokens(job.layer, {&job});
+}
+
+void ForwardRunner::reply_output(ForwardJob& job, const float* out, uint64_t compute_micros) {
+  const size_t elements = size_t{job.num_tokens} * job.hidden;
+  capnp::MallocMessageBuilder message;
+  auto reply = message.initRoot<wire::Envelope>().initForwardReply();
+  reply.setNumTokens(job.num_tokens);
+  reply.setHidden(job.hidden);
+  reply.setDtype(job.dtype);
+  reply.setComputeMicros(compute_micros);
+  auto output = reply.initOutput(packed_tensor_bytes(job.dtype, elements));
+  pack_tensor(std::span<const float>(out, elements), job.dtype, output);
+  job.responder.reply(message);
+  metrics_.forward_seconds.Observe(seconds_since(job.received, Clock::now()));
+}
+
+void ForwardRunner::count_tokens(int32_t layer, const std::vector<const ForwardJob*>& jobs) {
+  std::map<ExpertKey, uint64_t> counts;
+  for (const ForwardJob* job : jobs) {
+    for (const TokenAssignment& a : job->assignments) ++counts[{layer, a.expert}];
+  }
+  load_.add(counts);
+  for (const auto& [key, count] : counts) metrics_.add_expert_tokens(key.layer, key.expert, count);
+}
+
+}  // namespace moe

@@ -1,0 +1,70 @@
+// Flag definitions of moe-worker (see worker_flags.h).
+#include "worker/worker_flags.h"
+
+#include <CLI/CLI.hpp>
+
+#include <stdexcept>
+
+#include "runtime/net/address.h"
+
+namespace moe {
+
+void add_worker_flags(CLI::App& app, WorkerOptions& o) {
+  app.add_option("--coordinator", o.coordinator, "moe-coordinator address HOST:PORT")
+      ->required()
+      ->envname("MOE_COORDINATOR");
+  app.add_option("--listen", o.listen, "where to serve requests, HOST:PORT (port 0: a free port)")
+      ->capture_default_str()
+      ->envname("MOE_LISTEN");
+  app.add_option("--backend", o.backend, "expert compute backend")
+      ->check(CLI::IsMember({"cpu", "cuda"}))
+      ->capture_default_str()
+      ->envname("MOE_BACKEND");
+  app.add_option("--threads", o.threads, "CPU backend threads (0: OpenBLAS default)")
+      ->capture_default_str()
+      ->envname("MOE_THREADS");
+  app.add_option("--batch-threads", o.batch_threads, "batches computed at once (0: 2 on cpu, 1 on cuda)")
+      ->capture_default_str()
+      ->envname("MOE_BATCH_THREADS");
+  app.add_option("--metrics-port", o.metrics_port, "Prometheus /metrics port on the listen host (0: off)")
+      ->capture_default_str()
+      ->envname("MOE_METRICS_PORT");
+  app.add_option("--name", o.name, "worker name shown by the coordinator (default: host name)")
+      ->envname("MOE_NAME");
+  app.add_option("--memory-bytes", o.memory_bytes, "weight memory offered (0: 80% of RAM / free GPU memory)")
+      ->capture_default_str()
+      ->envname("MOE_MEMORY_BYTES");
+  app.add_option("--slots", o.slots, "expert copies offered (0: memory-bytes / largest expert)")
+      ->capture_default_str()
+      ->envname("MOE_SLOTS");
+  app.add_option("--cluster-token", o.cluster_token, "cluster token sent when registering")
+      ->envname("MOE_CLUSTER_TOKEN");
+  app.add_option("--max-queue", o.max_queue, "forward requests in flight before replying overloaded")
+      ->capture_default_str()
+      ->envname("MOE_MAX_QUEUE");
+  app.add_option("--batch-wait-us", o.batch_wait_us, "how long a request waits for others of its layer to batch with")
+      ->capture_default_str()
+      ->envname("MOE_BATCH_WAIT_US");
+  app.add_option("--max-batch-tokens", o.max_batch_tokens, "tokens one backend call takes at most")
+      ->capture_default_str()
+      ->envname("MOE_MAX_BATCH_TOKENS");
+}
+
+void check_worker_options(const WorkerOptions& o) {
+  auto bad = [](const std::string& what) { throw std::invalid_argument(what); };
+  try {
+    parse_host_port(o.coordinator);
+  } catch (const std::exception& e) {
+    bad(std::string("--coordinator: ") + e.what());
+  }
+  try {
+    parse_host_port(o.listen);
+  } catch (const std::exception& e) {
+    bad(std::string("--listen: ") + e.what());
+  }
+  if (o.backend != "cpu" && o.backend != "cuda") bad("--backend must be cpu or cuda, got '" + o.backend + "'");
+  if (o.max_queue == 0) bad("--max-queue must be at least 1, got 0");
+  if (o.max_batch_tokens == 0) bad("--max-batch-tokens must be at least 1, got 0");
+}
+
+}  // namespace moe

@@ -1,0 +1,43 @@
+// The Prometheus metrics of one worker (names follow ARCHITECTURE.md: moe_ prefix, base units):
+//   moe_expert_tokens_total{layer,expert}  tokens computed per hosted expert (one per (token, expert) pair)
+//   moe_worker_forward_seconds             request latency inside the worker: received -> reply sent
+//   moe_worker_queue_seconds               received -> its batch starts computing
+//   moe_worker_batch_tokens                tokens per backend call (batched requests together)
+//   moe_worker_experts_hosted              experts loaded
+//   moe_worker_weight_bytes                bytes of expert weights the backend holds
+//   moe_worker_epoch                       the placement epoch the worker serves
+//   moe_worker_errors_total{code}          error replies sent, by wire error code
+#pragma once
+
+#include <cstdint>
+
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include "runtime/wire/moe.capnp.h"
+
+namespace moe {
+
+class WorkerMetrics {
+ public:
+  explicit WorkerMetrics(prometheus::Registry& registry);
+
+  void add_expert_tokens(int32_t layer, int32_t expert, uint64_t tokens);
+  void count_error(wire::ErrorCode code);
+
+  prometheus::Histogram& forward_seconds;
+  prometheus::Histogram& queue_seconds;
+  prometheus::Histogram& batch_tokens;
+  prometheus::Gauge& experts_hosted;
+  prometheus::Gauge& weight_bytes;
+  prometheus::Gauge& epoch;
+
+ private:
+  prometheus::Family<prometheus::Counter>& expert_tokens_;
+  prometheus::Family<prometheus::Counter>& errors_;
+};
+
+}  // namespace moe

@@ -1,0 +1,31 @@
+// Everything moe-worker can be told on its command line (worker_flags.h binds these to flags and
+// MOE_* environment variables); tests fill it directly.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace moe {
+
+struct WorkerOptions {
+  std::string coordinator;              // HOST:PORT of moe-coordinator (required)
+  std::string listen = "127.0.0.1:0";   // where forward/prepare/commit requests arrive; port 0: any free port
+  std::string backend = "cpu";          // cpu | cuda
+  int threads = 0;                      // CPU backend threads (<= 0: OpenBLAS's default)
+  int batch_threads = 0;                // batches computed at once (<= 0: 2 on cpu, 1 on cuda)
+  uint16_t metrics_port = 0;            // Prometheus /metrics port on the listen host; 0: off
+  std::string name;                     // shown by the coordinator; empty: the host name
+  uint64_t memory_bytes = 0;            // weight memory offered; 0: derived from the machine
+  uint32_t slots = 0;                   // expert copies offered; 0: memory_bytes / largest expert
+  std::string cluster_token;            // sent with registerWorker
+  uint32_t max_queue = 1024;            // forward requests waiting or computing before `overloaded`
+  uint32_t batch_wait_us = 200;         // how long the first request of a batch waits for company
+  uint32_t max_batch_tokens = 8192;     // tokens one backend call takes at most (a bigger request runs alone)
+  // Coordinator link timings.
+  uint32_t connect_timeout_ms = 1000;
+  uint32_t retry_min_ms = 100;          // first reconnect delay, doubling up to retry_max_ms
+  uint32_t retry_max_ms = 2000;
+  uint32_t request_timeout_ms = 3000;   // getModel / registerWorker / heartbeat replies
+};
+
+}  // namespace moe

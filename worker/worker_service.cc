@@ -1,0 +1,358 @@
+// The worker service: request routing, the placement change protocol, and the coordinator Peer
+// (see worker_service.h).
+#include "worker/worker_service.h"
+
+#include <capnp/message.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <boost/asio/ip/host_name.hpp>
+
+#include "runtime/model/layer_source_factory.h"
+#include "runtime/net/address.h"
+#include "runtime/wire/envelope_util.h"
+#include "worker/backend_factory.h"
+#include "worker/error_reply.h"
+#include "worker/forward_validation.h"
+#include "worker/worker_flags.h"
+#include "worker/worker_log.h"
+
+namespace moe {
+
+namespace {
+std::set<ExpertKey> expert_set(capnp::List<wire::ExpertRef>::Reader list) {
+  std::set<ExpertKey> experts;
+  for (auto ref : list) experts.insert({ref.getLayer(), ref.getExpert()});
+  return experts;
+}
+
+bool is_wildcard(const std::string& host) { return host.empty() || host == "0.0.0.0" || host == "::"; }
+
+std::string mib(size_t bytes) { return std::to_string(bytes / (1024 * 1024)) + " MiB"; }
+
+int default_batch_threads(const std::string& backend) { return backend == "cuda" ? 1 : 2; }
+}  // namespace
+
+WorkerService::WorkerService(WorkerOptions options)
+    : options_(std::move(options)), store_(make_worker_backend(options_.backend, options_.threads)) {
+  check_worker_options(options_);
+  HostPort listen = parse_host_port(options_.listen);
+  listen_host_ = listen.host;
+  listen_port_ = listen.port;
+  name_ = options_.name.empty() ? boost::asio::ip::host_name() : options_.name;
+  memory_bytes_ = options_.memory_bytes > 0 ? options_.memory_bytes : default_memory_bytes(options_.backend);
+
+  metrics_endpoint_ = std::make_unique<MetricsEndpoint>(is_wildcard(listen_host_) ? "0.0.0.0" : listen_host_,
+                                                        options_.metrics_port, "worker", store_.backend().name());
+  metrics_ = std::make_unique<WorkerMetrics>(metrics_endpoint_->registry());
+  runner_ = std::make_unique<ForwardRunner>(store_, *metrics_, load_window_, [this] { return current_epoch(); });
+  BatcherOptions batching;
+  batching.threads = options_.batch_threads > 0 ? options_.batch_threads : default_batch_threads(options_.backend);
+  batching.max_queue = options_.max_queue;
+  batching.batch_wait = std::chrono::microseconds(options_.batch_wait_us);
+  batching.max_batch_tokens = options_.max_batch_tokens;
+  batcher_ = std::make_unique<ForwardBatcher>(batching, [this](ForwardBatcher::Batch& batch) { runner_->run(batch); });
+  control_ = std::make_unique<SerialExecutor>();
+  io_ = std::make_unique<IoPool>(2);
+  CoordinatorLinkOptions link;
+  link.coordinator = options_.coordinator;
+  link.connect_timeout = std::chrono::milliseconds(options_.connect_timeout_ms);
+  link.retry_min = std::chrono::milliseconds(options_.retry_min_ms);
+  link.retry_max = std::chrono::milliseconds(options_.retry_max_ms);
+  link.request_timeout = std::chrono::milliseconds(options_.request_timeout_ms);
+  CoordinatorLink::Peer& peer = *this;
+  link_ = std::make_unique<CoordinatorLink>(link, io_->context(), peer, load_window_);
+}
+
+WorkerService::~WorkerService() { stop(); }
+
+void WorkerService::start() {
+  if (started_) throw std::logic_error("WorkerService::start called twice");
+  started_ = true;
+  server_ = std::make_unique<Server>(io_->context(), listen_host_, listen_port_,
+                                     [this](Frame request, Responder responder) {
+                                       handle(std::move(request), std::move(responder));
+                                     });
+  std::string advertised_host = is_wildcard(listen_host_) ? boost::asio::ip::host_name() : listen_host_;
+  address_ = HostPort{advertised_host, server_->port()}.to_string();
+  worker_log("listening on " + server_->address() + " as " + address_ + " (backend " + store_.backend().name() +
+             ", metrics port " + std::to_string(metrics_endpoint_->port()) + ", coordinator " + options_.coordinator + ")");
+  link_->start();
+}
+
+void WorkerService::stop() {
+  if (stopping_.exchange(true)) return;
+  link_->stop();
+  control_->stop();
+  batcher_->stop();  // runs what is queued; replies go out through the io threads
+  if (server_) server_->stop();
+  io_->stop();
+  if (started_) worker_log("stopped");
+}
+
+uint64_t WorkerService::current_epoch() const {
+  std::lock_guard lock(epoch_mutex_);
+  return epochs_.current();
+}
+
+uint64_t WorkerService::oldest_served_epoch() const {
+  std::lock_guard lock(epoch_mutex_);
+  return epochs_.oldest_served();
+}
+
+// ------------------------------------------------------------------------------------------ requests
+
+void WorkerService::handle(Frame request, Responder responder) {
+  const auto kind = request.envelope().which();
+  try {
+    if (stopping_) throw RequestError(wire::ErrorCode::NOT_READY, "this worker is shutting down", current_epoch());
+    switch (kind) {
+      case wire::Envelope::FORWARD_REQUEST:
+        handle_forward(std::move(request), responder);
+        return;
+      case wire::Envelope::PREPARE:
+        post_control(std::move(request), responder, &WorkerService::handle_prepare);
+        return;
+      case wire::Envelope::COMMIT:
+        post_control(std::move(request), responder, &WorkerService::handle_commit);
+        return;
+      case wire::Envelope::RELEASE:
+        post_control(std::move(request), responder, &WorkerService::handle_release);
+        return;
+      default:
+        throw RequestError(wire::ErrorCode::BAD_REQUEST,
+                           "moe-worker does not serve " + message_kind_name(kind) +
+                               " requests (only forwardRequest, prepare, commit, release)",
+                           current_epoch());
+    }
+  } catch (const RequestError& e) {
+    send_error_reply(responder, e, *metrics_, message_kind_name(kind));
+  }
+}
+
+void WorkerService::post_control(Frame request, Responder responder,
+                                 void (WorkerService::*handler)(const Frame&, const Responder&)) {
+  auto shared = std::make_shared<Frame>(std::move(request));
+  bool posted = control_->post([this, shared, responder, handler] {
+    try {
+      (this->*handler)(*shared, responder);
+    } catch (const RequestError& e) {
+      send_error_reply(responder, e, *metrics_, message_kind_name(shared->envelope().which()));
+    } catch (const std::exception& e) {
+      send_error_reply(responder, RequestError(wire::ErrorCode::INTERNAL, e.what(), current_epoch()), *metrics_,
+                       message_kind_name(shared->envelope().which()));
+    }
+  });
+  if (!posted) throw RequestError(wire::ErrorCode::NOT_READY, "this worker is shutting down", current_epoch());
+}
+
+void WorkerService::handle_forward(Frame request, const Responder& responder) {
+  auto job = std::make_unique<ForwardJob>(std::move(request), responder, ForwardJob::Clock::now());
+  auto model = store_.model();
+  validate_forward_request(model->spec(), *job);
+  uint64_t current;
+  {
+    std::lock_guard lock(epoch_mutex_);
+    epochs_.check_request_epoch(job->epoch);
+    current = epochs_.current();
+  }
+  std::vector<bool> checked(static_cast<size_t>(model->spec().experts_per_layer()), false);
+  for (const TokenAssignment& a : job->assignments) {
+    if (checked[a.expert]) continue;
+    if (!store_.has({job->layer, a.expert})) {
+      throw RequestError(wire::ErrorCode::EXPERT_NOT_HOSTED,
+                         "expert " + std::to_string(a.expert) + " of layer " + std::to_string(job->layer) +
+                             " is not hosted on this worker (request epoch " + std::to_string(job->epoch) +
+                             ", current epoch " + std::to_string(current) + ")",
+                         current);
+    }
+    checked[a.expert] = true;
+  }
+  switch (batcher_->submit(job)) {
+    case ForwardBatcher::Submit::Accepted:
+      return;
+    case ForwardBatcher::Submit::Overloaded:
+      throw RequestError(wire::ErrorCode::OVERLOADED,
+                         "worker has " + std::to_string(batcher_->in_flight()) +
+                             " forward requests in flight, its bound (--max-queue) is " +
+                             std::to_string(options_.max_queue),
+                         current);
+    case ForwardBatcher::Submit::Stopped:
+      throw RequestError(wire::ErrorCode::NOT_READY, "this worker is shutting down", current);
+  }
+}
+
+void WorkerService::handle_prepare(const Frame& request, const Responder& responder) {
+  auto prepare = request.envelope().getPrepare();
+  const uint64_t epoch = prepare.getEpoch();
+  std::set<ExpertKey> experts = expert_set(prepare.getLoad());
+  for (const ExpertKey& key : experts) store_.check_expert(key);
+  {
+    std::lock_guard lock(epoch_mutex_);
+    epochs_.prepare(epoch, experts);
+  }
+  std::vector<ExpertKey> loaded_now = store_.load(experts);
+  update_gauges();
+  const size_t hosted = store_.loaded().size();
+  worker_log("prepared epoch " + std::to_string(epoch) + ": " + std::to_string(experts.size()) + " experts asked, " +
+             std::to_string(loaded_now.size()) + " loaded now; " + std::to_string(hosted) + " hosted, " +
+             mib(store_.resident_bytes()) + " of weights");
+  if (hosted > expert_slots()) {
+    worker_log("warning: " + std::to_string(hosted) + " experts loaded, over this worker's " +
+               std::to_string(expert_slots()) + " slots");
+  }
+
+  capnp::MallocMessageBuilder message;
+  auto ack = message.initRoot<wire::Envelope>().initPrepareAck();
+  ack.setEpoch(epoch);
+  auto loaded = ack.initLoaded(static_cast<unsigned>(experts.size()));
+  unsigned i = 0;
+  for (const ExpertKey& key : experts) {
+    loaded[i].setLayer(key.layer);
+    loaded[i].setExpert(key.expert);
+    ++i;
+  }
+  ack.setMemoryUsedBytes(store_.resident_bytes());
+  responder.reply(message);
+}
+
+void WorkerService::handle_commit(const Frame& request, const Responder& responder) {
+  auto placement = request.envelope().getCommit().getPlacement();
+  const uint64_t epoch = placement.getEpoch();
+  std::optional<uint32_t> self = link_->worker_id();
+  if (!self) {  // not registered (yet): find this worker by its address
+    for (auto worker : placement.getWorkers()) {
+      if (worker.getAddress() == address_) self = worker.getId();
+    }
+  }
+  std::set<ExpertKey> mine;
+  if (self) {
+    for (auto assignment : placement.getAssignments()) {
+      for (auto replica : assignment.getReplicas()) {
+        if (replica.getWorkerId() == *self) mine.insert({assignment.getLayer(), assignment.getExpert()});
+      }
+    }
+  }
+  for (const ExpertKey& key : mine) store_.check_expert(key);
+  {
+    std::lock_guard lock(epoch_mutex_);
+    if (epoch < epochs_.current()) {
+      throw RequestError(wire::ErrorCode::STALE_EPOCH,
+                         "commit of epoch " + std::to_string(epoch) + ", but epoch " +
+                             std::to_string(epochs_.current()) + " is already committed",
+                         epochs_.current());
+    }
+  }
+  // Normally prepare loaded them already; load what is missing (e.g. after a coordinator restart).
+  std::vector<ExpertKey> loaded_now = store_.load(mine);
+  uint64_t oldest;
+  {
+    std::lock_guard lock(epoch_mutex_);
+    epochs_.commit(epoch, mine);
+    oldest = epochs_.oldest_served();
+  }
+  update_gauges();
+  worker_log("committed epoch " + std::to_string(epoch) + " as worker " +
+             (self ? std::to_string(*self) : std::string("(unknown id)")) + ": " + std::to_string(mine.size()) +
+             " experts assigned" + (loaded_now.empty() ? "" : " (" + std::to_string(loaded_now.size()) + " loaded late)") +
+             (oldest < epoch ? "; still serving epochs from " + std::to_string(oldest) + " until release" : ""));
+  reply_ack(responder, epoch);
+}
+
+void WorkerService::handle_release(const Frame& request, const Responder& responder) {
+  const uint64_t epoch = request.envelope().getRelease().getEpoch();
+  std::set<ExpertKey> unload;
+  uint64_t current;
+  {
+    std::lock_guard lock(epoch_mutex_);
+    unload = epochs_.release(epoch, store_.loaded());
+    current = epochs_.current();
+  }
+  store_.unload(unload);
+  update_gauges();
+  worker_log("released epoch " + std::to_string(epoch) + ": unloaded " + std::to_string(unload.size()) + " experts, " +
+             std::to_string(store_.loaded().size()) + " hosted, " + mib(store_.resident_bytes()) + " of weights");
+  reply_ack(responder, current);
+}
+
+void WorkerService::reply_ack(const Responder& responder, uint64_t epoch) {
+  capnp::MallocMessageBuilder message;
+  message.initRoot<wire::Envelope>().initAck().setEpoch(epoch);
+  responder.reply(message);
+}
+
+void WorkerService::update_gauges() {
+  metrics_->experts_hosted.Set(static_cast<double>(store_.loaded().size()));
+  metrics_->weight_bytes.Set(static_cast<double>(store_.resident_bytes()));
+  metrics_->epoch.Set(static_cast<double>(current_epoch()));
+}
+
+uint32_t WorkerService::expert_slots() const {
+  if (options_.slots > 0) return options_.slots;
+  if (!store_.has_model()) return 0;
+  const ModelSpec& spec = store_.model()->spec();
+  int64_t intermediate = std::max(spec.moe_intermediate_size, spec.has_shared_expert ? spec.shared_intermediate_size : 0);
+  uint64_t expert_bytes = 3 * static_cast<uint64_t>(spec.hidden_size) * static_cast<uint64_t>(intermediate) *
+                          backend_bytes_per_weight(options_.backend);
+  uint64_t slots = expert_bytes > 0 ? memory_bytes_ / expert_bytes : 0;
+  return static_cast<uint32_t>(std::clamp<uint64_t>(slots, 1, UINT32_MAX));
+}
+
+// ---------------------------------------------------------------------------------- coordinator peer
+
+void WorkerService::adopt_model(wire::ModelInfo::Reader info) {
+  ModelSpec spec = parse_model_spec(nlohmann::json::parse(info.getSpecJson().cStr()), "coordinator modelInfo.specJson");
+  std::string source_text = info.getSource();
+  if (source_text.empty()) throw std::runtime_error("the coordinator's modelInfo names no weight source");
+  std::shared_ptr<const LayerSource> source = open_layer_source(ModelRef::parse(source_text));
+  const ModelSpec& loaded = source->spec();
+  if (loaded.hidden_size != spec.hidden_size || loaded.num_experts != spec.num_experts ||
+      loaded.experts_per_layer() != spec.experts_per_layer() || loaded.moe_layers != spec.moe_layers ||
+      loaded.moe_intermediate_size != spec.moe_intermediate_size) {
+    throw std::runtime_error("weight source '" + source_text + "' (hidden " + std::to_string(loaded.hidden_size) +
+                             ", " + std::to_string(loaded.experts_per_layer()) + " experts per layer) does not match "
+                             "the coordinator's spec (hidden " + std::to_string(spec.hidden_size) + ", " +
+                             std::to_string(spec.experts_per_layer()) + " experts per layer)");
+  }
+  store_.set_model(std::move(source), source_text);
+  worker_log("model '" + std::string(info.getName().cStr()) + "' from " + source_text + ": " + family_name(spec.family) +
+             ", hidden " + std::to_string(spec.hidden_size) + ", " + std::to_string(spec.experts_per_layer()) +
+             " experts in each of " + std::to_string(spec.moe_layers.size()) + " MoE layers; " +
+             std::to_string(expert_slots()) + " expert slots");
+}
+
+void WorkerService::fill_registration(wire::RegisterWorker::Builder registration) {
+  registration.setName(name_);
+  registration.setAddress(address_);
+  registration.setBackend(store_.backend().name());
+  auto capacity = registration.initCapacity();
+  capacity.setMemoryBytes(memory_bytes_);
+  capacity.setExpertSlots(expert_slots());
+  registration.setClusterToken(options_.cluster_token);
+  registration.setServingEpoch(current_epoch());
+  std::set<ExpertKey> hosted = store_.loaded();
+  auto list = registration.initHosted(static_cast<unsigned>(hosted.size()));
+  unsigned i = 0;
+  for (const ExpertKey& key : hosted) {
+    list[i].setLayer(key.layer);
+    list[i].setExpert(key.expert);
+    ++i;
+  }
+}
+
+void WorkerService::on_registered(wire::RegisterReply::Reader reply) {
+  const uint64_t served = current_epoch();
+  if (reply.getCurrentEpoch() > served) {
+    worker_log("the coordinator is at epoch " + std::to_string(reply.getCurrentEpoch()) + ", this worker serves " +
+               std::to_string(served) + ": waiting for its commit");
+  }
+}
+
+void WorkerService::fill_heartbeat(wire::Heartbeat::Builder heartbeat) {
+  heartbeat.setEpoch(current_epoch());
+  heartbeat.setMemoryUsedBytes(store_.resident_bytes());
+}
+
+void WorkerService::on_heartbeat_reply(wire::HeartbeatReply::Reader) {}
+
+}  // namespace moe

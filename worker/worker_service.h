@@ -1,0 +1,106 @@
+// The moe-worker service: serves forward requests for the experts it hosts and follows the
+// coordinator's placement changes. Everything of the daemon but flag parsing and signals, so tests run
+// it in-process.
+//
+//   io threads (runtime/net Server)   decode, validate, route: forwardRequest -> ForwardBatcher;
+//                                     prepare / commit / release -> the control thread
+//   control thread (SerialExecutor)   loads experts (prepare, commit), adopts epochs, unloads (release)
+//   compute threads (ForwardBatcher)  batch requests of one layer, run the ExpertBackend, reply
+//   link thread (CoordinatorLink)     getModel, registerWorker, heartbeats, reconnects
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+
+#include "runtime/metrics/metrics_endpoint.h"
+#include "runtime/net/io_pool.h"
+#include "runtime/net/server.h"
+#include "worker/coordinator_link.h"
+#include "worker/epoch_state.h"
+#include "worker/expert_store.h"
+#include "worker/forward_batcher.h"
+#include "worker/forward_runner.h"
+#include "worker/load_window.h"
+#include "worker/serial_executor.h"
+#include "worker/worker_metrics.h"
+#include "worker/worker_options.h"
+
+namespace moe {
+
+class WorkerService : private CoordinatorLink::Peer {
+ public:
+  // Makes the backend and the metrics endpoint; throws on a bad option or a backend this build lacks.
+  explicit WorkerService(WorkerOptions options);
+  ~WorkerService() override;  // stop()
+  WorkerService(const WorkerService&) = delete;
+  WorkerService& operator=(const WorkerService&) = delete;
+
+  // Listens (throws NetError(ListenFailed)) and starts talking to the coordinator in the background.
+  void start();
+  // Stops taking requests (new ones get notReady), stops the coordinator link and the control thread,
+  // finishes the queued forward requests, closes the connections. Idempotent.
+  void stop();
+
+  // The bound address as registered with the coordinator ("127.0.0.1:40123").
+  const std::string& address() const { return address_; }
+  uint16_t metrics_port() const { return metrics_endpoint_->port(); }
+  prometheus::Registry& metrics_registry() { return metrics_endpoint_->registry(); }
+
+  uint64_t current_epoch() const;
+  uint64_t oldest_served_epoch() const;
+  std::optional<uint32_t> worker_id() const { return link_->worker_id(); }
+  bool registered() const { return link_->registered(); }
+  uint64_t registrations() const { return link_->registrations(); }
+  std::set<ExpertKey> hosted() const { return store_.loaded(); }
+  uint64_t batches_run() const { return batcher_->batches_run(); }
+  uint64_t forward_requests_run() const { return batcher_->jobs_run(); }
+
+ private:
+  void handle(Frame request, Responder responder);
+  void handle_forward(Frame request, const Responder& responder);
+  void handle_prepare(const Frame& request, const Responder& responder);
+  void handle_commit(const Frame& request, const Responder& responder);
+  void handle_release(const Frame& request, const Responder& responder);
+  void post_control(Frame request, Responder responder, void (WorkerService::*handler)(const Frame&, const Responder&));
+  void reply_ack(const Responder& responder, uint64_t epoch);
+  void update_gauges();
+  uint32_t expert_slots() const;
+
+  // CoordinatorLink::Peer
+  bool has_model() const override { return store_.has_model(); }
+  void adopt_model(wire::ModelInfo::Reader info) override;
+  void fill_registration(wire::RegisterWorker::Builder registration) override;
+  void on_registered(wire::RegisterReply::Reader reply) override;
+  void fill_heartbeat(wire::Heartbeat::Builder heartbeat) override;
+  void on_heartbeat_reply(wire::HeartbeatReply::Reader reply) override;
+
+  WorkerOptions options_;
+  std::string listen_host_;
+  uint16_t listen_port_ = 0;
+  std::string address_;
+  std::string name_;
+  uint64_t memory_bytes_ = 0;
+
+  std::unique_ptr<MetricsEndpoint> metrics_endpoint_;
+  std::unique_ptr<WorkerMetrics> metrics_;
+  LoadWindow load_window_;
+  ExpertStore store_;
+  mutable std::mutex epoch_mutex_;
+  EpochState epochs_;
+
+  std::unique_ptr<IoPool> io_;
+  std::unique_ptr<ForwardRunner> runner_;
+  std::unique_ptr<ForwardBatcher> batcher_;
+  std::unique_ptr<SerialExecutor> control_;
+  std::unique_ptr<CoordinatorLink> link_;
+  std::unique_ptr<Server> server_;
+  std::atomic<bool> stopping_{false};
+  bool started_ = false;
+};
+
+}  // namespace moe
