@@ -55,8 +55,7 @@ void register_bench(CLI::App& app, Action& action) {
   CLI::App* bench = app.add_subcommand("bench", "Benchmarks: each figure beside its peer and ceiling");
   bench->require_subcommand(1);
   register_bench_engine(*bench, action);
+  register_bench_cluster(*bench, action);
 }
-
-void register_cluster_commands(CLI::App&, Action&) {}
 
 }  // namespace moe::cli

@@ -2,10 +2,12 @@
 // or through a running cluster (--cluster HOST:PORT). Output contract: see hidden_states_io.h.
 #include <CLI/CLI.hpp>
 
+#include <chrono>
 #include <iostream>
 #include <memory>
 #include <string>
 
+#include "cli/cluster_executor.h"
 #include "cli/commands.h"
 #include "cli/hidden_states_io.h"
 #include "kernels/expert_backend.h"
@@ -24,11 +26,16 @@ struct ForwardOptions {
   std::string output;
   std::string routing_out;
   int threads = 0;
+  std::string cluster;            // coordinator HOST:PORT; wins over the local model
+  std::string wire_dtype = "bf16";
+  int deadline_ms = 10000;
 };
 
 int run_forward(const ForwardOptions& o) {
   std::unique_ptr<MoeLayerExecutor> executor;
-  {
+  if (!o.cluster.empty()) {
+    executor = make_cluster_executor(o.cluster, o.wire_dtype, std::chrono::milliseconds(o.deadline_ms));
+  } else {
     std::unique_ptr<LayerSource> source = open_layer_source(o.model);
     source->spec().require_moe_layer(o.layer);
     LocalEngineOptions engine_options;
@@ -61,9 +68,17 @@ void register_forward(CLI::App& app, Action& action) {
       ->required();
   cmd->add_option("--routing-out", opts->routing_out, "also write topk_ids [T, K] I32 and topk_weights [T, K] F32");
   cmd->add_option("--threads", opts->threads, "CPU backend threads (0: all cores)");
-  cmd->callback([opts, &action, model, synth] {
-    if (model->count() + synth->count() == 0)
-      throw CLI::ValidationError("forward", "give one of --model DIR or --synthetic NAME");
+  auto* cluster = cmd->add_option("--cluster", opts->cluster, "run on the cluster whose coordinator is HOST:PORT");
+  cluster->excludes(model)->excludes(synth);
+  cmd->add_option("--wire-dtype", opts->wire_dtype, "dtype of tokens on the wire with --cluster")
+      ->check(CLI::IsMember({"f32", "bf16"}))
+      ->capture_default_str();
+  cmd->add_option("--deadline-ms", opts->deadline_ms, "deadline of the call with --cluster, retries included")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->callback([opts, &action, model, synth, cluster] {
+    if (model->count() + synth->count() + cluster->count() == 0)
+      throw CLI::ValidationError("forward", "give one of --model DIR, --synthetic NAME or --cluster HOST:PORT");
     action = [opts] { return run_forward(*opts); };
   });
 }

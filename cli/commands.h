@@ -15,5 +15,6 @@ using Action = std::function<int()>;
 void register_forward(CLI::App& app, Action& action);           // cmd_forward.cc
 void register_bench(CLI::App& app, Action& action);             // cmd_bench.cc
 void register_cluster_commands(CLI::App& app, Action& action);  // cmd_cluster.cc: demo, status, ...
+void register_bench_cluster(CLI::App& bench, Action& action);   // cmd_cluster.cc: `bench cluster`
 
 }  // namespace moe::cli

@@ -85,8 +85,9 @@ void ForwardRunner::run(ForwardBatcher::Batch& batch) {
   const auto compute_end = Clock::now();
   metrics_.batch_tokens.Observe(static_cast<double>(rows));
   const uint64_t compute_micros = micros_between(compute_start, compute_end);
-  for (size_t j = 0; j < jobs.size(); ++j) reply_output(*jobs[j], out.data() + row_offset[j] * hidden, compute_micros);
+  // Counted before replying, so a client that got its reply sees its tokens in the metrics.
   count_tokens(layer, std::vector<const ForwardJob*>(jobs.begin(), jobs.end()));
+  for (size_t j = 0; j < jobs.size(); ++j) reply_output(*jobs[j], out.data() + row_offset[j] * hidden, compute_micros);
 }
 
 void ForwardRunner::run_alone(ForwardJob& job, const std::vector<float>& x) {
@@ -115,8 +116,8 @@ void ForwardRunner::run_alone(ForwardJob& job, const std::vector<float>& x) {
     return;
   }
   metrics_.batch_tokens.Observe(static_cast<double>(job.num_tokens));
-  reply_output(job, out.data(), micros_between(compute_start, Clock::now()));
   count_tokens(job.layer, {&job});
+  reply_output(job, out.data(), micros_between(compute_start, Clock::now()));
 }
 
 void ForwardRunner::reply_output(ForwardJob& job, const float* out, uint64_t compute_micros) {
@@ -129,8 +130,8 @@ void ForwardRunner::reply_output(ForwardJob& job, const float* out, uint64_t com
   reply.setComputeMicros(compute_micros);
   auto output = reply.initOutput(packed_tensor_bytes(job.dtype, elements));
   pack_tensor(std::span<const float>(out, elements), job.dtype, output);
-  job.responder.reply(message);
   metrics_.forward_seconds.Observe(seconds_since(job.received, Clock::now()));
+  job.responder.reply(message);
 }
 
 void ForwardRunner::count_tokens(int32_t layer, const std::vector<const ForwardJob*>& jobs) {

@@ -35,7 +35,7 @@ inline constexpr int kMaxStreamingTokens = 64;
 struct CpuBackendOptions {
   int threads = 0;  // <= 0: OpenBLAS's default thread count (OPENBLAS_NUM_THREADS or the cores)
   // Experts with at most this many tokens use the streaming kernels, others OpenBLAS sgemm.
-  int max_streaming_tokens = 24;
+  int max_streaming_tokens = 48;
 };
 
 class CpuBackend : public ExpertBackend {

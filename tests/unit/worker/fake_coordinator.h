@@ -9,12 +9,12 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "runtime/model/layer_source_factory.h"
@@ -70,17 +70,21 @@ class FakeCoordinator {
     return last_epoch_;
   }
 
-  // Waits (bounded) until `condition` holds.
+  // Polls (bounded) until `condition` holds; the condition may call the accessors above.
   template <typename F>
-  bool wait_for(F condition, std::chrono::milliseconds timeout = std::chrono::milliseconds(5000)) const {
-    std::unique_lock lock(mutex_);
-    return changed_.wait_for(lock, timeout, [&] { return condition(); });
+  static bool wait_for(F condition, std::chrono::milliseconds timeout = std::chrono::milliseconds(5000)) {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (condition()) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return condition();
   }
   bool wait_registrations(size_t count) const {
-    return wait_for([&] { return registrations_.size() >= count; });
+    return wait_for([&] { return registrations().size() >= count; });
   }
   bool wait_heartbeats(size_t count) const {
-    return wait_for([&] { return heartbeats_ >= count; });
+    return wait_for([&] { return heartbeats() >= count; });
   }
 
  private:
@@ -107,7 +111,6 @@ class FakeCoordinator {
         out.setHeartbeatMs(heartbeat_ms_);
         std::lock_guard lock(mutex_);
         registrations_.push_back(seen);
-        changed_.notify_all();
         break;
       }
       case wire::Envelope::HEARTBEAT: {
@@ -119,7 +122,6 @@ class FakeCoordinator {
         ++heartbeats_;
         last_epoch_ = h.getEpoch();
         for (auto load : h.getLoad()) tokens_[{load.getLayer(), load.getExpert()}] += load.getTokens();
-        changed_.notify_all();
         break;
       }
       default:
@@ -134,7 +136,6 @@ class FakeCoordinator {
   uint32_t heartbeat_ms_;
   std::atomic<bool> reregister_next_{false};
   mutable std::mutex mutex_;
-  mutable std::condition_variable changed_;
   std::vector<Registration> registrations_;
   size_t heartbeats_ = 0;
   uint64_t last_epoch_ = 0;

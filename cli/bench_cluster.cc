@@ -1,0 +1,156 @@
+// bench cluster: launch, time LocalEngine and the cluster per T, measure the socket ceiling, print.
+#include "cli/bench_cluster.h"
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <iomanip>
+#include <random>
+#include <thread>
+#include <unistd.h>
+
+#include "cli/cluster_executor.h"
+#include "kernels/expert_backend.h"
+#include "runtime/client/local_cluster.h"
+#include "runtime/engine/local_engine.h"
+#include "runtime/model/synthetic_model.h"
+#include "runtime/net/loopback_ceiling.h"
+
+namespace moe {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Timing {
+  double median_ms = 0;
+  int reps = 0;
+};
+
+// One warm-up call, then calls until min_seconds have passed (min_reps .. max_reps); median ms per call.
+Timing time_calls(const BenchClusterOptions& o, const std::function<void()>& call) {
+  call();
+  std::vector<double> ms;
+  const auto start = Clock::now();
+  while (static_cast<int>(ms.size()) < o.max_reps &&
+         (static_cast<int>(ms.size()) < o.min_reps ||
+          std::chrono::duration<double>(Clock::now() - start).count() < o.min_seconds)) {
+    const auto t0 = Clock::now();
+    call();
+    ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+  }
+  std::sort(ms.begin(), ms.end());
+  return {ms[ms.size() / 2], static_cast<int>(ms.size())};
+}
+
+Matrix random_input(int64_t rows, int64_t hidden, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> normal(0.f, 1.f);
+  Matrix x(rows, hidden);
+  for (auto& v : x.data) v = normal(rng);
+  return x;
+}
+
+LocalClusterOptions cluster_options(const BenchClusterOptions& o, const std::string& preset) {
+  LocalClusterOptions c;
+  c.bin_dir = o.bin_dir.empty() ? executable_dir() : o.bin_dir;
+  c.workers = o.workers;
+  c.model = "synthetic:" + preset + ":0";
+  c.log_dir = (std::filesystem::temp_directory_path() / ("moe-bench-cluster-" + std::to_string(getpid()))).string();
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  c.worker_threads = std::max(1, cores / o.workers);
+  return c;
+}
+
+struct Row {
+  int64_t tokens = 0;
+  double local_ms = 0, cluster_ms = 0;
+  double bytes_per_call = 0;
+  double moved_per_s = 0, ceiling_per_s = 0;
+};
+
+const char* verdict(bool ok) { return ok ? "ok" : "MISSED"; }
+
+}  // namespace
+
+int run_bench_cluster(const BenchClusterOptions& o, std::ostream& out) {
+  if (o.workers < 1) throw std::invalid_argument("bench cluster: --workers must be >= 1, got " + std::to_string(o.workers));
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  std::vector<Row> rows;
+  ModelSpec spec;
+  {
+    LocalCluster cluster(cluster_options(o, o.synthetic));
+    auto source = SyntheticLayerSource::from_preset(o.synthetic);
+    spec = source->spec();
+    const int32_t layer = spec.moe_layers.front();
+    LocalEngine local(*source, make_cpu_backend(0), LocalEngineOptions{{layer}});
+    cluster.wait_ready(std::chrono::seconds(o.ready_timeout_s));
+    auto client = cli::make_cluster_client(cluster.coordinator_address(), o.wire_dtype, std::chrono::seconds(60));
+    for (int64_t T : o.tokens) {
+      Matrix x = random_input(T, spec.hidden_size, o.seed + T);
+      Row row;
+      row.tokens = T;
+      row.local_ms = time_calls(o, [&] { local.forward(layer, x); }).median_ms;
+      const uint64_t bytes_before = client->stats().payload_bytes;
+      const uint64_t calls_before = client->stats().calls_ok;
+      row.cluster_ms = time_calls(o, [&] { client->forward(layer, x); }).median_ms;
+      const ClientStats after = client->stats();
+      row.bytes_per_call = double(after.payload_bytes - bytes_before) / double(after.calls_ok - calls_before);
+      row.moved_per_s = row.bytes_per_call / (row.cluster_ms / 1e3);
+      const size_t payload = std::max<size_t>(1, static_cast<size_t>(row.bytes_per_call));
+      const int round_trips = static_cast<int>(std::clamp<size_t>((size_t(256) << 20) / payload, 20, 2000));
+      row.ceiling_per_s = measure_loopback_ceiling(payload, round_trips).bytes_per_second();
+      rows.push_back(row);
+    }
+    client.reset();
+    cluster.stop();
+  }
+
+  // T=1 with a trivial expert size: what the cluster path itself costs.
+  Row trivial;
+  ModelSpec trivial_spec;
+  {
+    LocalCluster cluster(cluster_options(o, o.trivial));
+    auto source = SyntheticLayerSource::from_preset(o.trivial);
+    trivial_spec = source->spec();
+    const int32_t layer = trivial_spec.moe_layers.front();
+    LocalEngine local(*source, make_cpu_backend(1), LocalEngineOptions{{layer}});
+    cluster.wait_ready(std::chrono::seconds(o.ready_timeout_s));
+    auto client = cli::make_cluster_client(cluster.coordinator_address(), o.wire_dtype);
+    Matrix x = random_input(1, trivial_spec.hidden_size, o.seed);
+    trivial.tokens = 1;
+    trivial.local_ms = time_calls(o, [&] { local.forward(layer, x); }).median_ms;
+    trivial.cluster_ms = time_calls(o, [&] { client->forward(layer, x); }).median_ms;
+    client.reset();
+    cluster.stop();
+  }
+
+  out << "bench cluster: 1 coordinator + " << o.workers << " workers on 127.0.0.1 vs LocalEngine, " << cores
+      << " cores, " << o.wire_dtype << " on the wire; model '" << o.synthetic << "' (hidden " << spec.hidden_size
+      << ", intermediate " << spec.moe_intermediate_size << ", " << spec.num_experts << " experts, top-" << spec.top_k
+      << "); median ms per forward\n";
+  out << std::right << std::setw(6) << "T" << std::setw(11) << "local ms" << std::setw(12) << "cluster ms"
+      << std::setw(11) << "added ms" << std::setw(9) << "added%" << std::setw(13) << "moved MB/s" << std::setw(14)
+      << "ceiling MB/s" << std::setw(10) << "%ceiling" << "  targets (T>=256: moved>=50% ceiling, added<=20%)\n";
+  for (const Row& r : rows) {
+    const double added = r.cluster_ms - r.local_ms;
+    const double added_pct = 100.0 * added / r.local_ms;
+    const double ceiling_pct = 100.0 * r.moved_per_s / r.ceiling_per_s;
+    out << std::fixed << std::setw(6) << r.tokens << std::setprecision(3) << std::setw(11) << r.local_ms
+        << std::setw(12) << r.cluster_ms << std::setw(11) << added << std::setprecision(1) << std::setw(9) << added_pct
+        << std::setw(13) << r.moved_per_s / 1e6 << std::setw(14) << r.ceiling_per_s / 1e6 << std::setw(10)
+        << ceiling_pct;
+    if (r.tokens >= 256)
+      out << "  moved " << verdict(ceiling_pct >= 50) << ", added " << verdict(added_pct <= 20);
+    out << "\n";
+  }
+  const double trivial_added_us = (trivial.cluster_ms - trivial.local_ms) * 1e3;
+  out << std::fixed << std::setprecision(3) << "T=1, trivial experts ('" << o.trivial << "': hidden "
+      << trivial_spec.hidden_size << ", intermediate " << trivial_spec.moe_intermediate_size << "): local "
+      << trivial.local_ms << " ms, cluster " << trivial.cluster_ms << " ms, added " << std::setprecision(0)
+      << trivial_added_us << " us (target < 300 us: " << verdict(trivial_added_us < 300) << ")\n";
+  return 0;
+}
+
+}  // namespace moe

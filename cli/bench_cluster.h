@@ -1,0 +1,33 @@
+// `moectl bench cluster`: a loopback cluster (1 moe-coordinator, W moe-worker processes) against
+// LocalEngine in the same run. For each T: ms per forward of both, the latency the cluster adds, and the
+// token bytes it moves per second beside the plain-socket loopback ceiling (runtime/net/loopback_ceiling.h)
+// measured in the same run with the same payload bytes; plus the T=1 latency on a model with a trivial
+// expert size. Targets printed beside: bytes moved >= 50% of the ceiling and added latency <= 20% of
+// LocalEngine at T >= 256; added latency < 300 us at T=1 with the trivial model.
+#pragma once
+
+#include <cstdint>
+#include <ostream>
+#include <string>
+#include <vector>
+
+namespace moe {
+
+struct BenchClusterOptions {
+  int workers = 2;
+  std::string synthetic = "default";   // model of the main figures
+  std::string trivial = "tiny";        // model with a trivial expert size, for the T=1 latency
+  std::vector<int64_t> tokens{1, 16, 256, 1024};
+  double min_seconds = 1.0;            // time per figure (at least min_reps calls)
+  int min_reps = 5;
+  int max_reps = 2000;
+  std::string wire_dtype = "bf16";
+  std::string bin_dir;                 // empty: the folder of the running binary
+  uint64_t seed = 1;
+  int ready_timeout_s = 300;
+};
+
+// Runs the benchmark and prints the table to `out`. Returns 0; throws when the cluster cannot start.
+int run_bench_cluster(const BenchClusterOptions& options, std::ostream& out);
+
+}  // namespace moe

@@ -1,0 +1,35 @@
+// `moectl demo`: a whole cluster on this machine (moe-coordinator + N moe-worker processes found next
+// to moectl, on 127.0.0.1 with free ports), driven by a bounded stream of batches with skewed routing
+// (x = noise + skew * router_row[hot expert], the hot expert drawn from a Zipf law) from several client
+// threads through one ClusterClient; every output is checked against a LocalEngine in this process.
+// Prints a running line every second and a closing summary; exit status 0 only with zero errors and
+// zero mismatches.
+#pragma once
+
+#include <cstdint>
+#include <ostream>
+#include <string>
+
+namespace moe::cli {
+
+struct DemoOptions {
+  int workers = 3;
+  std::string model_dir;              // HF checkpoint; empty: the synthetic preset below
+  std::string synthetic = "default";
+  uint64_t seed = 0;
+  int batches = 200;
+  int clients = 4;                    // threads calling forward at once
+  int tokens = 64;                    // rows per batch
+  std::string wire_dtype = "bf16";
+  double skew = 4.0;                  // weight of the hot expert's router row in each token
+  double zipf = 1.2;                  // exponent of the hot-expert draw
+  double max_relative_error = 2e-2;   // per-row relative L2 error allowed against LocalEngine
+  int worker_threads = 0;             // CPU threads per worker (0: cores / workers)
+  int ready_timeout_s = 180;
+  std::string bin_dir;                // empty: the folder of the moectl binary
+  std::string log_dir;                // daemons' stderr; empty: a fresh folder under /tmp
+};
+
+int run_demo(const DemoOptions& options, std::ostream& out);
+
+}  // namespace moe::cli

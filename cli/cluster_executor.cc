@@ -1,0 +1,27 @@
+// make_cluster_executor / parse_wire_dtype (see cluster_executor.h).
+#include "cli/cluster_executor.h"
+
+#include <stdexcept>
+
+namespace moe::cli {
+
+wire::DType parse_wire_dtype(const std::string& text) {
+  if (text == "f32") return wire::DType::F32;
+  if (text == "bf16") return wire::DType::BF16;
+  throw std::invalid_argument("wire dtype must be f32 or bf16, got '" + text + "'");
+}
+
+std::unique_ptr<ClusterClient> make_cluster_client(const std::string& coordinator, const std::string& wire_dtype,
+                                                   std::chrono::milliseconds deadline) {
+  ClusterClientOptions options;
+  options.wire_dtype = parse_wire_dtype(wire_dtype);
+  options.deadline = deadline;
+  return std::make_unique<ClusterClient>(coordinator, options);
+}
+
+std::unique_ptr<MoeLayerExecutor> make_cluster_executor(const std::string& coordinator, const std::string& wire_dtype,
+                                                        std::chrono::milliseconds deadline) {
+  return make_cluster_client(coordinator, wire_dtype, deadline);
+}
+
+}  // namespace moe::cli

@@ -1,0 +1,24 @@
+// moectl's way to a cluster: a MoeLayerExecutor (ClusterClient) for `--cluster HOST:PORT`, and the
+// `--wire-dtype f32|bf16` flag's parsing, shared by forward, demo and bench cluster.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "runtime/client/cluster_client.h"
+#include "runtime/engine/moe_layer_executor.h"
+
+namespace moe::cli {
+
+// "f32" | "bf16" -> wire::DType; throws std::invalid_argument naming the text otherwise.
+wire::DType parse_wire_dtype(const std::string& text);
+
+// Connects to the coordinator at `coordinator` and fetches model and placement; throws NetError when
+// it is unreachable.
+std::unique_ptr<ClusterClient> make_cluster_client(const std::string& coordinator, const std::string& wire_dtype,
+                                                   std::chrono::milliseconds deadline = std::chrono::seconds(10));
+std::unique_ptr<MoeLayerExecutor> make_cluster_executor(const std::string& coordinator, const std::string& wire_dtype,
+                                                        std::chrono::milliseconds deadline = std::chrono::seconds(10));
+
+}  // namespace moe::cli

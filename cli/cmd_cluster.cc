@@ -1,0 +1,83 @@
+// The cluster subcommands of moectl: `status --cluster HOST:PORT`, `demo`, and `bench cluster`
+// (registered under `bench` by cmd_bench.cc).
+#include <CLI/CLI.hpp>
+
+#include <iostream>
+#include <memory>
+
+#include "cli/bench_cluster.h"
+#include "cli/cluster_demo.h"
+#include "cli/cluster_status.h"
+#include "cli/commands.h"
+
+namespace moe::cli {
+
+namespace {
+
+void register_status(CLI::App& app, Action& action) {
+  auto cluster = std::make_shared<std::string>();
+  auto timeout_ms = std::make_shared<int>(3000);
+  CLI::App* cmd = app.add_subcommand("status", "Workers, their state, address, experts and lease; the epoch");
+  cmd->add_option("--cluster", *cluster, "coordinator HOST:PORT")->required()->envname("MOE_CLUSTER");
+  cmd->add_option("--timeout-ms", *timeout_ms, "give up when the coordinator does not answer within this")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->callback([cluster, timeout_ms, &action] {
+    action = [cluster, timeout_ms] {
+      return run_cluster_status(*cluster, std::chrono::milliseconds(*timeout_ms), std::cout);
+    };
+  });
+}
+
+void register_demo(CLI::App& app, Action& action) {
+  auto o = std::make_shared<DemoOptions>();
+  CLI::App* cmd = app.add_subcommand(
+      "demo", "Start a loopback cluster (coordinator + workers), drive skewed batches, check each against LocalEngine");
+  cmd->add_option("--workers", o->workers, "moe-worker processes")->check(CLI::PositiveNumber)->capture_default_str();
+  auto* model = cmd->add_option("--model", o->model_dir, "HF checkpoint folder (default: the synthetic preset)");
+  auto* synth = cmd->add_option("--synthetic", o->synthetic, "synthetic preset")->capture_default_str();
+  model->excludes(synth);
+  cmd->add_option("--seed", o->seed, "seed of the synthetic model and the inputs")->capture_default_str();
+  cmd->add_option("--batches", o->batches, "batches to send in all")->check(CLI::NonNegativeNumber)->capture_default_str();
+  cmd->add_option("--clients", o->clients, "client threads")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--tokens", o->tokens, "tokens per batch")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--wire-dtype", o->wire_dtype, "dtype of tokens on the wire")
+      ->check(CLI::IsMember({"f32", "bf16"}))
+      ->capture_default_str();
+  cmd->add_option("--skew", o->skew, "weight of the hot expert's router row in each token")->capture_default_str();
+  cmd->add_option("--zipf", o->zipf, "Zipf exponent of the hot-expert draw")->capture_default_str();
+  cmd->add_option("--max-error", o->max_relative_error, "per-row relative error allowed against LocalEngine")
+      ->capture_default_str();
+  cmd->add_option("--worker-threads", o->worker_threads, "CPU threads per worker (0: cores / workers)");
+  cmd->add_option("--ready-timeout-s", o->ready_timeout_s, "how long the cluster may take to come up")
+      ->capture_default_str();
+  cmd->add_option("--bin-dir", o->bin_dir, "folder of moe-coordinator and moe-worker (default: next to moectl)");
+  cmd->add_option("--log-dir", o->log_dir, "where the daemons' stderr goes (default: a folder under /tmp)");
+  cmd->callback([o, &action] { action = [o] { return run_demo(*o, std::cout); }; });
+}
+
+}  // namespace
+
+void register_cluster_commands(CLI::App& app, Action& action) {
+  register_status(app, action);
+  register_demo(app, action);
+}
+
+void register_bench_cluster(CLI::App& bench, Action& action) {
+  auto o = std::make_shared<BenchClusterOptions>();
+  CLI::App* cmd = bench.add_subcommand(
+      "cluster", "A loopback cluster vs LocalEngine: ms per forward, added latency, bytes moved vs the socket ceiling");
+  cmd->add_option("--workers", o->workers, "moe-worker processes")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--synthetic", o->synthetic, "synthetic preset of the main figures")->capture_default_str();
+  cmd->add_option("--trivial", o->trivial, "synthetic preset with a trivial expert size, for the T=1 latency")
+      ->capture_default_str();
+  cmd->add_option("--tokens", o->tokens, "token counts T")->delimiter(',');
+  cmd->add_option("--min-seconds", o->min_seconds, "time spent per figure")->check(CLI::PositiveNumber);
+  cmd->add_option("--wire-dtype", o->wire_dtype, "dtype of tokens on the wire")
+      ->check(CLI::IsMember({"f32", "bf16"}))
+      ->capture_default_str();
+  cmd->add_option("--bin-dir", o->bin_dir, "folder of moe-coordinator and moe-worker (default: next to moectl)");
+  cmd->callback([o, &action] { action = [o] { return run_bench_cluster(*o, std::cout); }; });
+}
+
+}  // namespace moe::cli

@@ -1,0 +1,212 @@
+// The control thread: lease checks, planning (first placement, reassignment of dead workers' experts)
+// and the change protocol: prepare the gainers in parallel and wait for their acks; a gainer that fails
+// is dead and the plan is made again without it; save the state file; commit to every live worker;
+// publish; after --grace-ms, release.
+#include <algorithm>
+#include <future>
+
+#include "coordinator/coordinator_core.h"
+#include "coordinator/coordinator_log.h"
+#include "runtime/placement/initial_placement.h"
+#include "runtime/placement/placement_error.h"
+#include "runtime/placement/placement_wire.h"
+#include "runtime/placement/reassign_lost.h"
+#include "runtime/wire/envelope_util.h"
+
+namespace moe {
+
+using Core = CoordinatorService::Core;
+
+namespace {
+
+std::string ids_text(const std::vector<uint32_t>& ids) {
+  std::string out;
+  for (uint32_t id : ids) out += (out.empty() ? "" : ", ") + std::to_string(id);
+  return out;
+}
+
+}  // namespace
+
+void Core::control_loop() {
+  for (;;) {
+    std::vector<uint32_t> drop;
+    {
+      std::unique_lock lock(mutex);
+      auto until = Clock::now() + std::chrono::seconds(1);
+      for (const auto& worker : membership.all()) {
+        if (worker.live()) until = std::min(until, worker.lease_deadline);
+      }
+      if (release_due) until = std::min(until, release_due->second);
+      wake_cv.wait_until(lock, until, [&] { return wake || stopping; });
+      if (stopping) return;
+      wake = false;
+      drop.swap(links_to_drop);
+    }
+    for (uint32_t id : drop) links.drop(id);
+    check_leases();
+    plan_and_change();
+    release_if_due();
+  }
+}
+
+void Core::check_leases() {
+  std::lock_guard lock(mutex);
+  for (uint32_t id : membership.expired(Clock::now())) {
+    WorkerRecord& worker = *membership.find(id);
+    if (worker.confirmed) {
+      metrics.lease_expired();
+      mark_dead_locked(worker, "lease expired (no heartbeat for " + std::to_string(config.lease_ms) + " ms)");
+    } else {
+      mark_dead_locked(worker, "did not register again within " + std::to_string(config.lease_ms) +
+                                   " ms of the coordinator restart");
+    }
+  }
+}
+
+void Core::plan_and_change() {
+  for (;;) {
+    PlacementTable current, next;
+    std::string why;
+    {
+      std::lock_guard lock(mutex);
+      if (stopping || membership_version == failed_plan_version) return;
+      auto placeable = membership.placeable();
+      try {
+        if (table.epoch == 0) {
+          if (placeable.size() < config.min_workers) return;
+          next = initial_placement(model.experts(), placeable, config.replicas);
+          why = "first placement on " + std::to_string(placeable.size()) + " worker(s)";
+        } else {
+          std::vector<uint32_t> dead;
+          for (uint32_t id : dead_in_table) {
+            if (table.find_worker(id)) dead.push_back(id);
+          }
+          if (dead.empty()) return;
+          next = reassign_lost(table, dead, placeable, model.experts());
+          why = "experts of dead worker(s) " + ids_text(dead) + " move to the survivors";
+        }
+      } catch (const PlacementError& e) {
+        coordinator_log("cannot plan a placement: " + std::string(e.what()) + "; waiting for a membership change");
+        failed_plan_version = membership_version;
+        return;
+      }
+      current = table;
+    }
+    coordinator_log("epoch " + std::to_string(next.epoch) + ": " + why + "; preparing");
+    const auto failed = prepare(current, next);
+    if (failed.empty()) {
+      commit(next);
+      return;
+    }
+    std::lock_guard lock(mutex);
+    for (uint32_t id : failed) {
+      if (WorkerRecord* worker = membership.find(id)) mark_dead_locked(*worker, "prepare of epoch " + std::to_string(next.epoch) + " failed");
+    }
+  }
+}
+
+std::vector<uint32_t> Core::prepare(const PlacementTable& current, const PlacementTable& next) {
+  std::vector<uint32_t> failed;
+  std::vector<std::pair<uint32_t, std::future<Frame>>> waiting;
+  for (const auto& worker : next.workers) {
+    const auto gained = current.gained_by(worker.id, next);
+    if (gained.empty()) continue;
+    capnp::MallocMessageBuilder message;
+    auto prepare = message.initRoot<wire::Envelope>().initPrepare();
+    prepare.setEpoch(next.epoch);
+    auto load = prepare.initLoad(static_cast<unsigned>(gained.size()));
+    for (unsigned i = 0; i < gained.size(); ++i) {
+      load[i].setLayer(gained[i].layer);
+      load[i].setExpert(gained[i].expert);
+    }
+    try {
+      auto connection = links.get(worker.id, worker.address);
+      waiting.emplace_back(worker.id, connection->request(message, std::chrono::milliseconds(config.prepare_timeout_ms)));
+    } catch (const std::exception& e) {
+      coordinator_log("prepare of epoch " + std::to_string(next.epoch) + " to worker " + std::to_string(worker.id) +
+                      " not sent: " + e.what());
+      failed.push_back(worker.id);
+    }
+  }
+  for (auto& [id, reply] : waiting) {
+    try {
+      Frame frame = reply.get();  // bounded by the request's deadline
+      expect_kind(frame.envelope(), wire::Envelope::PREPARE_ACK);
+      const uint64_t acked = frame.envelope().getPrepareAck().getEpoch();
+      if (acked != next.epoch) {
+        throw WireError("prepareAck for epoch " + std::to_string(acked) + ", expected " + std::to_string(next.epoch));
+      }
+    } catch (const std::exception& e) {
+      coordinator_log("prepare of epoch " + std::to_string(next.epoch) + " on worker " + std::to_string(id) + " failed: " + e.what());
+      failed.push_back(id);
+    }
+  }
+  return failed;
+}
+
+void Core::commit(const PlacementTable& next) {
+  std::vector<std::pair<uint32_t, std::string>> targets;
+  {
+    std::lock_guard lock(mutex);
+    save_state_locked(next);  // before anyone hears of the epoch: a restart never reuses its number
+    for (const auto& worker : membership.all()) {
+      if (worker.live()) targets.emplace_back(worker.id, worker.address);
+    }
+  }
+  broadcast(targets, "commit of epoch " + std::to_string(next.epoch), [&](capnp::MessageBuilder& message) {
+    placement_to_wire(next, message.initRoot<wire::Envelope>().initCommit().initPlacement());
+  });
+  std::lock_guard lock(mutex);
+  table = next;
+  std::erase_if(dead_in_table, [&](uint32_t id) { return !table.find_worker(id); });
+  for (auto& worker : membership.all()) {
+    if (const PlacedWorker* placed = table.find_worker(worker.id); placed && worker.live()) worker.state = placed->state;
+  }
+  release_due = std::make_pair(next.epoch, Clock::now() + std::chrono::milliseconds(config.grace_ms));
+  metrics.set_epoch(table.epoch);
+  metrics.placement_changed();
+  metrics.set_workers(membership);
+  coordinator_log("epoch " + std::to_string(table.epoch) + " committed: " + std::to_string(table.assignments.size()) +
+                  " experts on " + std::to_string(table.workers.size()) + " worker(s)");
+}
+
+void Core::release_if_due() {
+  std::vector<std::pair<uint32_t, std::string>> targets;
+  uint64_t epoch = 0;
+  {
+    std::lock_guard lock(mutex);
+    if (!release_due || Clock::now() < release_due->second) return;
+    epoch = release_due->first;
+    release_due.reset();
+    for (const auto& worker : membership.all()) {
+      if (worker.live()) targets.emplace_back(worker.id, worker.address);
+    }
+  }
+  broadcast(targets, "release of epoch " + std::to_string(epoch),
+            [&](capnp::MessageBuilder& message) { message.initRoot<wire::Envelope>().initRelease().setEpoch(epoch); });
+  coordinator_log("epoch " + std::to_string(epoch) + " released on " + std::to_string(targets.size()) + " worker(s)");
+}
+
+void Core::broadcast(const std::vector<std::pair<uint32_t, std::string>>& targets, const std::string& what,
+                     const std::function<void(capnp::MessageBuilder&)>& fill) {
+  std::vector<std::pair<uint32_t, std::future<Frame>>> waiting;
+  for (const auto& [id, address] : targets) {
+    capnp::MallocMessageBuilder message;
+    fill(message);
+    try {
+      waiting.emplace_back(id, links.get(id, address)->request(message, std::chrono::milliseconds(config.rpc_timeout_ms)));
+    } catch (const std::exception& e) {
+      coordinator_log(what + " to worker " + std::to_string(id) + " not sent: " + e.what());
+    }
+  }
+  for (auto& [id, reply] : waiting) {
+    try {
+      Frame frame = reply.get();
+      expect_kind(frame.envelope(), wire::Envelope::ACK);
+    } catch (const std::exception& e) {
+      coordinator_log(what + " on worker " + std::to_string(id) + " failed: " + e.what());
+    }
+  }
+}
+
+}  // namespace moe

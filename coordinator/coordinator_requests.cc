@@ -1,0 +1,224 @@
+// The coordinator's request handlers (io threads): registerWorker, heartbeat, getModel, getPlacement,
+// status. Each takes the lock briefly and replies at once; the control thread does the slow work.
+#include <algorithm>
+#include <map>
+
+#include "coordinator/coordinator_core.h"
+#include "coordinator/coordinator_log.h"
+#include "runtime/net/address.h"
+#include "runtime/net/net_error.h"
+#include "runtime/placement/placement_wire.h"
+#include "runtime/wire/envelope_util.h"
+
+namespace moe {
+
+using Core = CoordinatorService::Core;
+
+void Core::handle(Frame request, Responder responder) {
+  auto envelope = request.envelope();
+  switch (envelope.which()) {
+    case wire::Envelope::REGISTER_WORKER: return on_register(envelope.getRegisterWorker(), responder);
+    case wire::Envelope::HEARTBEAT: return on_heartbeat(envelope.getHeartbeat(), responder);
+    case wire::Envelope::GET_MODEL: return on_get_model(responder);
+    case wire::Envelope::GET_PLACEMENT: return on_get_placement(responder);
+    case wire::Envelope::STATUS: return on_status(responder);
+    default: {
+      const std::string kind = message_kind_name(envelope);
+      coordinator_log("refused a " + kind + " request: the coordinator does not handle it");
+      responder.reply_error(wire::ErrorCode::BAD_REQUEST, "moe-coordinator does not handle " + kind + " requests");
+    }
+  }
+}
+
+void Core::on_register(wire::RegisterWorker::Reader request, const Responder& responder) {
+  const std::string address = request.getAddress().cStr();
+  if (!config.cluster_token.empty() && request.getClusterToken() != config.cluster_token) {
+    coordinator_log("refused registration of " + address + ": wrong cluster token");
+    responder.reply_error(wire::ErrorCode::UNAUTHORIZED, "registerWorker from " + address + ": wrong cluster token");
+    return;
+  }
+  try {
+    parse_host_port(address);
+  } catch (const NetError& e) {
+    responder.reply_error(wire::ErrorCode::BAD_REQUEST, std::string("registerWorker: ") + e.what());
+    return;
+  }
+
+  uint32_t id = 0;
+  uint64_t registration = 0;
+  uint64_t epoch = 0;
+  {
+    std::lock_guard lock(mutex);
+    if (stopping) {
+      responder.reply_error(wire::ErrorCode::NOT_READY, "moe-coordinator is stopping");
+      return;
+    }
+    WorkerRecord* record = membership.find_live_by_address(address);
+    if (record && record->confirmed) {
+      // The same address registers again (a restarted worker): the old registration is gone.
+      mark_dead_locked(*record, "a new registration came from its address");
+      record = nullptr;
+    }
+    const auto capacity = request.getCapacity();
+    std::string event;
+    if (record) {
+      record->confirmed = true;
+      event = " registered again after the coordinator restart (serving epoch " +
+              std::to_string(request.getServingEpoch()) + ", " + std::to_string(request.getHosted().size()) +
+              " experts loaded)";
+    } else {
+      WorkerRecord fresh;
+      fresh.address = address;
+      record = &membership.add(std::move(fresh));
+      event = " registered (joining)";
+    }
+    record->name = request.getName().cStr();
+    record->backend = request.getBackend().cStr();
+    record->memory_bytes = capacity.getMemoryBytes();
+    record->slots = capacity.getExpertSlots();
+    record->serving_epoch = request.getServingEpoch();
+    record->lease_deadline = Clock::now() + std::chrono::milliseconds(config.lease_ms);
+    record->registration = registration = membership.new_registration();
+    id = record->id;
+    epoch = table.epoch;
+    coordinator_log(record->label() + event + ", backend " + record->backend + ", " +
+                    std::to_string(record->slots) + " slots, " + std::to_string(record->memory_bytes) + " bytes");
+    membership_changed_locked();
+  }
+  // The worker is dead when the connection it registered on closes.
+  if (auto connection = responder.connection().lock()) {
+    connection->on_close([weak = weak_from_this(), id, registration] {
+      if (auto self = weak.lock()) self->on_registration_closed(id, registration);
+    });
+  }
+  capnp::MallocMessageBuilder message;
+  auto reply = message.initRoot<wire::Envelope>().initRegisterReply();
+  reply.setWorkerId(id);
+  reply.setLeaseMs(config.lease_ms);
+  reply.setHeartbeatMs(config.heartbeat_ms);
+  reply.setCurrentEpoch(epoch);
+  responder.reply(message);
+}
+
+void Core::on_registration_closed(uint32_t worker_id, uint64_t registration) {
+  std::lock_guard lock(mutex);
+  if (stopping) return;
+  WorkerRecord* record = membership.find(worker_id);
+  if (record && record->live() && record->registration == registration) {
+    mark_dead_locked(*record, "its registration connection closed");
+  }
+}
+
+void Core::on_heartbeat(wire::Heartbeat::Reader request, const Responder& responder) {
+  bool reregister = false;
+  uint64_t epoch = 0;
+  {
+    std::lock_guard lock(mutex);
+    epoch = table.epoch;
+    WorkerRecord* record = membership.find(request.getWorkerId());
+    if (!record || !record->live() || !record->confirmed) {
+      reregister = true;
+    } else {
+      record->lease_deadline = Clock::now() + std::chrono::milliseconds(config.lease_ms);
+      record->serving_epoch = request.getEpoch();
+      record->window_ms = request.getWindowMs();
+      record->memory_used_bytes = request.getMemoryUsedBytes();
+      record->load.clear();
+      for (auto load : request.getLoad()) record->load.push_back({{load.getLayer(), load.getExpert()}, load.getTokens()});
+    }
+  }
+  capnp::MallocMessageBuilder message;
+  auto reply = message.initRoot<wire::Envelope>().initHeartbeatReply();
+  reply.setLeaseMs(config.lease_ms);
+  reply.setCurrentEpoch(epoch);
+  reply.setReregister(reregister);
+  responder.reply(message);
+}
+
+void Core::on_get_model(const Responder& responder) {
+  capnp::MallocMessageBuilder message;
+  message.initRoot<wire::Envelope>().setModelInfo(model.info());
+  responder.reply(message);
+}
+
+void Core::on_get_placement(const Responder& responder) {
+  capnp::MallocMessageBuilder message;
+  {
+    std::lock_guard lock(mutex);
+    if (table.epoch == 0) {
+      responder.reply_error(wire::ErrorCode::NOT_READY,
+                            "no placement yet: " + std::to_string(membership.placeable().size()) + " of " +
+                                std::to_string(config.min_workers) + " workers registered");
+      return;
+    }
+    placement_to_wire(table, message.initRoot<wire::Envelope>().initPlacement());
+  }
+  responder.reply(message);
+}
+
+void Core::on_status(const Responder& responder) {
+  capnp::MallocMessageBuilder message;
+  {
+    std::lock_guard lock(mutex);
+    auto reply = message.initRoot<wire::Envelope>().initStatusReply();
+    reply.setEpoch(table.epoch);
+    reply.setModelName(model.name());
+    const auto now = Clock::now();
+    const auto& workers = membership.all();
+    auto list = reply.initWorkers(static_cast<unsigned>(workers.size()));
+    // Per layer: tokens of the last window on each worker, for max / mean.
+    std::map<int32_t, std::map<uint32_t, uint64_t>> layer_loads;
+    for (unsigned i = 0; i < workers.size(); ++i) {
+      const WorkerRecord& worker = workers[i];
+      auto status = list[i];
+      auto info = status.initInfo();
+      info.setId(worker.id);
+      info.setAddress(worker.address);
+      info.setState(to_wire(worker.state));
+      status.setName(worker.name);
+      status.setBackend(worker.backend);
+      status.initCapacity().setMemoryBytes(worker.memory_bytes);
+      status.getCapacity().setExpertSlots(worker.slots);
+      const auto hosted = worker.live() ? table.experts_on(worker.id) : std::vector<ExpertKey>{};
+      auto hosted_list = status.initHosted(static_cast<unsigned>(hosted.size()));
+      for (unsigned h = 0; h < hosted.size(); ++h) {
+        hosted_list[h].setLayer(hosted[h].layer);
+        hosted_list[h].setExpert(hosted[h].expert);
+      }
+      auto load_list = status.initLoad(static_cast<unsigned>(worker.live() ? worker.load.size() : 0));
+      for (unsigned l = 0; l < load_list.size(); ++l) {
+        load_list[l].setLayer(worker.load[l].key.layer);
+        load_list[l].setExpert(worker.load[l].key.expert);
+        load_list[l].setTokens(worker.load[l].tokens);
+        layer_loads[worker.load[l].key.layer][worker.id] += worker.load[l].tokens;
+      }
+      const auto remaining = std::chrono::duration_cast<std::chrono::milliseconds>(worker.lease_deadline - now).count();
+      status.setLeaseRemainingMs(worker.live() ? static_cast<uint32_t>(std::max<int64_t>(0, remaining)) : 0);
+    }
+    // Imbalance of a layer: max / mean over the live workers hosting it; layers without tokens are left out.
+    std::vector<std::pair<int32_t, float>> balance;
+    for (int32_t layer : model.spec().moe_layers) {
+      std::set<uint32_t> hosts;
+      for (const auto& [key, replicas] : table.assignments) {
+        if (key.layer != layer) continue;
+        for (const auto& replica : replicas) hosts.insert(replica.worker_id);
+      }
+      uint64_t total = 0, peak = 0;
+      for (uint32_t host : hosts) {
+        const uint64_t tokens = layer_loads[layer][host];
+        total += tokens;
+        peak = std::max(peak, tokens);
+      }
+      if (total == 0 || hosts.empty()) continue;
+      balance.emplace_back(layer, static_cast<float>(peak) * static_cast<float>(hosts.size()) / static_cast<float>(total));
+    }
+    auto balance_list = reply.initBalance(static_cast<unsigned>(balance.size()));
+    for (unsigned b = 0; b < balance.size(); ++b) {
+      balance_list[b].setLayer(balance[b].first);
+      balance_list[b].setImbalance(balance[b].second);
+    }
+  }
+  responder.reply(message);
+}
+
+}  // namespace moe

@@ -1,0 +1,144 @@
+// CoordinatorService: start (model, metrics, state file, server, control thread), stop, and the
+// membership bookkeeping every other part calls with the lock held.
+#include "coordinator/coordinator_service.h"
+
+#include <stdexcept>
+
+#include "coordinator/coordinator_core.h"
+#include "coordinator/coordinator_log.h"
+#include "coordinator/state_store.h"
+#include "runtime/net/address.h"
+#include "runtime/placement/placement_check.h"
+
+namespace moe {
+
+using Core = CoordinatorService::Core;
+
+Core::Core(CoordinatorConfig cfg)
+    : config(std::move(cfg)),
+      model(config.model),
+      metrics_endpoint(parse_host_port(config.listen).host, config.metrics_port, "coordinator", "none"),
+      metrics(metrics_endpoint.registry()),
+      pool(config.io_threads),
+      links(pool.context(), std::chrono::milliseconds(config.rpc_timeout_ms)) {}
+
+void Core::load_saved_state() {
+  if (config.state_file.empty()) return;
+  auto saved = load_state(config.state_file);
+  if (!saved) {
+    coordinator_log("no state file at " + config.state_file + ": starting empty");
+    return;
+  }
+  if (saved->placement.epoch > 0) {  // the file must describe this model
+    for (const auto& expert : model.experts().experts) {
+      if (!saved->placement.assignments.count(expert.key)) {
+        throw std::runtime_error("state file " + config.state_file + " does not place expert " + expert_name(expert.key) +
+                                 " of model " + model.name() + ": it belongs to another model");
+      }
+    }
+    for (const auto& [key, replicas] : saved->placement.assignments) model.experts().bytes_of(key);
+  }
+  table = saved->placement;
+  const auto deadline = Clock::now() + std::chrono::milliseconds(config.lease_ms);
+  for (auto& worker : saved->workers) {
+    worker.confirmed = false;
+    worker.lease_deadline = deadline;
+    worker.registration = 0;
+    membership.add(std::move(worker));
+  }
+  membership.set_next_id(std::max(membership.next_id(), saved->next_worker_id));
+  metrics.set_epoch(table.epoch);
+  metrics.set_workers(membership);
+  coordinator_log("reloaded epoch " + std::to_string(table.epoch) + " with " + std::to_string(membership.all().size()) +
+                  " worker(s) from " + config.state_file + "; waiting up to " + std::to_string(config.lease_ms) +
+                  " ms for them to register again");
+}
+
+void Core::start() {
+  load_saved_state();
+  const HostPort listen = parse_host_port(config.listen);
+  server = std::make_unique<Server>(pool.context(), listen.host, listen.port,
+                                    [this](Frame request, Responder responder) { handle(std::move(request), responder); });
+  control = std::thread([this] { control_loop(); });
+  coordinator_log("serving model " + model.name() + " (" + std::to_string(model.experts().experts.size()) +
+                  " experts) on " + server->address() + ", replicas " + std::to_string(config.replicas) +
+                  ", waiting for " + std::to_string(config.min_workers) + " worker(s)" +
+                  (config.metrics_port ? ", metrics on port " + std::to_string(metrics_endpoint.port()) : ""));
+}
+
+void Core::stop() {
+  {
+    std::lock_guard lock(mutex);
+    if (stopping) return;
+    stopping = true;
+    wake = true;
+  }
+  wake_cv.notify_all();
+  if (control.joinable()) control.join();
+  if (server) server->stop();
+  links.close_all();
+  pool.stop();
+  coordinator_log("stopped");
+}
+
+void Core::membership_changed_locked() {
+  ++membership_version;
+  metrics.set_workers(membership);
+  save_state_locked(table);
+  wake = true;
+  wake_cv.notify_all();
+}
+
+void Core::mark_dead_locked(WorkerRecord& worker, const std::string& reason) {
+  if (!worker.live()) return;
+  worker.state = WorkerState::Dead;
+  worker.registration = 0;
+  coordinator_log(worker.label() + " is dead: " + reason);
+  if (table.find_worker(worker.id)) dead_in_table.insert(worker.id);
+  links_to_drop.push_back(worker.id);
+  membership_changed_locked();
+}
+
+void Core::save_state_locked(const PlacementTable& placement) {
+  if (config.state_file.empty()) return;
+  SavedState state;
+  state.placement = placement;
+  state.next_worker_id = membership.next_id();
+  for (const auto& worker : membership.all()) {
+    if (worker.live()) state.workers.push_back(worker);
+  }
+  try {
+    save_state(config.state_file, state);
+  } catch (const std::exception& e) {
+    coordinator_log(std::string("cannot save state: ") + e.what());
+  }
+}
+
+CoordinatorService::CoordinatorService(CoordinatorConfig config) : core_(std::make_shared<Core>(std::move(config))) {
+  try {
+    core_->start();
+  } catch (...) {
+    core_->stop();
+    throw;
+  }
+}
+
+CoordinatorService::~CoordinatorService() { stop(); }
+
+void CoordinatorService::stop() { core_->stop(); }
+
+std::string CoordinatorService::address() const { return core_->server->address(); }
+uint16_t CoordinatorService::port() const { return core_->server->port(); }
+uint16_t CoordinatorService::metrics_port() const { return core_->metrics_endpoint.port(); }
+
+uint64_t CoordinatorService::epoch() const {
+  std::lock_guard lock(core_->mutex);
+  return core_->table.epoch;
+}
+
+PlacementTable CoordinatorService::placement() const {
+  std::lock_guard lock(core_->mutex);
+  return core_->table;
+}
+
+}  // namespace moe

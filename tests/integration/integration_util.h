@@ -1,0 +1,76 @@
+// Helpers shared by the integration tests: a fixture that names each test's log folder and prints the
+// daemons' logs when the test failed, random inputs, the synthetic "tiny" reference (LocalEngine),
+// and the testdata's relative error.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <memory>
+#include <optional>
+#include <random>
+#include <string>
+
+#include "kernels/expert_backend.h"
+#include "runtime/engine/local_engine.h"
+#include "runtime/model/synthetic_model.h"
+#include "tests/integration/test_cluster.h"
+#include "tests/unit/engine/testdata_cases.h"
+
+namespace moe::integration {
+
+inline Matrix random_input(int64_t rows, int64_t hidden, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.f, 1.f);
+  Matrix x(rows, hidden);
+  for (auto& v : x.data) v = normal(rng);
+  return x;
+}
+
+using testdata::relative_error;
+
+inline std::string read_text(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// The synthetic model every failure test runs ("synthetic:tiny:0": mixtral, hidden 64, 8 experts top-2,
+// layers 0 and 1), and its single-process reference.
+inline std::vector<std::string> tiny_model_flags() { return {"--synthetic", "tiny", "--seed", "0"}; }
+inline std::unique_ptr<LocalEngine> tiny_reference() {
+  auto source = SyntheticLayerSource::from_preset("tiny", 0);
+  return std::make_unique<LocalEngine>(*source, make_cpu_backend(1));
+}
+
+// Fails the test at once when a binary is missing (never skipped).
+inline void require_binaries(std::initializer_list<const char*> names) {
+  for (const char* name : names) {
+    const std::filesystem::path path = bin_path(name);
+    ASSERT_TRUE(std::filesystem::exists(path)) << name << " is missing at " << path << ": build it (ninja " << name
+                                               << ") before the integration tests";
+  }
+}
+
+// Owns the test's cluster; prints every daemon's last log lines when the test failed.
+class ClusterTest : public ::testing::Test {
+ protected:
+  void SetUp() override { require_binaries({"moe-coordinator", "moe-worker"}); }
+  void TearDown() override {
+    if (cluster_ && HasFailure()) std::cout << "logs in " << cluster_->dir() << "\n" << cluster_->logs() << "\n";
+    cluster_.reset();
+  }
+  TestCluster& start_cluster(TestClusterOptions options) {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    std::string name = std::string(info->test_suite_name()) + "." + info->name();
+    for (auto& c : name)
+      if (c == '/') c = '_';
+    cluster_ = std::make_unique<TestCluster>(name, std::move(options));
+    return *cluster_;
+  }
+  std::unique_ptr<TestCluster> cluster_;
+};
+
+}  // namespace moe::integration

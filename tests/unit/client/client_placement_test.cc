@@ -1,0 +1,72 @@
+// ClientPlacement: decoding, share-proportional and deterministic replica choice, avoiding failed or
+// dead replicas while another is left.
+#include <gtest/gtest.h>
+
+#include <capnp/message.h>
+
+#include "runtime/client/client_placement.h"
+#include "runtime/wire/wire_error.h"
+#include "tests/unit/client/cluster_test_peer.h"
+
+namespace moe::test {
+namespace {
+
+ClientPlacement make(const PeerPlacement& p) {
+  capnp::MallocMessageBuilder message;
+  auto root = message.initRoot<wire::Placement>();
+  fill_placement(root, p);
+  return ClientPlacement(root.asReader());
+}
+
+PeerPlacement two_replicas(float share0, float share1) {
+  PeerPlacement p;
+  p.epoch = 3;
+  p.workers = {{0, "127.0.0.1:1"}, {1, "127.0.0.1:2"}, {2, "127.0.0.1:3"}};
+  p.replicas[{0, 0}] = {{0, share0}, {1, share1}};
+  p.replicas[{0, 1}] = {{2, 1.f}};
+  return p;
+}
+
+TEST(ClientPlacement, DecodesEpochWorkersAndReplicas) {
+  ClientPlacement placement = make(two_replicas(0.5f, 0.5f));
+  EXPECT_EQ(placement.epoch(), 3u);
+  EXPECT_EQ(placement.workers().size(), 3u);
+  EXPECT_EQ(placement.worker(1).address, "127.0.0.1:2");
+  EXPECT_EQ(placement.replicas(0, 0).size(), 2u);
+  EXPECT_TRUE(placement.replicas(0, 5).empty());
+  EXPECT_EQ(placement.choose_worker(0, 5, 0), -1);
+  EXPECT_EQ(placement.choose_worker(0, 1, 7), 2);
+  EXPECT_THROW(placement.worker(9), WireError);
+}
+
+TEST(ClientPlacement, RejectsReplicaOnUnlistedWorker) {
+  PeerPlacement p = two_replicas(0.5f, 0.5f);
+  p.replicas[{1, 0}] = {{7, 1.f}};
+  EXPECT_THROW(make(p), WireError);
+}
+
+TEST(ClientPlacement, SpreadsTokensInProportionToShares) {
+  ClientPlacement placement = make(two_replicas(0.75f, 0.25f));
+  int on_first = 0;
+  const int tokens = 20000;
+  for (int t = 0; t < tokens; ++t) {
+    const int64_t w = placement.choose_worker(0, 0, t);
+    ASSERT_TRUE(w == 0 || w == 1);
+    on_first += w == 0;
+    EXPECT_EQ(w, placement.choose_worker(0, 0, t)) << "choice must be deterministic for token " << t;
+  }
+  EXPECT_NEAR(double(on_first) / tokens, 0.75, 0.02);
+}
+
+TEST(ClientPlacement, AvoidsFailedAndDeadReplicasWhileAnotherIsLeft) {
+  PeerPlacement p = two_replicas(0.5f, 0.5f);
+  ClientPlacement placement = make(p);
+  for (int t = 0; t < 200; ++t) EXPECT_EQ(placement.choose_worker(0, 0, t, {0}), 1);
+  for (int t = 0; t < 200; ++t) EXPECT_EQ(placement.choose_worker(0, 1, t, {2}), 2) << "the only replica stays";
+  p.dead = {1};
+  ClientPlacement with_dead = make(p);
+  for (int t = 0; t < 200; ++t) EXPECT_EQ(with_dead.choose_worker(0, 0, t), 0);
+}
+
+}  // namespace
+}  // namespace moe::test
