@@ -2,8 +2,10 @@
 //
 // Weights are converted once, at load, to f32; gate and up are stacked into one [2I, H] matrix so one
 // product gives both. forward() groups the assignments by expert and, per expert:
-//   - a few tokens (decode): hand-written streaming kernels read each weight once, split across the
-//     backend's thread pool by blocks of rows, with SiLU(gate)·up fused into the gate/up pass;
+//   - up to max_streaming_tokens tokens (decode and small batches): hand-written streaming kernels read
+//     each weight once, with SiLU(gate)·up fused into the gate/up pass; the work of all such experts
+//     is split into (expert, block of rows) tasks on the backend's thread pool, which keeps both cores
+//     of a small machine busy where one small sgemm per expert would not (measured: T=128 on 2 cores);
 //   - more tokens: gather the rows, one OpenBLAS sgemm for gate+up, SiLU·up, one sgemm for down
 //     (OpenBLAS threads inside each GEMM).
 // Results are combined in ascending expert order on the calling thread, so output is deterministic.
@@ -34,7 +36,8 @@ inline constexpr int kMaxStreamingTokens = 64;
 
 struct CpuBackendOptions {
   int threads = 0;  // <= 0: OpenBLAS's default thread count (OPENBLAS_NUM_THREADS or the cores)
-  // Experts with at most this many tokens use the streaming kernels, others OpenBLAS sgemm.
+  // Experts with at most this many tokens (clamped to kMaxStreamingTokens) use the streaming kernels,
+  // others OpenBLAS sgemm. 0: every expert through sgemm.
   int max_streaming_tokens = 48;
 };
 

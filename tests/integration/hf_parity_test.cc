@@ -37,7 +37,7 @@ ClusterClientOptions f32_client() {
   return o;
 }
 
-TEST(HfParity, TestdataHoldsEveryCheckpoint) {
+TEST(HfTestdata, HoldsEveryCheckpoint) {
   EXPECT_EQ(checkpoint_names(), (std::vector<std::string>{"deepseek_v3_bf16", "mixtral_bf16_sharded", "mixtral_f32",
                                                           "qwen2_moe_bf16", "qwen3_moe_f32"}))
       << "testdata folder " << testdata::hf_moe_dir();

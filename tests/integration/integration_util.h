@@ -58,9 +58,18 @@ inline void require_binaries(std::initializer_list<const char*> names) {
 class ClusterTest : public ::testing::Test {
  protected:
   void SetUp() override { require_binaries({"moe-coordinator", "moe-worker"}); }
+  // Kills the daemons; keeps their logs when the test failed, removes them otherwise.
   void TearDown() override {
-    if (cluster_ && HasFailure()) std::cout << "logs in " << cluster_->dir() << "\n" << cluster_->logs() << "\n";
+    if (!cluster_) return;
+    const std::filesystem::path dir = cluster_->dir();
+    const bool failed = HasFailure();
+    if (failed) std::cout << "logs in " << dir << "\n" << cluster_->logs() << "\n";
     cluster_.reset();
+    if (!failed) {
+      std::error_code ignored;
+      std::filesystem::remove_all(dir, ignored);
+      std::filesystem::remove(dir.parent_path(), ignored);  // only when no other test left logs there
+    }
   }
   TestCluster& start_cluster(TestClusterOptions options) {
     const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();

@@ -47,8 +47,8 @@ TestCluster::TestCluster(const std::string& name, TestClusterOptions options)
 }
 
 TestCluster::~TestCluster() {
+  coordinator_.kill_now();  // first, so that it does not re-place experts while the workers go
   for (auto& w : workers_) w.kill_now();
-  coordinator_.kill_now();
 }
 
 void TestCluster::start_coordinator() {
