@@ -21,6 +21,7 @@
 #include "kernels/expert_backend.h"
 #include "runtime/client/local_cluster.h"
 #include "runtime/engine/local_engine.h"
+#include "runtime/metrics/metrics_endpoint.h"
 #include "runtime/model/layer_source_factory.h"
 
 namespace moe::cli {
@@ -160,7 +161,15 @@ int run_demo(const DemoOptions& o, std::ostream& out) {
       << std::chrono::duration<double>(Clock::now() - ready_start).count() << " s: epoch " << epoch << ", "
       << o.workers << " workers active" << std::endl;
   auto [source, reference] = reference_future.get();
-  std::unique_ptr<ClusterClient> client = make_cluster_client(cluster.coordinator_address(), o.wire_dtype);
+  std::unique_ptr<MetricsEndpoint> metrics;
+  ClusterClientOptions client_options;
+  client_options.wire_dtype = parse_wire_dtype(o.wire_dtype);
+  if (o.metrics_port != 0) {
+    metrics = std::make_unique<MetricsEndpoint>("127.0.0.1", o.metrics_port, "client", "none");
+    client_options.registry = &metrics->registry();
+    out << "demo: client metrics on http://127.0.0.1:" << metrics->port() << "/metrics" << std::endl;
+  }
+  auto client = std::make_unique<ClusterClient>(cluster.coordinator_address(), client_options);
   const ModelSpec& spec = client->spec();
   SkewedInputs inputs(*source, o.skew, o.zipf, o.seed + 1);
 

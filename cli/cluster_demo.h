@@ -28,6 +28,7 @@ struct DemoOptions {
   int ready_timeout_s = 180;
   std::string bin_dir;                // empty: the folder of the moectl binary
   std::string log_dir;                // daemons' stderr; empty: a fresh folder under /tmp
+  uint16_t metrics_port = 0;          // the client's /metrics on 127.0.0.1 (moe_client_*); 0: off
 };
 
 int run_demo(const DemoOptions& options, std::ostream& out);

@@ -53,6 +53,8 @@ void register_demo(CLI::App& app, Action& action) {
       ->capture_default_str();
   cmd->add_option("--bin-dir", o->bin_dir, "folder of moe-coordinator and moe-worker (default: next to moectl)");
   cmd->add_option("--log-dir", o->log_dir, "where the daemons' stderr goes (default: a folder under /tmp)");
+  cmd->add_option("--metrics-port", o->metrics_port, "serve the client's /metrics on 127.0.0.1:PORT (0: off)")
+      ->capture_default_str();
   cmd->callback([o, &action] { action = [o] { return run_demo(*o, std::cout); }; });
 }
 

@@ -96,6 +96,9 @@ void Core::plan_and_change() {
     const auto failed = prepare(current, next);
     if (failed.empty()) {
       commit(next);
+      size_t moved = 0;
+      for (const auto& worker : next.workers) moved += current.gained_by(worker.id, next).size();
+      metrics.weights_moved(moved);
       return;
     }
     std::lock_guard lock(mutex);

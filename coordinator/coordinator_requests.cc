@@ -125,6 +125,7 @@ void Core::on_heartbeat(wire::Heartbeat::Reader request, const Responder& respon
       record->memory_used_bytes = request.getMemoryUsedBytes();
       record->load.clear();
       for (auto load : request.getLoad()) record->load.push_back({{load.getLayer(), load.getExpert()}, load.getTokens()});
+      metrics.set_load(membership, table);
     }
   }
   capnp::MallocMessageBuilder message;

@@ -1,22 +1,40 @@
-// moe-coordinator: parses the flags, starts the CoordinatorService, and serves until SIGINT / SIGTERM.
+// moe-coordinator: parses the flags, starts the CoordinatorService, prints "moe-coordinator listening on
+// HOST:PORT", and serves until SIGINT / SIGTERM. Launched by mpirun, it tells every worker of the job its
+// address through MPI (runtime/bootstrap), and listens on the host's address (port 7400) when --listen is
+// not given.
 #include <csignal>
+#include <cstdio>
 #include <iostream>
+#include <optional>
 
 #include <CLI/CLI.hpp>
 
 #include "coordinator/coordinator_flags.h"
 #include "coordinator/coordinator_log.h"
 #include "coordinator/coordinator_service.h"
+#include "runtime/bootstrap/host_address.h"
+#include "runtime/bootstrap/launch_detection.h"
+#include "runtime/bootstrap/mpi_bootstrap.h"
 
 int main(int argc, char** argv) {
   moe::CoordinatorConfig config;
   CLI::App app{"moe-coordinator: membership, placement and epochs of a moe-cluster"};
   moe::add_coordinator_flags(app, config);
+  bool check_config = false;
+  app.add_flag("--check-config", check_config,
+               "parse and validate the flags and MOE_* variables, print the effective config, exit 0 without binding");
+  const bool under_mpi = moe::launched_by_mpi();
   try {
     app.parse(argc, argv);
+    if (under_mpi && app.get_option("--listen")->count() == 0) config.listen = moe::host_address() + ":7400";
     moe::finish_coordinator_config(config);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
+  }
+  if (check_config) {
+    std::cout << "# moe-coordinator effective config (flags, MOE_* variables and defaults)\n"
+              << app.config_to_str(true, false);
+    return 0;
   }
 
   // Block the stop signals in every thread the service starts; the main thread waits for them.
@@ -27,15 +45,27 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
 
+  std::optional<moe::MpiBootstrap> mpi;
   try {
-    moe::CoordinatorService service(config);
+    if (under_mpi) mpi.emplace(moe::LaunchRole::coordinator);
+    std::optional<moe::CoordinatorService> service;
+    try {
+      service.emplace(config);
+    } catch (const std::exception& e) {
+      if (mpi) mpi->publish_coordinator_failure(e.what());
+      throw;
+    }
+    if (mpi) mpi->publish_coordinator(service->address());
+    std::printf("moe-coordinator listening on %s\n", service->address().c_str());
+    std::fflush(stdout);
     int received = 0;
     sigwait(&signals, &received);
     moe::coordinator_log(std::string("stopping on signal ") + (received == SIGINT ? "SIGINT" : "SIGTERM"));
-    service.stop();
+    service->stop();
   } catch (const std::exception& e) {
     moe::coordinator_log(std::string("fatal: ") + e.what());
-    return 1;
+    return 1;  // under mpirun the bootstrap aborts the job
   }
+  if (mpi) mpi->finish();
   return 0;
 }

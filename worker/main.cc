@@ -1,11 +1,18 @@
 // moe-worker: parses flags (worker_flags.h), runs the WorkerService until SIGTERM or SIGINT, then
-// shuts down cleanly (exit 0). Every error ends as one log line and exit status 1.
+// shuts down cleanly (exit 0). Every error ends as one log line and exit status 1. Launched by mpirun,
+// it learns the coordinator's address and its name ("rank-N") from MPI (runtime/bootstrap), and
+// listens on the host's address when --listen is not given.
 #include <CLI/CLI.hpp>
 
 #include <csignal>
 #include <cstdio>
 #include <exception>
+#include <optional>
 #include <string>
+
+#include "runtime/bootstrap/host_address.h"
+#include "runtime/bootstrap/launch_detection.h"
+#include "runtime/bootstrap/mpi_bootstrap.h"
 
 #include "worker/worker_flags.h"
 #include "worker/worker_log.h"
@@ -15,10 +22,26 @@ int main(int argc, char** argv) {
   moe::WorkerOptions options;
   CLI::App app{"moe-worker: hosts experts of MoE layers and computes them for clients of a moe-cluster"};
   moe::add_worker_flags(app, options);
+  bool check_config = false;
+  app.add_flag("--check-config", check_config,
+               "parse and validate the flags and MOE_* variables, print the effective config, exit 0 without binding");
+  const bool under_mpi = moe::launched_by_mpi();
+  if (under_mpi) app.get_option("--coordinator")->required(false);  // the MPI bootstrap tells it
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
+  }
+  if (check_config) {
+    try {
+      moe::check_worker_options(options);
+    } catch (const std::exception& e) {
+      moe::worker_log(std::string("error: ") + e.what());
+      return 1;
+    }
+    std::printf("# moe-worker effective config (flags, MOE_* variables and defaults)\n%s",
+                app.config_to_str(true, false).c_str());
+    return 0;
   }
 
   // Every thread started from here on inherits the blocked signals; only sigwait below receives them.
@@ -28,7 +51,18 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
+  std::optional<moe::MpiBootstrap> mpi;
   try {
+    if (under_mpi) {
+      mpi.emplace(moe::LaunchRole::worker);
+      const std::optional<std::string> coordinator = mpi->await_coordinator();
+      if (options.coordinator.empty()) {
+        if (!coordinator) throw std::runtime_error("launched by mpirun with no moe-coordinator in the job: give --coordinator");
+        options.coordinator = *coordinator;
+      }
+      if (options.name.empty()) options.name = mpi->worker_name();
+      if (app.get_option("--listen")->count() == 0) options.listen = moe::host_address() + ":0";
+    }
     moe::check_worker_options(options);
     moe::WorkerService service(options);
     service.start();
@@ -40,7 +74,8 @@ int main(int argc, char** argv) {
     service.stop();
   } catch (const std::exception& e) {
     moe::worker_log(std::string("error: ") + e.what());
-    return 1;
+    return 1;  // under mpirun the bootstrap aborts the job
   }
+  if (mpi) mpi->finish();
   return 0;
 }

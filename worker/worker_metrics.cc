@@ -3,6 +3,8 @@
 
 #include <string>
 
+#include <capnp/schema.h>
+
 #include "runtime/wire/envelope_util.h"
 
 namespace moe {
@@ -48,7 +50,11 @@ WorkerMetrics::WorkerMetrics(prometheus::Registry& registry)
       errors_(prometheus::BuildCounter()
                   .Name("moe_worker_errors_total")
                   .Help("Error replies sent by this worker, by error code")
-                  .Register(registry)) {}
+                  .Register(registry)) {
+  // Every code starts at 0, so rate() and dashboards see the series before the first error.
+  const auto codes = capnp::Schema::from<wire::ErrorCode>().getEnumerants();
+  for (unsigned i = 0; i < codes.size(); ++i) errors_.Add({{"code", error_code_name(static_cast<wire::ErrorCode>(i))}});
+}
 
 void WorkerMetrics::add_expert_tokens(int32_t layer, int32_t expert, uint64_t tokens) {
   expert_tokens_.Add({{"layer", std::to_string(layer)}, {"expert", std::to_string(expert)}})
