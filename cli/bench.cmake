@@ -13,5 +13,5 @@ endif()
 file(GLOB MOE_BENCH_SOURCES CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/bench_*.cc)
 add_library(moe_bench STATIC ${MOE_BENCH_SOURCES})
 target_include_directories(moe_bench PUBLIC ${PROJECT_SOURCE_DIR} PRIVATE ${MOE_BENCH_BLAS_INCLUDE})
-target_link_libraries(moe_bench PUBLIC moe_local_cluster moe_client moe_engine moe_routing moe_model moe_kernels
+target_link_libraries(moe_bench PUBLIC moe_placement moe_local_cluster moe_client moe_engine moe_routing moe_model moe_kernels
                                  PRIVATE ${MOE_BENCH_BLAS_LIBS})

@@ -6,6 +6,7 @@
 #include <sstream>
 #include <string>
 
+#include "cli/bench_balance.h"
 #include "cli/bench_engine.h"
 #include "cli/commands.h"
 
@@ -51,11 +52,29 @@ void register_bench_engine(CLI::App& bench, Action& action) {
 
 }  // namespace
 
+void register_bench_balance(CLI::App& bench, Action& action) {
+  auto o = std::make_shared<BenchBalanceOptions>();
+  CLI::App* cmd = bench.add_subcommand(
+      "balance", "The load balancer vs a contiguous placement: imbalance, slots changed, planning time");
+  cmd->add_option("--layers", o->layers, "MoE layers")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--experts", o->experts, "routed experts per layer")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--workers", o->workers, "workers")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--slots", o->slots, "expert slots per worker per layer")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--zipf", o->zipf, "Zipf exponent s of the generated loads")->check(CLI::NonNegativeNumber)->capture_default_str();
+  cmd->add_option("--load-file", o->load_file, "CSV or JSON matrix of loads, layers x experts (replaces --zipf)")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--drift", o->drift, "second window: each load times 1 + U(-drift, drift)")
+      ->check(CLI::Range(0.0, 1.0))->capture_default_str();
+  cmd->add_option("--seed", o->seed, "seed of the expert ranks and the drift")->capture_default_str();
+  cmd->callback([o, &action] { action = [o] { return run_bench_balance(*o, std::cout); }; });
+}
+
 void register_bench(CLI::App& app, Action& action) {
   CLI::App* bench = app.add_subcommand("bench", "Benchmarks: each figure beside its peer and ceiling");
   bench->require_subcommand(1);
   register_bench_engine(*bench, action);
   register_bench_cluster(*bench, action);
+  register_bench_balance(*bench, action);
 }
 
 }  // namespace moe::cli
