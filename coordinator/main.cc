@@ -1,11 +1,12 @@
 // moe-coordinator: parses the flags, starts the CoordinatorService, prints "moe-coordinator listening on
-// HOST:PORT", and serves until SIGINT / SIGTERM. Launched by mpirun, it tells every worker of the job its
+// HOST:PORT", and serves until SIGINT / SIGTERM (and SIGUSR1 under mpirun). Launched by mpirun, it tells every worker of the job its
 // address through MPI (runtime/bootstrap), and listens on the host's address (port 7400) when --listen is
 // not given.
 #include <csignal>
 #include <cstdio>
 #include <iostream>
 #include <optional>
+#include <sstream>
 
 #include <CLI/CLI.hpp>
 
@@ -32,8 +33,13 @@ int main(int argc, char** argv) {
     return app.exit(e);
   }
   if (check_config) {
-    std::cout << "# moe-coordinator effective config (flags, MOE_* variables and defaults)\n"
-              << app.config_to_str(true, false);
+    std::cout << "# moe-coordinator effective config (flags, MOE_* variables and defaults)\n";
+    // The cluster token is a secret: say whether it is set, never what it is.
+    std::istringstream lines(app.config_to_str(true, false));
+    for (std::string line; std::getline(lines, line);) {
+      const bool secret = line.rfind("cluster-token=", 0) == 0 && line != "cluster-token=\"\"";
+      std::cout << (secret ? "cluster-token=\"(set, hidden)\"" : line) << "\n";
+    }
     return 0;
   }
 
@@ -42,6 +48,7 @@ int main(int argc, char** argv) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
+  if (under_mpi) sigaddset(&signals, SIGUSR1);  // mpirun forwards SIGUSR1: the clean stop of a whole job
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
 
@@ -60,7 +67,7 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
     int received = 0;
     sigwait(&signals, &received);
-    moe::coordinator_log(std::string("stopping on signal ") + (received == SIGINT ? "SIGINT" : "SIGTERM"));
+    moe::coordinator_log(std::string("stopping on signal ") + (received == SIGINT ? "SIGINT" : received == SIGUSR1 ? "SIGUSR1" : "SIGTERM"));
     service->stop();
   } catch (const std::exception& e) {
     moe::coordinator_log(std::string("fatal: ") + e.what());

@@ -7,6 +7,8 @@
 #include <csignal>
 #include <cstdio>
 #include <exception>
+#include <iostream>
+#include <sstream>
 #include <optional>
 #include <string>
 
@@ -39,8 +41,13 @@ int main(int argc, char** argv) {
       moe::worker_log(std::string("error: ") + e.what());
       return 1;
     }
-    std::printf("# moe-worker effective config (flags, MOE_* variables and defaults)\n%s",
-                app.config_to_str(true, false).c_str());
+    std::cout << "# moe-worker effective config (flags, MOE_* variables and defaults)\n";
+    // The cluster token is a secret: say whether it is set, never what it is.
+    std::istringstream lines(app.config_to_str(true, false));
+    for (std::string line; std::getline(lines, line);) {
+      const bool secret = line.rfind("cluster-token=", 0) == 0 && line != "cluster-token=\"\"";
+      std::cout << (secret ? "cluster-token=\"(set, hidden)\"" : line) << "\n";
+    }
     return 0;
   }
 
@@ -49,6 +56,7 @@ int main(int argc, char** argv) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
+  if (under_mpi) sigaddset(&signals, SIGUSR1);  // mpirun forwards SIGUSR1: the clean stop of a whole job
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   std::optional<moe::MpiBootstrap> mpi;
@@ -57,7 +65,8 @@ int main(int argc, char** argv) {
       mpi.emplace(moe::LaunchRole::worker);
       const std::optional<std::string> coordinator = mpi->await_coordinator();
       if (options.coordinator.empty()) {
-        if (!coordinator) throw std::runtime_error("launched by mpirun with no moe-coordinator in the job: give --coordinator");
+        if (!coordinator)
+          throw std::runtime_error("launched by mpirun with no moe-coordinator in the job: give --coordinator");
         options.coordinator = *coordinator;
       }
       if (options.name.empty()) options.name = mpi->worker_name();
@@ -70,7 +79,7 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
     int received = 0;
     sigwait(&signals, &received);
-    moe::worker_log(std::string("received ") + (received == SIGTERM ? "SIGTERM" : "SIGINT") + ", shutting down");
+    moe::worker_log(std::string("received ") + (received == SIGTERM ? "SIGTERM" : received == SIGUSR1 ? "SIGUSR1" : "SIGINT") + ", shutting down");
     service.stop();
   } catch (const std::exception& e) {
     moe::worker_log(std::string("error: ") + e.what());

@@ -119,6 +119,7 @@ void MpiBootstrap::publish_coordinator_failure(const std::string& why) {
   if (exchanged_) return;  // the workers already have an address; nothing more can be told
   exchanged_ = true;
   exchange(make_record(kCoordinator, kFailure, why), size_);
+  finished_ = true;  // every rank now knows and ends too: finalize together instead of aborting
 }
 
 std::optional<std::string> MpiBootstrap::await_coordinator() {
@@ -136,6 +137,7 @@ std::optional<std::string> MpiBootstrap::await_coordinator() {
     }
     coordinator_rank = r;
     if (record[1] == kFailure) {
+      finished_ = true;  // the coordinator ends the job on purpose; finalize with it (see above)
       throw BootstrapError("the moe-coordinator (rank " + std::to_string(r) + ") failed to start: " + record_text(record));
     }
     address = record_text(record);

@@ -40,7 +40,8 @@ class MpiBootstrap {
   // Coordinator: tells every rank its bound "host:port"; a wildcard host (0.0.0.0, [::]) is replaced by
   // host_address(). Throws BootstrapError when another rank also is a coordinator.
   void publish_coordinator(const std::string& bound_address);
-  // Coordinator that could not start: the workers' await_coordinator throws with `why`.
+  // Coordinator that could not start: the workers' await_coordinator throws with `why`, and every rank
+  // then finalizes (no MPI_Abort) and exits 1, so each one's log line survives.
   void publish_coordinator_failure(const std::string& why);
   // Worker: waits (sleeping, not spinning) for the coordinator's address. nullopt when no rank of the
   // job is a coordinator. Throws BootstrapError when the coordinator failed or there are several.
