@@ -5,9 +5,11 @@
 #include <exception>
 #include <iostream>
 
+#include "kernels/cpu/openblas_spin.h"
 #include "cli/commands.h"
 
 int main(int argc, char** argv) {
+  moe::ensure_short_openblas_spin(argv);  // before any BLAS thread exists; re-executes once
   CLI::App app{"moectl: run, benchmark and operate moe-cluster MoE layers"};
   app.require_subcommand(1);
   app.set_help_all_flag("--help-all", "Show help for every subcommand");

@@ -12,6 +12,7 @@
 #include <optional>
 #include <string>
 
+#include "kernels/cpu/openblas_spin.h"
 #include "runtime/bootstrap/host_address.h"
 #include "runtime/bootstrap/launch_detection.h"
 #include "runtime/bootstrap/mpi_bootstrap.h"
@@ -21,6 +22,7 @@
 #include "worker/worker_service.h"
 
 int main(int argc, char** argv) {
+  moe::ensure_short_openblas_spin(argv);  // before any BLAS thread exists; re-executes once
   moe::WorkerOptions options;
   CLI::App app{"moe-worker: hosts experts of MoE layers and computes them for clients of a moe-cluster"};
   moe::add_worker_flags(app, options);

@@ -78,13 +78,20 @@ SyntheticModelOptions tiny_base(ModelFamily family) {
 }  // namespace
 
 std::vector<std::string> synthetic_preset_names() {
-  return {"default", "tiny", "tiny-mixtral", "tiny-qwen2", "tiny-qwen3", "tiny-deepseek"};
+  return {"default", "tiny", "tiny-mixtral", "tiny-qwen2", "tiny-qwen3", "tiny-deepseek", "wire"};
 }
 
 SyntheticModelOptions synthetic_preset(const std::string& name) {
   if (name == "default") {
     SyntheticModelOptions o;  // mixtral 1024 / 3584, 8 experts, top-2, 2 layers
     o.dtype = DType::BF16;
+    return o;
+  }
+  if (name == "wire") {
+    // Wide activations, almost no expert compute: what a forward costs in transport alone.
+    SyntheticModelOptions o;
+    o.hidden = 2048;
+    o.intermediate = 8;
     return o;
   }
   if (name == "tiny" || name == "tiny-mixtral") {

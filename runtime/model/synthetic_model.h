@@ -41,6 +41,8 @@ struct SyntheticModelOptions {
 //   "tiny-qwen2"     qwen2_moe, 12 experts top-4, shared expert 80, norm_topk_prob false, 2 layers
 //   "tiny-qwen3"     qwen3_moe, 16 experts top-4, 3 layers, layer 1 dense
 //   "tiny-deepseek"  deepseek_v3, 16 experts top-4, 4 groups keep 2, scaling 2.5, shared expert, layer 0 dense
+//   "wire"           mixtral, hidden 2048, intermediate 8, 8 experts, top-2, F32: wide tokens, trivial
+//                    experts, for measuring what the cluster's transport costs
 // All tiny presets: hidden 64, F32, seed 0. Throws ModelError naming the known presets.
 SyntheticModelOptions synthetic_preset(const std::string& name);
 std::vector<std::string> synthetic_preset_names();
