@@ -1,11 +1,12 @@
-// The cluster subcommands of moectl: `status --cluster HOST:PORT`, `demo`, and `bench cluster`
-// (registered under `bench` by cmd_bench.cc).
+// The cluster subcommands of moectl: `status --cluster HOST:PORT`, `rebalance`, `drain`, `demo`, and
+// `bench cluster` (registered under `bench` by cmd_bench.cc).
 #include <CLI/CLI.hpp>
 
 #include <iostream>
 #include <memory>
 
 #include "cli/bench_cluster.h"
+#include "cli/cluster_admin.h"
 #include "cli/cluster_demo.h"
 #include "cli/cluster_status.h"
 #include "cli/commands.h"
@@ -27,6 +28,32 @@ void register_status(CLI::App& app, Action& action) {
       return run_cluster_status(*cluster, std::chrono::milliseconds(*timeout_ms), std::cout);
     };
   });
+}
+
+void add_admin_flags(CLI::App* cmd, AdminOptions& o) {
+  cmd->add_option("--cluster", o.cluster, "coordinator HOST:PORT")->required()->envname("MOE_CLUSTER");
+  cmd->add_option("--cluster-token", o.cluster_token, "the coordinator's cluster token")->envname("MOE_CLUSTER_TOKEN");
+  cmd->add_option("--timeout-ms", o.timeout_ms, "give up when the change is not committed within this")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+}
+
+void register_rebalance(CLI::App& app, Action& action) {
+  auto o = std::make_shared<AdminOptions>();
+  auto dry_run = std::make_shared<bool>(false);
+  CLI::App* cmd = app.add_subcommand("rebalance", "Rebalance the experts over the workers by their load, live");
+  add_admin_flags(cmd, *o);
+  cmd->add_flag("--dry-run", *dry_run, "only report what would move");
+  cmd->callback([o, dry_run, &action] { action = [o, dry_run] { return run_rebalance(*o, *dry_run, std::cout); }; });
+}
+
+void register_drain(CLI::App& app, Action& action) {
+  auto o = std::make_shared<AdminOptions>();
+  auto worker = std::make_shared<uint32_t>(0);
+  CLI::App* cmd = app.add_subcommand("drain", "Move every expert off a worker, after which it exits");
+  add_admin_flags(cmd, *o);
+  cmd->add_option("WORKER_ID", *worker, "the worker's id (moectl status)")->required();
+  cmd->callback([o, worker, &action] { action = [o, worker] { return run_drain(*o, *worker, std::cout); }; });
 }
 
 void register_demo(CLI::App& app, Action& action) {
@@ -62,6 +89,8 @@ void register_demo(CLI::App& app, Action& action) {
 
 void register_cluster_commands(CLI::App& app, Action& action) {
   register_status(app, action);
+  register_rebalance(app, action);
+  register_drain(app, action);
   register_demo(app, action);
 }
 

@@ -22,6 +22,13 @@ struct CoordinatorConfig {
   uint32_t prepare_timeout_ms = 60000;     // how long gainers may take to load their experts
   uint32_t rpc_timeout_ms = 5000;          // connect, commit and release
   unsigned io_threads = 2;
+  // Rebalancing (coordinator/rebalance_plan.h): a periodic check every rebalance_interval_ms rebalances when
+  // the expected imbalance (max / mean worker load from the load estimates) of some layer passes the
+  // threshold (0: never on its own; moectl rebalance still works).
+  double rebalance_threshold = 1.25;
+  uint32_t rebalance_interval_ms = 10000;
+  double replica_budget = 1.5;             // expert copies per expert the rebalancer may use on average
+  double load_ewma_alpha = 0.3;            // weight of the newest heartbeat window in the load estimates
 };
 
 }  // namespace moe

@@ -46,6 +46,7 @@ void Core::control_loop() {
     check_leases();
     plan_and_change();
     release_if_due();
+    rebalance_step();
   }
 }
 
@@ -181,6 +182,7 @@ void Core::release_if_due() {
     if (!release_due || Clock::now() < release_due->second) return;
     epoch = release_due->first;
     release_due.reset();
+    released_epoch = epoch;
     for (const auto& worker : membership.all()) {
       if (worker.live()) targets.emplace_back(worker.id, worker.address);
     }

@@ -17,6 +17,7 @@
 
 #include "coordinator/coordinator_config.h"
 #include "coordinator/coordinator_metrics.h"
+#include "coordinator/load_estimates.h"
 #include "coordinator/coordinator_service.h"
 #include "coordinator/membership.h"
 #include "coordinator/model_catalog.h"
@@ -43,6 +44,12 @@ struct CoordinatorService::Core : std::enable_shared_from_this<CoordinatorServic
   void on_get_placement(const Responder& responder);
   void on_status(const Responder& responder);
   void on_registration_closed(uint32_t worker_id, uint64_t registration);
+  // coordinator_rebalance.cc: moectl rebalance / drain (io threads) and the rebalance step (control thread)
+  void on_rebalance(wire::Rebalance::Reader request, const Responder& responder);
+  void on_drain(wire::Drain::Reader request, const Responder& responder);
+  void rebalance_step();
+  void answer_finished_drains_locked();
+  bool drained_locked(uint32_t worker_id) const;
 
   // coordinator_control.cc (control thread)
   void control_loop();
@@ -80,6 +87,22 @@ struct CoordinatorService::Core : std::enable_shared_from_this<CoordinatorServic
   uint64_t membership_version = 0;
   uint64_t failed_plan_version = UINT64_MAX;  // a plan failed at this version: wait for a change
   std::optional<std::pair<uint64_t, Clock::time_point>> release_due;  // epoch, when
+  uint64_t released_epoch = 0;        // the last epoch whose release was sent
+  // Rebalancing (coordinator_rebalance.cc).
+  struct PendingRebalance {
+    bool dry_run = false;
+    Responder responder;
+  };
+  struct PendingDrain {
+    uint32_t worker_id = 0;
+    Responder responder;
+  };
+  LoadEstimates estimates{config.load_ewma_alpha};
+  std::vector<PendingRebalance> rebalance_requests;
+  std::vector<PendingDrain> drain_requests;
+  std::set<uint32_t> draining;        // workers moectl drain asked to empty
+  uint64_t scale_out_version = UINT64_MAX;  // membership version of the last scale-out attempt
+  Clock::time_point next_periodic_check = Clock::now();
 };
 
 }  // namespace moe

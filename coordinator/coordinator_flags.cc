@@ -39,6 +39,16 @@ void add_coordinator_flags(CLI::App& app, CoordinatorConfig& config) {
       ->envname("MOE_PREPARE_TIMEOUT_MS")->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("--rpc-timeout-ms", config.rpc_timeout_ms, "deadline of connect, commit and release")
       ->envname("MOE_RPC_TIMEOUT_MS")->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--rebalance-threshold", config.rebalance_threshold,
+                 "rebalance on its own when a layer's expected max/mean worker load passes this (0 = off)")
+      ->envname("MOE_REBALANCE_THRESHOLD")->capture_default_str()->check(CLI::NonNegativeNumber);
+  app.add_option("--rebalance-interval-ms", config.rebalance_interval_ms, "period of the imbalance check")
+      ->envname("MOE_REBALANCE_INTERVAL_MS")->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--replica-budget", config.replica_budget,
+                 "expert copies per expert a rebalance may use on average (spare ones replicate hot experts)")
+      ->envname("MOE_REPLICA_BUDGET")->capture_default_str()->check(CLI::Range(1.0, 64.0));
+  app.add_option("--load-ewma-alpha", config.load_ewma_alpha, "weight of the newest heartbeat in the load estimates")
+      ->envname("MOE_LOAD_EWMA_ALPHA")->capture_default_str()->check(CLI::Range(0.01, 1.0));
 }
 
 void finish_coordinator_config(CoordinatorConfig& config) {

@@ -1,5 +1,5 @@
 // The coordinator's request handlers (io threads): registerWorker, heartbeat, getModel, getPlacement,
-// status. Each takes the lock briefly and replies at once; the control thread does the slow work.
+// status (rebalance and drain: coordinator_rebalance.cc). Each takes the lock briefly and replies at once; the control thread does the slow work.
 #include <algorithm>
 #include <map>
 
@@ -22,6 +22,8 @@ void Core::handle(Frame request, Responder responder) {
     case wire::Envelope::GET_MODEL: return on_get_model(responder);
     case wire::Envelope::GET_PLACEMENT: return on_get_placement(responder);
     case wire::Envelope::STATUS: return on_status(responder);
+    case wire::Envelope::REBALANCE: return on_rebalance(envelope.getRebalance(), responder);
+    case wire::Envelope::DRAIN: return on_drain(envelope.getDrain(), responder);
     default: {
       const std::string kind = message_kind_name(envelope);
       coordinator_log("refused a " + kind + " request: the coordinator does not handle it");
@@ -111,6 +113,7 @@ void Core::on_registration_closed(uint32_t worker_id, uint64_t registration) {
 
 void Core::on_heartbeat(wire::Heartbeat::Reader request, const Responder& responder) {
   bool reregister = false;
+  bool drained = false;
   uint64_t epoch = 0;
   {
     std::lock_guard lock(mutex);
@@ -124,8 +127,14 @@ void Core::on_heartbeat(wire::Heartbeat::Reader request, const Responder& respon
       record->window_ms = request.getWindowMs();
       record->memory_used_bytes = request.getMemoryUsedBytes();
       record->load.clear();
-      for (auto load : request.getLoad()) record->load.push_back({{load.getLayer(), load.getExpert()}, load.getTokens()});
+      std::map<ExpertKey, uint64_t> window;
+      for (auto load : request.getLoad()) {
+        record->load.push_back({{load.getLayer(), load.getExpert()}, load.getTokens()});
+        window[ExpertKey{load.getLayer(), load.getExpert()}] += load.getTokens();
+      }
+      estimates.add_window(record->id, record->window_ms, window);
       metrics.set_load(membership, table);
+      drained = drained_locked(record->id);
     }
   }
   capnp::MallocMessageBuilder message;
@@ -133,6 +142,7 @@ void Core::on_heartbeat(wire::Heartbeat::Reader request, const Responder& respon
   reply.setLeaseMs(config.lease_ms);
   reply.setCurrentEpoch(epoch);
   reply.setReregister(reregister);
+  reply.setDrained(drained);
   responder.reply(message);
 }
 

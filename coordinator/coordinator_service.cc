@@ -93,6 +93,7 @@ void Core::mark_dead_locked(WorkerRecord& worker, const std::string& reason) {
   if (!worker.live()) return;
   worker.state = WorkerState::Dead;
   worker.registration = 0;
+  estimates.forget_worker(worker.id);
   coordinator_log(worker.label() + " is dead: " + reason);
   if (table.find_worker(worker.id)) dead_in_table.insert(worker.id);
   links_to_drop.push_back(worker.id);

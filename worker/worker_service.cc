@@ -5,6 +5,9 @@
 #include <capnp/message.h>
 #include <nlohmann/json.hpp>
 
+#include <signal.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <boost/asio/ip/host_name.hpp>
 
@@ -353,6 +356,13 @@ void WorkerService::fill_heartbeat(wire::Heartbeat::Builder heartbeat) {
   heartbeat.setMemoryUsedBytes(store_.resident_bytes());
 }
 
-void WorkerService::on_heartbeat_reply(wire::HeartbeatReply::Reader) {}
+void WorkerService::on_heartbeat_reply(wire::HeartbeatReply::Reader reply) {
+  // moectl drain emptied this worker and the coordinator released that epoch: stop the way an operator's
+  // SIGTERM does (main's sigwait), exit 0.
+  if (reply.getDrained() && !drained_.exchange(true)) {
+    worker_log("drained by the coordinator: no experts left, shutting down");
+    ::kill(::getpid(), SIGTERM);
+  }
+}
 
 }  // namespace moe

@@ -100,6 +100,7 @@ class WorkerService : private CoordinatorLink::Peer {
   std::unique_ptr<CoordinatorLink> link_;
   std::unique_ptr<Server> server_;
   std::atomic<bool> stopping_{false};
+  std::atomic<bool> drained_{false};  // the coordinator said drained: SIGTERM sent once
   bool started_ = false;
 };
 

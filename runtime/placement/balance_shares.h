@@ -1,6 +1,6 @@
 // The replica shares that balance one layer's slot grid: for a fixed placement, the split of each replicated
 // expert's tokens over its copies that minimises the most loaded worker (a bottleneck transportation
-// problem, solved by bisection on the bound with a max flow from the replicated experts to the workers).
+// problem, solved on the flow model of balance_flow.h).
 #pragma once
 
 #include <span>

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "runtime/placement/balance_fresh.h"
+#include "runtime/placement/balance_moves.h"
 #include "runtime/placement/balance_shares.h"
 #include "runtime/placement/balance_swaps.h"
 #include "runtime/placement/placement_error.h"
@@ -52,7 +53,10 @@ int most_spare(std::span<const double> loads, const std::vector<int>& counts, in
   return best;
 }
 
-SlotGrid repair(std::span<const double> loads, const SlotGrid& current, const BalancerOptions& options, int budget) {
+// The current grid with every expert placed and every free slot given to a replica: missing experts take
+// the slots of the most spare replicas, free slots go to the experts with the most tokens per copy, and each
+// new copy lands on the least loaded worker (in the slot that held it before, where there is one).
+SlotGrid filled_grid(std::span<const double> loads, const SlotGrid& current) {
   const int E = static_cast<int>(loads.size());
   SlotGrid grid = current;
   std::vector<int> counts = copy_counts(grid, E);
@@ -76,16 +80,6 @@ SlotGrid repair(std::span<const double> loads, const SlotGrid& current, const Ba
     pending.push_back(e);
     ++counts[e];
   }
-  for (int moved = 0; 2 * (moved + 1) <= budget; ++moved) {  // replica counts follow the loads, with hysteresis
-    int e = neediest(loads, counts, grid.workers);
-    int f = most_spare(loads, counts, e);
-    if (e < 0 || f < 0 || loads[e] / counts[e] <= (1.0 + options.count_hysteresis) * loads[f] / (counts[f] - 1)) break;
-    remove_copy(grid, f, equal_split_loads(grid, loads, counts));
-    --counts[f];
-    pending.push_back(e);
-    ++counts[e];
-  }
-
   std::stable_sort(pending.begin(), pending.end(), [&](int32_t a, int32_t b) {
     double pa = loads[a] / counts[a], pb = loads[b] / counts[b];
     return pa != pb ? pa > pb : a < b;
@@ -108,12 +102,6 @@ SlotGrid repair(std::span<const double> loads, const SlotGrid& current, const Ba
     }
     grid.at(best_w, best_s) = e;
   }
-
-  SwapSearchLimits limits;
-  limits.target_imbalance = 1.0 + options.tolerance;
-  limits.max_changed_slots = budget;
-  limits.max_steps = budget;
-  improve_by_swaps(grid, current, loads, limits);
   return grid;
 }
 
@@ -142,6 +130,9 @@ LayerPlan balance_layer(std::span<const double> loads, const SlotGrid& current, 
                            ", expected a finite value >= 0");
   const std::vector<int> counts = copy_counts(current, E);
   const double target = 1.0 + options.tolerance;
+  double total = 0.0;
+  for (double v : loads) total += v;
+  const double bound = target * total / current.workers;
 
   const bool all_placed = std::find(counts.begin(), counts.end(), 0) == counts.end();
   std::vector<LayerPlan> candidates;  // in order of preference on a tie: fewest changes first
@@ -149,13 +140,15 @@ LayerPlan balance_layer(std::span<const double> loads, const SlotGrid& current, 
     candidates.push_back(evaluate_layer(loads, current, current));
     if (candidates.back().imbalance <= target) return candidates.back();
   }
+  SlotGrid repaired = filled_grid(loads, current);
   const int budget = std::max(2, static_cast<int>(options.repair_budget * total_slots));
-  candidates.push_back(evaluate_layer(loads, repair(loads, current, options, budget), current));
+  repair_by_moves(repaired, current, loads, {bound, std::max(budget, slots_changed(current, repaired))});
+  candidates.push_back(evaluate_layer(loads, repaired, current));
   if (candidates.back().imbalance <= target) return candidates.back();
 
   SlotGrid fresh = fresh_grid(loads, current);
   SwapSearchLimits limits;
-  limits.target_imbalance = target;
+  limits.target_imbalance = 1.0 + std::min(options.tolerance, options.replan_tolerance);
   limits.max_changed_slots = total_slots;
   limits.max_steps = total_slots;
   improve_by_swaps(fresh, current, loads, limits);

@@ -2,8 +2,9 @@
 // slot grids (W workers x S slots per layer), a new placement with replicas of hot experts, the share of an
 // expert's tokens each replica takes, and few weight moves. Per layer:
 //   1. keep the current grid and only re-solve the shares; done when max/mean load <= 1 + tolerance;
-//   2. else repair it: adjust replica counts with hysteresis, place the new copies on the least loaded
-//      workers, then swap copies off the most loaded worker, within a budget of changed slots;
+//   2. else repair it: place missing experts and fill free slots with replicas, then make the moves that
+//      take load out of the bottleneck set of workers, fewest changed slots first (balance_moves.h),
+//      within a budget of changed slots;
 //   3. if that stays above the tolerance, plan from scratch (balance_fresh.h) laid out to keep what it can,
 //      and take it only when it beats the repair by more than the tolerance.
 // Pure and deterministic: the same inputs give the same plan.
@@ -17,10 +18,9 @@
 namespace moe {
 
 struct BalancerOptions {
-  double tolerance = 0.03;          // a layer at max/mean <= 1 + tolerance is not touched further
+  double tolerance = 0.02;          // a layer at max/mean <= 1 + tolerance keeps its slots; a repair aims here
+  double replan_tolerance = 0.01;   // a layer planned from scratch pays its moves anyway: it aims here
   double repair_budget = 0.1;       // slots a repair may change, as a fraction of the layer's slots
-  double count_hysteresis = 0.25;   // a replica moves from f to e only when e's tokens per copy exceed
-                                    // f's tokens per copy after losing one by this fraction
 };
 
 struct LayerPlan {

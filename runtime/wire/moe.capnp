@@ -111,6 +111,8 @@ struct HeartbeatReply {
   leaseMs @0 :UInt32;
   currentEpoch @1 :UInt64;
   reregister @2 :Bool;       # the coordinator does not know this worker (it restarted): register again
+  drained @3 :Bool;          # moectl drain moved every expert off this worker and that epoch is released:
+                             # it may exit (0)
 }
 
 struct RouterWeights {

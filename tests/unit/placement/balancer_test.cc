@@ -6,7 +6,9 @@
 #include <numeric>
 #include <random>
 
+#include "runtime/placement/balance_flow.h"
 #include "runtime/placement/balance_grid.h"
+#include "runtime/placement/balance_moves.h"
 #include "runtime/placement/balance_shares.h"
 #include "runtime/placement/balancer.h"
 #include "runtime/placement/placement_error.h"
@@ -65,6 +67,45 @@ TEST(BalanceShares, SplitsAReplicatedExpertToEvenOutTheWorkers) {
   std::vector<double> wl = worker_loads(g, loads, shares);
   EXPECT_NEAR(wl[0], 60.0, 1e-3);
   EXPECT_NEAR(wl[1], 60.0, 1e-3);
+}
+
+TEST(LayerFlow, FindsTheSmallestMaximumAndTheBottleneckSet) {
+  // Worker 0 holds expert 0 (50) alone with expert 1 (10): 60 fixed, more than any split can give the others.
+  SlotGrid g(3, 2);
+  g.at(0, 0) = 0, g.at(0, 1) = 1, g.at(1, 0) = 2, g.at(1, 1) = 4, g.at(2, 0) = 3, g.at(2, 1) = 4;
+  std::vector<double> loads{50, 10, 10, 10, 10};
+  LayerFlow flow(g, loads);
+  EXPECT_NEAR(flow.min_max_load(), 60.0, 1e-9);
+  FlowCut cut = flow.route(40.0);
+  EXPECT_NEAR(cut.unrouted, 20.0, 1e-9);
+  EXPECT_EQ(cut.tight, (std::vector<bool>{true, false, false}));
+  // Without the fixed overload: experts 2 and 4 shared so that the three workers can even out at 90 / 3.
+  std::vector<double> even{20, 10, 10, 10, 40};
+  LayerFlow balanced(g, even);
+  EXPECT_NEAR(balanced.min_max_load(), 30.0, 1e-6);
+}
+
+TEST(RepairByMoves, WritesOneCopyOfTheHotExpertOverARedundantReplica) {
+  SlotGrid g(3, 2);
+  g.at(0, 0) = 0, g.at(0, 1) = 1, g.at(1, 0) = 2, g.at(1, 1) = 4, g.at(2, 0) = 3, g.at(2, 1) = 4;
+  const SlotGrid original = g;
+  std::vector<double> loads{50, 10, 10, 10, 10};
+  // One changed slot: expert 0 over one copy of expert 4 splits 50 over two workers: max 35.
+  EXPECT_EQ(repair_by_moves(g, original, loads, {36.0, 4}), 1);
+  EXPECT_EQ(slots_changed(original, g), 1);
+  for (int c : copy_counts(g, 5)) EXPECT_GE(c, 1);
+  EXPECT_EQ(copy_counts(g, 5)[0], 2);
+  LayerFlow flow(g, loads);
+  EXPECT_NEAR(flow.min_max_load(), 35.0, 1e-6);
+}
+
+TEST(RepairByMoves, StopsAtTheBudgetOfChangedSlots) {
+  SlotGrid g(3, 2);
+  g.at(0, 0) = 0, g.at(0, 1) = 1, g.at(1, 0) = 2, g.at(1, 1) = 4, g.at(2, 0) = 3, g.at(2, 1) = 4;
+  const SlotGrid original = g;
+  std::vector<double> loads{50, 10, 10, 10, 10};
+  EXPECT_EQ(repair_by_moves(g, original, loads, {36.0, 0}), 0);
+  EXPECT_EQ(g, original);
 }
 
 class BalancerOnZipf : public ::testing::Test {
@@ -129,6 +170,23 @@ TEST(Balancer, ChangesFewSlotsOnDriftedLoadsAndStaysBalanced) {
   }
   // A fresh plan rewrites most of a layer's 288 slots; a +-5% drift must cost a small fraction of that.
   EXPECT_LE(changed, layers * workers * slots / 20);
+}
+
+TEST(Balancer, ChangesAtMostFivePercentOfSlotsOnTwentyPercentDrift) {
+  const int experts = 64, workers = 8, slots = 9, layers = 24;
+  const BalancerOptions options;
+  int changed = 0;
+  for (int l = 0; l < layers; ++l) {
+    for (double s : {1.2, 0.8}) {
+      std::vector<double> loads = zipf_row(experts, s, 300 + l);
+      LayerPlan first = balance_layer(loads, contiguous_grid(experts, workers, slots), options);
+      LayerPlan second = balance_layer(drift(loads, 0.2, 400 + l), first.grid, options);
+      EXPECT_LE(first.imbalance, 1.0 + options.tolerance + 1e-9) << "layer " << l << " zipf " << s;
+      EXPECT_LE(second.imbalance, 1.0 + options.tolerance + 1e-9) << "layer " << l << " zipf " << s;
+      changed += second.slots_changed;
+    }
+  }
+  EXPECT_LE(changed, 2 * layers * workers * slots / 20);
 }
 
 TEST(Balancer, PlacesExpertsMissingFromTheCurrentGrid) {

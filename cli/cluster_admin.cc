@@ -1,0 +1,59 @@
+// The rebalance and drain requests of moectl (see cluster_admin.h).
+#include "cli/cluster_admin.h"
+
+#include <capnp/message.h>
+
+#include <cstdio>
+
+#include "runtime/client/peer_links.h"
+#include "runtime/net/io_pool.h"
+
+namespace moe::cli {
+
+namespace {
+
+template <typename Fill>
+Frame ask(const AdminOptions& options, wire::Envelope::Which expected, Fill fill) {
+  const std::chrono::milliseconds timeout(options.timeout_ms);
+  IoPool pool(1);
+  auto connection = Connection::connect(pool.context(), options.cluster, timeout);
+  capnp::MallocMessageBuilder request;
+  fill(request.initRoot<wire::Envelope>());
+  try {
+    Frame reply = call_peer(*connection, request, timeout, expected);
+    connection->close();
+    return reply;
+  } catch (...) {
+    connection->close();
+    throw;
+  }
+}
+
+}  // namespace
+
+int run_rebalance(const AdminOptions& options, bool dry_run, std::ostream& out) {
+  Frame frame = ask(options, wire::Envelope::REBALANCE_REPLY, [&](wire::Envelope::Builder envelope) {
+    auto rebalance = envelope.initRebalance();
+    rebalance.setClusterToken(options.cluster_token);
+    rebalance.setDryRun(dry_run);
+  });
+  auto reply = frame.envelope().getRebalanceReply();
+  char text[160];
+  std::snprintf(text, sizeof text, "%sepoch %llu: %u expert copies %s, imbalance %.3f -> %.3f\n",
+                dry_run ? "dry run at " : "", static_cast<unsigned long long>(reply.getEpoch()), reply.getExpertsMoved(),
+                dry_run ? "would move" : "moved", reply.getImbalanceBefore(), reply.getImbalanceAfter());
+  out << text;
+  return 0;
+}
+
+int run_drain(const AdminOptions& options, uint32_t worker_id, std::ostream& out) {
+  Frame frame = ask(options, wire::Envelope::ACK, [&](wire::Envelope::Builder envelope) {
+    auto drain = envelope.initDrain();
+    drain.setWorkerId(worker_id);
+    drain.setClusterToken(options.cluster_token);
+  });
+  out << "worker " << worker_id << " drained (epoch " << frame.envelope().getAck().getEpoch() << ")\n";
+  return 0;
+}
+
+}  // namespace moe::cli

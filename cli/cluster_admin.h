@@ -1,0 +1,23 @@
+// `moectl rebalance --cluster HOST:PORT [--dry-run]` and `moectl drain --cluster HOST:PORT WORKER_ID`:
+// one request to the coordinator each, waiting for the change to be committed (or planned, on a dry run).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <ostream>
+#include <string>
+
+namespace moe::cli {
+
+struct AdminOptions {
+  std::string cluster;        // coordinator HOST:PORT
+  std::string cluster_token;  // empty: none
+  int timeout_ms = 120000;    // the change includes loading experts
+};
+
+// Prints "epoch N: M expert copies moved, imbalance B -> A". Throws NetError / RemoteError.
+int run_rebalance(const AdminOptions& options, bool dry_run, std::ostream& out);
+// Prints "worker W drained (epoch N)". Throws NetError / RemoteError.
+int run_drain(const AdminOptions& options, uint32_t worker_id, std::ostream& out);
+
+}  // namespace moe::cli

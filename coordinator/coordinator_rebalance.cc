@@ -1,0 +1,202 @@
+// Live rebalancing and elasticity on the control thread: `moectl rebalance` (on demand, or a dry run),
+// the periodic check (--rebalance-threshold / --rebalance-interval-ms), scale out (a worker that
+// registers after the first placement gets experts in the next epoch) and `moectl drain` (the worker's
+// experts move away; the drain is acknowledged once the committed epoch leaves it nothing, and its
+// heartbeat replies say `drained` once that epoch is released, so it may exit). Every change is planned by
+// plan_rebalance and runs through the same prepare -> commit -> grace -> release protocol as failover,
+// one change at a time (never while a release is due), so no request is dropped.
+#include <algorithm>
+
+#include "coordinator/coordinator_core.h"
+#include "coordinator/coordinator_log.h"
+#include "coordinator/rebalance_plan.h"
+#include "runtime/placement/placement_error.h"
+
+namespace moe {
+
+using Core = CoordinatorService::Core;
+
+namespace {
+
+std::string fixed2(double value) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.2f", value);
+  return text;
+}
+
+void reply_rebalance(const Responder& responder, uint64_t epoch, size_t moved, double before, double after) {
+  capnp::MallocMessageBuilder message;
+  auto reply = message.initRoot<wire::Envelope>().initRebalanceReply();
+  reply.setEpoch(epoch);
+  reply.setExpertsMoved(static_cast<uint32_t>(moved));
+  reply.setImbalanceBefore(static_cast<float>(before));
+  reply.setImbalanceAfter(static_cast<float>(after));
+  responder.reply(message);
+}
+
+void reply_ack(const Responder& responder, uint64_t epoch) {
+  capnp::MallocMessageBuilder message;
+  message.initRoot<wire::Envelope>().initAck().setEpoch(epoch);
+  responder.reply(message);
+}
+
+}  // namespace
+
+void Core::on_rebalance(wire::Rebalance::Reader request, const Responder& responder) {
+  if (!config.cluster_token.empty() && request.getClusterToken() != config.cluster_token) {
+    coordinator_log("refused a rebalance request: wrong cluster token");
+    responder.reply_error(wire::ErrorCode::UNAUTHORIZED, "rebalance: wrong cluster token");
+    return;
+  }
+  std::lock_guard lock(mutex);
+  if (table.epoch == 0) {
+    responder.reply_error(wire::ErrorCode::NOT_READY, "rebalance: no placement yet");
+    return;
+  }
+  coordinator_log(std::string("rebalance requested") + (request.getDryRun() ? " (dry run)" : ""));
+  rebalance_requests.push_back({request.getDryRun(), responder});
+  wake = true;
+  wake_cv.notify_all();
+}
+
+void Core::on_drain(wire::Drain::Reader request, const Responder& responder) {
+  const uint32_t id = request.getWorkerId();
+  if (!config.cluster_token.empty() && request.getClusterToken() != config.cluster_token) {
+    coordinator_log("refused to drain worker " + std::to_string(id) + ": wrong cluster token");
+    responder.reply_error(wire::ErrorCode::UNAUTHORIZED, "drain: wrong cluster token");
+    return;
+  }
+  std::lock_guard lock(mutex);
+  WorkerRecord* record = membership.find(id);
+  if (!record || !record->live()) {
+    responder.reply_error(wire::ErrorCode::BAD_REQUEST, "drain: no live worker " + std::to_string(id));
+    return;
+  }
+  size_t others = 0;
+  for (const auto& worker : membership.placeable()) others += worker.id != id && !draining.count(worker.id);
+  if (others == 0) {
+    responder.reply_error(wire::ErrorCode::BAD_REQUEST,
+                          "drain: worker " + std::to_string(id) + " is the last one that could host experts");
+    return;
+  }
+  if (draining.insert(id).second) coordinator_log(record->label() + " is draining: its experts move away");
+  record->state = WorkerState::Draining;
+  metrics.set_workers(membership);
+  drain_requests.push_back({id, responder});
+  wake = true;
+  wake_cv.notify_all();
+}
+
+bool Core::drained_locked(uint32_t worker_id) const {
+  if (!draining.count(worker_id) || table.epoch == 0) return false;
+  return table.experts_on(worker_id).empty() && released_epoch >= table.epoch;
+}
+
+void Core::answer_finished_drains_locked() {
+  std::erase_if(drain_requests, [&](const PendingDrain& drain) {
+    const WorkerRecord* record = membership.find(drain.worker_id);
+    if (record && record->live() && !table.experts_on(drain.worker_id).empty()) return false;
+    reply_ack(drain.responder, table.epoch);
+    coordinator_log("worker " + std::to_string(drain.worker_id) + " is drained: epoch " + std::to_string(table.epoch) +
+                    " gives it nothing");
+    return true;
+  });
+}
+
+void Core::rebalance_step() {
+  PlacementTable current;
+  RebalanceResult result;
+  std::vector<PendingRebalance> requests;
+  std::string why;
+  bool must_change = false;  // a drain or a scale out: change even when the imbalance does not improve
+  {
+    std::lock_guard lock(mutex);
+    if (stopping || table.epoch == 0 || release_due || !dead_in_table.empty()) return;
+    answer_finished_drains_locked();
+    std::vector<WorkerCapacity> hosts;
+    for (const auto& worker : membership.placeable()) {
+      if (!draining.count(worker.id)) hosts.push_back(worker);
+    }
+    for (uint32_t id : draining) {  // a commit of another change may have reset the state from its table
+      if (WorkerRecord* record = membership.find(id); record && record->live()) record->state = WorkerState::Draining;
+    }
+    const bool drain = !drain_requests.empty();
+    bool scale_out = false;
+    if (membership_version != scale_out_version) {
+      for (const auto& host : hosts) scale_out |= table.experts_on(host.id).empty();
+      if (scale_out) scale_out_version = membership_version;
+    }
+    const auto now = Clock::now();
+    const bool periodic = config.rebalance_threshold > 0 && now >= next_periodic_check;
+    if (periodic) next_periodic_check = now + std::chrono::milliseconds(config.rebalance_interval_ms);
+    requests.swap(rebalance_requests);
+    if (!drain && !scale_out && requests.empty() && !periodic) return;
+    const auto loads = estimates.per_expert();
+    if (!drain && !scale_out && requests.empty() &&
+        max_expected_imbalance(table, loads, model.spec().moe_layers) <= config.rebalance_threshold) {
+      return;
+    }
+    must_change = drain || scale_out;
+    why = drain ? "drain" : scale_out ? "scale out onto new worker(s)" : requests.empty() ? "imbalance over the threshold"
+                                                                                          : "moectl rebalance";
+    try {
+      if (hosts.empty()) throw PlacementError("no worker may host experts");
+      result = plan_rebalance(table, model.experts(), hosts, loads, config.replica_budget);
+    } catch (const PlacementError& e) {
+      coordinator_log("cannot plan a rebalance (" + why + "): " + e.what());
+      for (const auto& request : requests) {
+        request.responder.reply_error(wire::ErrorCode::INTERNAL, std::string("rebalance: ") + e.what(), table.epoch);
+      }
+      return;
+    }
+    current = table;
+  }
+  const std::string summary = std::to_string(result.experts_moved) + " expert copies move, expected imbalance " +
+                              fixed2(result.imbalance_before) + " -> " + fixed2(result.imbalance_after) + " (" +
+                              std::to_string(result.slots_per_layer) + " slots per worker per layer)";
+  std::vector<PendingRebalance> real;
+  for (auto& request : requests) {
+    if (request.dry_run) {
+      reply_rebalance(request.responder, current.epoch, result.experts_moved, result.imbalance_before, result.imbalance_after);
+    } else {
+      real.push_back(std::move(request));
+    }
+  }
+  const bool changes = result.next.assignments != current.assignments || result.next.workers != current.workers;
+  const bool improves = result.imbalance_after < result.imbalance_before - 0.01;
+  if (!changes || (!must_change && real.empty() && !improves)) {
+    if (changes || !real.empty()) coordinator_log("rebalance (" + why + ") leaves the placement as it is: " + summary);
+    for (const auto& request : real) {
+      reply_rebalance(request.responder, current.epoch, 0, result.imbalance_before, result.imbalance_before);
+    }
+    return;
+  }
+  coordinator_log("epoch " + std::to_string(result.next.epoch) + ": rebalance (" + why + "): " + summary + "; preparing");
+  const auto failed = prepare(current, result.next);
+  if (!failed.empty()) {
+    std::lock_guard lock(mutex);
+    for (uint32_t id : failed) {
+      if (WorkerRecord* worker = membership.find(id)) {
+        mark_dead_locked(*worker, "prepare of epoch " + std::to_string(result.next.epoch) + " failed");
+      }
+    }
+    for (const auto& request : real) {
+      request.responder.reply_error(wire::ErrorCode::INTERNAL,
+                                    "rebalance: prepare of epoch " + std::to_string(result.next.epoch) +
+                                        " failed on " + std::to_string(failed.size()) + " worker(s); try again",
+                                    current.epoch);
+    }
+    return;
+  }
+  commit(result.next);
+  metrics.weights_moved(result.experts_moved);
+  metrics.rebalanced();
+  for (const auto& request : real) {
+    reply_rebalance(request.responder, result.next.epoch, result.experts_moved, result.imbalance_before,
+                    result.imbalance_after);
+  }
+  std::lock_guard lock(mutex);
+  answer_finished_drains_locked();
+}
+
+}  // namespace moe
