@@ -1,7 +1,6 @@
-// Serves a registry with prometheus-cpp's Exposer and records moe_build_info.
+// Serves a registry with MetricsHttpServer and records moe_build_info.
 #include "runtime/metrics/metrics_endpoint.h"
 
-#include <prometheus/exposer.h>
 #include <prometheus/gauge.h>
 
 #include <stdexcept>
@@ -18,21 +17,11 @@ MetricsEndpoint::MetricsEndpoint(const std::string& host, uint16_t port, const s
       .Add({{"version", MOE_VERSION}, {"component", component}, {"backend", backend}})
       .Set(1);
   if (port == 0) return;
-  std::string address = host + ":" + std::to_string(port);
-  try {
-    exposer_ = std::make_unique<prometheus::Exposer>(address, 2);
-  } catch (const std::exception& e) {
-    throw std::runtime_error("cannot serve /metrics on " + address + ": " + e.what());
-  }
-  exposer_->RegisterCollectable(registry_);
+  server_ = std::make_unique<MetricsHttpServer>(host, port, registry_);
 }
 
 MetricsEndpoint::~MetricsEndpoint() = default;
 
-uint16_t MetricsEndpoint::port() const {
-  if (!exposer_) return 0;
-  auto ports = exposer_->GetListeningPorts();
-  return ports.empty() ? 0 : static_cast<uint16_t>(ports.front());
-}
+uint16_t MetricsEndpoint::port() const { return server_ ? server_->port() : 0; }
 
 }  // namespace moe

@@ -1,5 +1,5 @@
-// The /metrics endpoint of one process: a prometheus-cpp registry served over HTTP on a port, plus the
-// `moe_build_info` gauge every process exports. Port 0 means "no endpoint" (the registry still works,
+// The /metrics endpoint of one process: a prometheus-cpp registry served over HTTP on a port (our own
+// Asio server, metrics_http_server.h), plus the `moe_build_info` gauge every process exports. Port 0 means "no endpoint" (the registry still works,
 // so code can record metrics unconditionally).
 #pragma once
 
@@ -9,9 +9,7 @@
 
 #include <prometheus/registry.h>
 
-namespace prometheus {
-class Exposer;
-}
+#include "runtime/metrics/metrics_http_server.h"
 
 namespace moe {
 
@@ -27,7 +25,7 @@ class MetricsEndpoint {
 
  private:
   std::shared_ptr<prometheus::Registry> registry_;
-  std::unique_ptr<prometheus::Exposer> exposer_;
+  std::unique_ptr<MetricsHttpServer> server_;
 };
 
 }  // namespace moe
