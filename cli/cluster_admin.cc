@@ -5,28 +5,15 @@
 
 #include <cstdio>
 
-#include "runtime/client/peer_links.h"
-#include "runtime/net/io_pool.h"
+#include "runtime/client/coordinator_queries.h"
 
 namespace moe::cli {
 
 namespace {
 
-template <typename Fill>
-Frame ask(const AdminOptions& options, wire::Envelope::Which expected, Fill fill) {
-  const std::chrono::milliseconds timeout(options.timeout_ms);
-  IoPool pool(1);
-  auto connection = Connection::connect(pool.context(), options.cluster, timeout);
-  capnp::MallocMessageBuilder request;
-  fill(request.initRoot<wire::Envelope>());
-  try {
-    Frame reply = call_peer(*connection, request, timeout, expected);
-    connection->close();
-    return reply;
-  } catch (...) {
-    connection->close();
-    throw;
-  }
+Frame ask(const AdminOptions& options, wire::Envelope::Which expected,
+          const std::function<void(wire::Envelope::Builder)>& fill) {
+  return query_coordinator(options.cluster, std::chrono::milliseconds(options.timeout_ms), expected, fill);
 }
 
 }  // namespace

@@ -8,11 +8,8 @@
 
 namespace moe {
 
-namespace {
-
-template <typename Init>
-Frame query(const std::string& coordinator, std::chrono::milliseconds timeout, wire::Envelope::Which expected,
-            Init init) {
+Frame query_coordinator(const std::string& coordinator, std::chrono::milliseconds timeout,
+                        wire::Envelope::Which expected, const std::function<void(wire::Envelope::Builder)>& init) {
   IoPool pool(1);
   auto connection = Connection::connect(pool.context(), coordinator, timeout);
   capnp::MallocMessageBuilder request;
@@ -27,14 +24,12 @@ Frame query(const std::string& coordinator, std::chrono::milliseconds timeout, w
   }
 }
 
-}  // namespace
-
 Frame query_status(const std::string& coordinator, std::chrono::milliseconds timeout) {
-  return query(coordinator, timeout, wire::Envelope::STATUS_REPLY, [](wire::Envelope::Builder e) { e.setStatus(); });
+  return query_coordinator(coordinator, timeout, wire::Envelope::STATUS_REPLY, [](wire::Envelope::Builder e) { e.setStatus(); });
 }
 
 Frame query_placement(const std::string& coordinator, std::chrono::milliseconds timeout) {
-  return query(coordinator, timeout, wire::Envelope::PLACEMENT, [](wire::Envelope::Builder e) { e.setGetPlacement(); });
+  return query_coordinator(coordinator, timeout, wire::Envelope::PLACEMENT, [](wire::Envelope::Builder e) { e.setGetPlacement(); });
 }
 
 }  // namespace moe

@@ -3,11 +3,18 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <string>
 
 #include "runtime/wire/framing.h"
+#include "runtime/wire/moe.capnp.h"
 
 namespace moe {
+
+// Sends one request (filled in by `fill`) on a fresh connection and returns the reply of kind `expected`.
+// Throws like the queries below.
+Frame query_coordinator(const std::string& coordinator, std::chrono::milliseconds timeout,
+                        wire::Envelope::Which expected, const std::function<void(wire::Envelope::Builder)>& fill);
 
 // Replies `status` -> statusReply, `getPlacement` -> placement. Throw NetError when the coordinator is
 // unreachable or silent past `timeout`, RemoteError on an error reply, WireError on another reply kind.
