@@ -13,6 +13,7 @@
 #include "coordinator/coordinator_flags.h"
 #include "coordinator/coordinator_log.h"
 #include "coordinator/coordinator_service.h"
+#include "runtime/bootstrap/daemon_startup.h"
 #include "runtime/bootstrap/host_address.h"
 #include "runtime/bootstrap/launch_detection.h"
 #include "runtime/bootstrap/mpi_bootstrap.h"
@@ -33,24 +34,12 @@ int main(int argc, char** argv) {
     return app.exit(e);
   }
   if (check_config) {
-    std::cout << "# moe-coordinator effective config (flags, MOE_* variables and defaults)\n";
-    // The cluster token is a secret: say whether it is set, never what it is.
-    std::istringstream lines(app.config_to_str(true, false));
-    for (std::string line; std::getline(lines, line);) {
-      const bool secret = line.rfind("cluster-token=", 0) == 0 && line != "cluster-token=\"\"";
-      std::cout << (secret ? "cluster-token=\"(set, hidden)\"" : line) << "\n";
-    }
+    moe::print_effective_config(app, "moe-coordinator", std::cout);
     return 0;
   }
 
   // Block the stop signals in every thread the service starts; the main thread waits for them.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  if (under_mpi) sigaddset(&signals, SIGUSR1);  // mpirun forwards SIGUSR1: the clean stop of a whole job
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  std::signal(SIGPIPE, SIG_IGN);
+  sigset_t signals = moe::block_stop_signals(under_mpi);
 
   std::optional<moe::MpiBootstrap> mpi;
   try {
@@ -67,7 +56,7 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
     int received = 0;
     sigwait(&signals, &received);
-    moe::coordinator_log(std::string("stopping on signal ") + (received == SIGINT ? "SIGINT" : received == SIGUSR1 ? "SIGUSR1" : "SIGTERM"));
+    moe::coordinator_log(std::string("stopping on signal ") + moe::stop_signal_name(received));
     service->stop();
   } catch (const std::exception& e) {
     moe::coordinator_log(std::string("fatal: ") + e.what());

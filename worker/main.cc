@@ -13,6 +13,7 @@
 #include <string>
 
 #include "kernels/cpu/openblas_spin.h"
+#include "runtime/bootstrap/daemon_startup.h"
 #include "runtime/bootstrap/host_address.h"
 #include "runtime/bootstrap/launch_detection.h"
 #include "runtime/bootstrap/mpi_bootstrap.h"
@@ -43,23 +44,12 @@ int main(int argc, char** argv) {
       moe::worker_log(std::string("error: ") + e.what());
       return 1;
     }
-    std::cout << "# moe-worker effective config (flags, MOE_* variables and defaults)\n";
-    // The cluster token is a secret: say whether it is set, never what it is.
-    std::istringstream lines(app.config_to_str(true, false));
-    for (std::string line; std::getline(lines, line);) {
-      const bool secret = line.rfind("cluster-token=", 0) == 0 && line != "cluster-token=\"\"";
-      std::cout << (secret ? "cluster-token=\"(set, hidden)\"" : line) << "\n";
-    }
+    moe::print_effective_config(app, "moe-worker", std::cout);
     return 0;
   }
 
   // Every thread started from here on inherits the blocked signals; only sigwait below receives them.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  if (under_mpi) sigaddset(&signals, SIGUSR1);  // mpirun forwards SIGUSR1: the clean stop of a whole job
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  sigset_t signals = moe::block_stop_signals(under_mpi);
 
   std::optional<moe::MpiBootstrap> mpi;
   try {
@@ -81,7 +71,7 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
     int received = 0;
     sigwait(&signals, &received);
-    moe::worker_log(std::string("received ") + (received == SIGTERM ? "SIGTERM" : received == SIGUSR1 ? "SIGUSR1" : "SIGINT") + ", shutting down");
+    moe::worker_log("received " + moe::stop_signal_name(received) + ", shutting down");
     service.stop();
   } catch (const std::exception& e) {
     moe::worker_log(std::string("error: ") + e.what());
