@@ -22,6 +22,8 @@ struct CoordinatorConfig {
   uint32_t prepare_timeout_ms = 60000;     // how long gainers may take to load their experts
   uint32_t rpc_timeout_ms = 5000;          // connect, commit and release
   unsigned io_threads = 2;
+  bool no_shared_storage = false;          // prepare names, per gained expert, the live workers holding it
+                                           // (workers then stream weights from each other)
   // Rebalancing (coordinator/rebalance_plan.h): a periodic check every rebalance_interval_ms rebalances when
   // the expected imbalance (max / mean worker load from the load estimates) of some layer passes the
   // threshold (0: never on its own; moectl rebalance still works).

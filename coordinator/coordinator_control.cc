@@ -4,6 +4,7 @@
 // publish; after --grace-ms, release.
 #include <algorithm>
 #include <future>
+#include <map>
 
 #include "coordinator/coordinator_core.h"
 #include "coordinator/coordinator_log.h"
@@ -109,7 +110,22 @@ void Core::plan_and_change() {
   }
 }
 
+std::map<ExpertKey, std::vector<std::string>> Core::expert_holders(const PlacementTable& current) {
+  std::map<ExpertKey, std::vector<std::string>> holders;
+  std::lock_guard lock(mutex);
+  for (const auto& [key, replicas] : current.assignments) {
+    for (const Replica& replica : replicas) {
+      const WorkerRecord* worker = membership.find(replica.worker_id);
+      const PlacedWorker* placed = current.find_worker(replica.worker_id);
+      if (worker && worker->live() && placed) holders[key].push_back(placed->address);
+    }
+  }
+  return holders;
+}
+
 std::vector<uint32_t> Core::prepare(const PlacementTable& current, const PlacementTable& next) {
+  std::map<ExpertKey, std::vector<std::string>> holders;  // --no-shared-storage: where gainers stream from
+  if (config.no_shared_storage) holders = expert_holders(current);
   std::vector<uint32_t> failed;
   std::vector<std::pair<uint32_t, std::future<Frame>>> waiting;
   for (const auto& worker : next.workers) {
@@ -122,6 +138,18 @@ std::vector<uint32_t> Core::prepare(const PlacementTable& current, const Placeme
     for (unsigned i = 0; i < gained.size(); ++i) {
       load[i].setLayer(gained[i].layer);
       load[i].setExpert(gained[i].expert);
+    }
+    std::vector<ExpertKey> streamed;
+    for (const ExpertKey& key : gained) {
+      if (holders.count(key)) streamed.push_back(key);
+    }
+    auto sources = prepare.initSources(static_cast<unsigned>(streamed.size()));
+    for (unsigned i = 0; i < streamed.size(); ++i) {
+      sources[i].initExpert().setLayer(streamed[i].layer);
+      sources[i].getExpert().setExpert(streamed[i].expert);
+      const auto& addresses = holders.at(streamed[i]);
+      auto list = sources[i].initAddresses(static_cast<unsigned>(addresses.size()));
+      for (unsigned a = 0; a < addresses.size(); ++a) list.set(a, addresses[a]);
     }
     try {
       auto connection = links.get(worker.id, worker.address);

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -56,6 +57,8 @@ struct CoordinatorService::Core : std::enable_shared_from_this<CoordinatorServic
   void check_leases();
   void plan_and_change();
   std::vector<uint32_t> prepare(const PlacementTable& current, const PlacementTable& next);
+  // For every expert of `current`, the addresses of its live replicas (takes `mutex`).
+  std::map<ExpertKey, std::vector<std::string>> expert_holders(const PlacementTable& current);
   void commit(const PlacementTable& next);
   void release_if_due();
   void broadcast(const std::vector<std::pair<uint32_t, std::string>>& targets, const std::string& what,

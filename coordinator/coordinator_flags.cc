@@ -49,6 +49,10 @@ void add_coordinator_flags(CLI::App& app, CoordinatorConfig& config) {
       ->envname("MOE_REPLICA_BUDGET")->capture_default_str()->check(CLI::Range(1.0, 64.0));
   app.add_option("--load-ewma-alpha", config.load_ewma_alpha, "weight of the newest heartbeat in the load estimates")
       ->envname("MOE_LOAD_EWMA_ALPHA")->capture_default_str()->check(CLI::Range(0.01, 1.0));
+  app.add_flag("--no-shared-storage", config.no_shared_storage,
+               "nodes do not share the checkpoint: a prepare names the workers that hold each gained expert, "
+               "so workers (also run with --no-shared-storage) stream weights from each other")
+      ->envname("MOE_NO_SHARED_STORAGE");
 }
 
 void finish_coordinator_config(CoordinatorConfig& config) {

@@ -4,6 +4,7 @@
 #include <mutex>
 #include <stdexcept>
 
+#include "worker/expert_copy.h"
 #include "worker/request_error.h"
 
 namespace moe {
@@ -20,7 +21,8 @@ std::string moe_layer_list(const ModelSpec& spec) {
 }
 }  // namespace
 
-ExpertStore::ExpertStore(std::unique_ptr<ExpertBackend> backend) : backend_(std::move(backend)) {
+ExpertStore::ExpertStore(std::unique_ptr<ExpertBackend> backend, bool retain_weights)
+    : backend_(std::move(backend)), retain_weights_(retain_weights) {
   if (!backend_) throw std::invalid_argument("ExpertStore needs a backend, got none");
 }
 
@@ -67,17 +69,42 @@ std::vector<ExpertKey> ExpertStore::load(const std::set<ExpertKey>& experts) {
   std::vector<ExpertKey> loaded_now;
   for (const ExpertKey& key : experts) {
     if (has(key)) continue;
+    ExpertWeights weights;
     try {
-      ExpertWeights weights = source->expert_weights(key.layer, key.expert);
+      weights = source->expert_weights(key.layer, key.expert);
       backend_->load_expert(key, weights.view);
     } catch (const std::exception& e) {
       throw RequestError(wire::ErrorCode::INTERNAL, "cannot load " + expert_name(key) + ": " + e.what());
     }
-    std::unique_lock lock(mutex_);
-    loaded_.insert(key);
+    mark_loaded(key, std::move(weights));
     loaded_now.push_back(key);
   }
   return loaded_now;
+}
+
+void ExpertStore::load_weights(ExpertKey key, ExpertWeights weights) {
+  check_expert(key);
+  if (has(key)) return;
+  try {
+    backend_->load_expert(key, weights.view);
+  } catch (const std::exception& e) {
+    throw RequestError(wire::ErrorCode::INTERNAL, "cannot load streamed " + expert_name(key) + ": " + e.what());
+  }
+  mark_loaded(key, std::move(weights));
+}
+
+void ExpertStore::mark_loaded(ExpertKey key, ExpertWeights weights) {
+  if (retain_weights_) weights = without_f16(std::move(weights));
+  std::unique_lock lock(mutex_);
+  loaded_.insert(key);
+  if (retain_weights_) retained_[key] = std::move(weights);
+}
+
+std::optional<ExpertWeights> ExpertStore::retained(ExpertKey key) const {
+  std::shared_lock lock(mutex_);
+  auto it = retained_.find(key);
+  if (it == retained_.end()) return std::nullopt;
+  return it->second;
 }
 
 void ExpertStore::unload(const std::set<ExpertKey>& experts) {
@@ -85,6 +112,7 @@ void ExpertStore::unload(const std::set<ExpertKey>& experts) {
     {
       std::unique_lock lock(mutex_);
       if (!loaded_.erase(key)) continue;
+      retained_.erase(key);
     }
     backend_->unload_expert(key);
   }

@@ -48,6 +48,13 @@ void add_worker_flags(CLI::App& app, WorkerOptions& o) {
   app.add_option("--max-batch-tokens", o.max_batch_tokens, "tokens one backend call takes at most")
       ->capture_default_str()
       ->envname("MOE_MAX_BATCH_TOKENS");
+  app.add_flag("--no-shared-storage", o.no_shared_storage,
+               "nodes do not share the checkpoint: stream gained experts from the workers that hold them (the "
+               "first placement still reads the model source) and keep loaded weights to stream to others")
+      ->envname("MOE_NO_SHARED_STORAGE");
+  app.add_option("--fetch-timeout-ms", o.fetch_timeout_ms, "deadline of one streamed weight chunk")
+      ->capture_default_str()
+      ->envname("MOE_FETCH_TIMEOUT_MS");
 }
 
 void check_worker_options(const WorkerOptions& o) {
@@ -65,6 +72,7 @@ void check_worker_options(const WorkerOptions& o) {
   if (o.backend != "cpu" && o.backend != "cuda") bad("--backend must be cpu or cuda, got '" + o.backend + "'");
   if (o.max_queue == 0) bad("--max-queue must be at least 1, got 0");
   if (o.max_batch_tokens == 0) bad("--max-batch-tokens must be at least 1, got 0");
+  if (o.fetch_timeout_ms == 0) bad("--fetch-timeout-ms must be at least 1, got 0");
 }
 
 }  // namespace moe

@@ -22,6 +22,9 @@ struct WorkerOptions {
   uint32_t batch_wait_us = 0;           // how long the first request of a batch waits for company (0: batch
                                         // only what queued up while the compute threads were busy)
   uint32_t max_batch_tokens = 8192;     // tokens one backend call takes at most (a bigger request runs alone)
+  bool no_shared_storage = false;        // keep loaded experts' weights to stream to peers, and stream gained
+                                        // experts from the peers a prepare names (else: the model source)
+  uint32_t fetch_timeout_ms = 30000;    // deadline of one streamed chunk (--no-shared-storage)
   // Coordinator link timings.
   uint32_t connect_timeout_ms = 1000;
   uint32_t retry_min_ms = 100;          // first reconnect delay, doubling up to retry_max_ms

@@ -16,6 +16,8 @@
 #include "runtime/wire/envelope_util.h"
 #include "worker/backend_factory.h"
 #include "worker/error_reply.h"
+#include "worker/expert_fetch.h"
+#include "worker/expert_serve.h"
 #include "worker/forward_validation.h"
 #include "worker/worker_flags.h"
 #include "worker/worker_log.h"
@@ -34,10 +36,21 @@ bool is_wildcard(const std::string& host) { return host.empty() || host == "0.0.
 std::string mib(size_t bytes) { return std::to_string(bytes / (1024 * 1024)) + " MiB"; }
 
 int default_batch_threads(const std::string& backend) { return backend == "cuda" ? 1 : 2; }
+
+// prepare.sources as expert -> peer addresses, in the coordinator's order.
+std::map<ExpertKey, std::vector<std::string>> source_map(capnp::List<wire::ExpertSource>::Reader list) {
+  std::map<ExpertKey, std::vector<std::string>> sources;
+  for (auto source : list) {
+    auto& addresses = sources[{source.getExpert().getLayer(), source.getExpert().getExpert()}];
+    for (auto address : source.getAddresses()) addresses.emplace_back(address.cStr());
+  }
+  return sources;
+}
 }  // namespace
 
 WorkerService::WorkerService(WorkerOptions options)
-    : options_(std::move(options)), store_(make_worker_backend(options_.backend, options_.threads)) {
+    : options_(std::move(options)),
+      store_(make_worker_backend(options_.backend, options_.threads), options_.no_shared_storage) {
   check_worker_options(options_);
   HostPort listen = parse_host_port(options_.listen);
   listen_host_ = listen.host;
@@ -122,10 +135,13 @@ void WorkerService::handle(Frame request, Responder responder) {
       case wire::Envelope::RELEASE:
         post_control(std::move(request), responder, &WorkerService::handle_release);
         return;
+      case wire::Envelope::FETCH_EXPERT:
+        handle_fetch(request, responder);
+        return;
       default:
         throw RequestError(wire::ErrorCode::BAD_REQUEST,
                            "moe-worker does not serve " + message_kind_name(kind) +
-                               " requests (only forwardRequest, prepare, commit, release)",
+                               " requests (only forwardRequest, prepare, commit, release, fetchExpert)",
                            current_epoch());
     }
   } catch (const RequestError& e) {
@@ -194,7 +210,8 @@ void WorkerService::handle_prepare(const Frame& request, const Responder& respon
     std::lock_guard lock(epoch_mutex_);
     epochs_.prepare(epoch, experts);
   }
-  std::vector<ExpertKey> loaded_now = store_.load(experts);
+  if (options_.no_shared_storage) stream_from_peers(experts, source_map(prepare.getSources()));
+  std::vector<ExpertKey> loaded_now = store_.load(experts);  // what no peer sent: from the model source
   update_gauges();
   const size_t hosted = store_.loaded().size();
   worker_log("prepared epoch " + std::to_string(epoch) + ": " + std::to_string(experts.size()) + " experts asked, " +
@@ -217,6 +234,67 @@ void WorkerService::handle_prepare(const Frame& request, const Responder& respon
   }
   ack.setMemoryUsedBytes(store_.resident_bytes());
   responder.reply(message);
+}
+
+void WorkerService::handle_fetch(const Frame& request, const Responder& responder) {
+  capnp::MallocMessageBuilder message;
+  fill_expert_chunk(store_, request.envelope().getFetchExpert(), message.initRoot<wire::Envelope>().initExpertChunk(),
+                    current_epoch());
+  responder.reply(message);
+}
+
+void WorkerService::stream_from_peers(const std::set<ExpertKey>& experts,
+                                      const std::map<ExpertKey, std::vector<std::string>>& sources) {
+  std::set<ExpertKey> pending;
+  for (const ExpertKey& key : experts) {
+    if (!store_.has(key) && sources.count(key)) pending.insert(key);
+  }
+  ExpertFetchOptions fetch;
+  fetch.timeout = std::chrono::milliseconds(options_.fetch_timeout_ms);
+  const ModelSpec& spec = store_.model()->spec();
+  for (size_t attempt = 0; !pending.empty(); ++attempt) {
+    std::map<std::string, std::vector<ExpertKey>> by_peer;  // each pending expert's attempt-th source
+    for (const ExpertKey& key : pending) {
+      const auto& addresses = sources.at(key);
+      if (attempt < addresses.size()) by_peer[addresses[attempt]].push_back(key);
+    }
+    if (by_peer.empty()) break;
+    for (const auto& [address, keys] : by_peer) {
+      const auto started = std::chrono::steady_clock::now();
+      std::shared_ptr<Connection> peer;
+      try {
+        peer = Connection::connect(io_->context(), address, std::chrono::milliseconds(options_.connect_timeout_ms));
+      } catch (const std::exception& e) {
+        worker_log("streaming " + std::to_string(keys.size()) + " experts from peer " + address + " failed: " +
+                   e.what() + "; trying their next source");
+        continue;
+      }
+      size_t streamed = 0, bytes = 0;
+      for (const ExpertKey& key : keys) {  // one expert at a time: a peer lacking one still sends the others
+        try {
+          ExpertWeights weights = std::move(fetch_experts(*peer, {key}, spec, fetch).at(key));
+          for (const WeightMatrixView* m : {&weights.view.gate, &weights.view.up, &weights.view.down}) {
+            bytes += static_cast<size_t>(m->rows * m->cols) * dtype_size(m->dtype);
+          }
+          store_.load_weights(key, std::move(weights));
+          pending.erase(key);
+          ++streamed;
+        } catch (const std::exception& e) {
+          worker_log("streaming from peer " + address + " failed: " + e.what() + "; trying their next source");
+        }
+      }
+      peer->close();
+      const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
+      if (streamed > 0) {
+        worker_log("streamed " + std::to_string(streamed) + " experts (" + std::to_string(bytes / 1024) +
+                   " KiB) from peer " + address + " in " + std::to_string(ms.count()) + " ms");
+      }
+    }
+  }
+  if (!pending.empty()) {
+    worker_log("no peer sent " + std::to_string(pending.size()) + " experts; loading them from the model source " +
+               "(this node must be able to read it)");
+  }
 }
 
 void WorkerService::handle_commit(const Frame& request, const Responder& responder) {

@@ -3,7 +3,10 @@
 // it in-process.
 //
 //   io threads (runtime/net Server)   decode, validate, route: forwardRequest -> ForwardBatcher;
-//                                     prepare / commit / release -> the control thread
+//                                     prepare / commit / release -> the control thread;
+//                                     fetchExpert (a peer streaming weights) answered at once
+//   --no-shared-storage: prepare streams gained experts from the peers it names (worker/expert_fetch.h)
+//                        before loading the rest from the model source
 //   control thread (SerialExecutor)   loads experts (prepare, commit), adopts epochs, unloads (release)
 //   compute threads (ForwardBatcher)  batch requests of one layer, run the ExpertBackend, reply
 //   link thread (CoordinatorLink)     getModel, registerWorker, heartbeats, reconnects
@@ -11,11 +14,13 @@
 
 #include <atomic>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "runtime/metrics/metrics_endpoint.h"
 #include "runtime/net/io_pool.h"
@@ -66,6 +71,10 @@ class WorkerService : private CoordinatorLink::Peer {
   void handle_prepare(const Frame& request, const Responder& responder);
   void handle_commit(const Frame& request, const Responder& responder);
   void handle_release(const Frame& request, const Responder& responder);
+  void handle_fetch(const Frame& request, const Responder& responder);
+  // Loads what it can of `experts` from their peers (each expert's sources tried in order); logs what
+  // came from where and what is left for the model source. Never throws for a failing peer.
+  void stream_from_peers(const std::set<ExpertKey>& experts, const std::map<ExpertKey, std::vector<std::string>>& sources);
   void post_control(Frame request, Responder responder, void (WorkerService::*handler)(const Frame&, const Responder&));
   void reply_ack(const Responder& responder, uint64_t epoch);
   void update_gauges();

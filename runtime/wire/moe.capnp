@@ -45,6 +45,11 @@ struct Envelope {
     rebalanceReply @19 :RebalanceReply;
     status @20 :Void;
     statusReply @21 :StatusReply;
+
+    # Weight streaming (worker -> worker, --no-shared-storage): a gainer fetches an expert it prepares
+    # from a worker that holds it, chunk by chunk.
+    fetchExpert @22 :FetchExpert;
+    expertChunk @23 :ExpertChunk;
   }
 }
 
@@ -165,6 +170,13 @@ struct Placement {
 struct Prepare {
   epoch @0 :UInt64;          # the epoch being prepared
   load @1 :List(ExpertRef);  # experts the worker gains in that epoch
+  sources @2 :List(ExpertSource);  # --no-shared-storage: where to stream gained experts from; an expert
+                                   # not listed loads from the model source
+}
+
+struct ExpertSource {
+  expert @0 :ExpertRef;
+  addresses @1 :List(Text);  # "host:port" of workers holding it in the current epoch, tried in order
 }
 
 struct PrepareAck {
@@ -249,4 +261,27 @@ struct StatusReply {
   workers @1 :List(WorkerStatus);
   balance @2 :List(LayerBalance);
   modelName @3 :Text;
+}
+
+enum ExpertMatrix {
+  gate @0;                   # [intermediate x hidden]
+  up @1;                     # [intermediate x hidden]
+  down @2;                   # [hidden x intermediate]
+}
+
+struct FetchExpert {
+  expert @0 :ExpertRef;
+  matrix @1 :ExpertMatrix;
+  offset @2 :UInt64;         # first byte of the matrix wanted
+  maxBytes @3 :UInt32;       # at most this many bytes (the replier may send fewer, never more)
+}
+
+struct ExpertChunk {         # the reply to fetchExpert; expertNotHosted when the replier holds no copy
+  expert @0 :ExpertRef;
+  matrix @1 :ExpertMatrix;
+  dtype @2 :DType;           # the dtype the replier holds the matrix in (the checkpoint's; f16 as f32)
+  rows @3 :UInt32;
+  cols @4 :UInt32;
+  offset @5 :UInt64;
+  data @6 :Data;             # bytes [offset, offset + size) of the row-major matrix
 }
