@@ -2,7 +2,7 @@
 // workers, balance_layers (runtime/placement/balancer.h) with the load estimates, and the result as the
 // next epoch's table. Pure.
 //
-// Slots per worker per layer (the balancer's S): ceil(N * replica_budget / W) for N experts per layer
+// Slots per worker per layer (the balancer's S, at most N): ceil(N * replica_budget / W) for N experts per layer
 // (shared expert included) and W hosts, so the cluster offers replica_budget copies per expert on
 // average and the spare slots hold replicas of hot experts; never below what the current placement
 // already puts on one host nor below ceil(N / W); and, when hosts offer a finite number of expert slots
