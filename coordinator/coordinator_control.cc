@@ -134,6 +134,7 @@ std::vector<uint32_t> Core::prepare(const PlacementTable& current, const Placeme
     capnp::MallocMessageBuilder message;
     auto prepare = message.initRoot<wire::Envelope>().initPrepare();
     prepare.setEpoch(next.epoch);
+    prepare.setClusterToken(config.cluster_token);
     auto load = prepare.initLoad(static_cast<unsigned>(gained.size()));
     for (unsigned i = 0; i < gained.size(); ++i) {
       load[i].setLayer(gained[i].layer);
@@ -186,7 +187,9 @@ void Core::commit(const PlacementTable& next) {
     }
   }
   broadcast(targets, "commit of epoch " + std::to_string(next.epoch), [&](capnp::MessageBuilder& message) {
-    placement_to_wire(next, message.initRoot<wire::Envelope>().initCommit().initPlacement());
+    auto commit = message.initRoot<wire::Envelope>().initCommit();
+    commit.setClusterToken(config.cluster_token);
+    placement_to_wire(next, commit.initPlacement());
   });
   std::lock_guard lock(mutex);
   table = next;
@@ -216,7 +219,11 @@ void Core::release_if_due() {
     }
   }
   broadcast(targets, "release of epoch " + std::to_string(epoch),
-            [&](capnp::MessageBuilder& message) { message.initRoot<wire::Envelope>().initRelease().setEpoch(epoch); });
+            [&](capnp::MessageBuilder& message) {
+              auto release = message.initRoot<wire::Envelope>().initRelease();
+              release.setEpoch(epoch);
+              release.setClusterToken(config.cluster_token);
+            });
   coordinator_log("epoch " + std::to_string(epoch) + " released on " + std::to_string(targets.size()) + " worker(s)");
 }
 

@@ -118,6 +118,14 @@ uint64_t WorkerService::oldest_served_epoch() const {
 
 // ------------------------------------------------------------------------------------------ requests
 
+void WorkerService::check_control_token(capnp::Text::Reader token, const char* what) const {
+  if (options_.cluster_token.empty() || token == options_.cluster_token.c_str()) return;
+  throw RequestError(wire::ErrorCode::UNAUTHORIZED,
+                     std::string(what) + (token.size() == 0 ? " without a cluster token" : " with a wrong cluster token") +
+                         ": this worker was started with --cluster-token",
+                     current_epoch());
+}
+
 void WorkerService::handle(Frame request, Responder responder) {
   const auto kind = request.envelope().which();
   try {
@@ -127,12 +135,15 @@ void WorkerService::handle(Frame request, Responder responder) {
         handle_forward(std::move(request), responder);
         return;
       case wire::Envelope::PREPARE:
+        check_control_token(request.envelope().getPrepare().getClusterToken(), "prepare");
         post_control(std::move(request), responder, &WorkerService::handle_prepare);
         return;
       case wire::Envelope::COMMIT:
+        check_control_token(request.envelope().getCommit().getClusterToken(), "commit");
         post_control(std::move(request), responder, &WorkerService::handle_commit);
         return;
       case wire::Envelope::RELEASE:
+        check_control_token(request.envelope().getRelease().getClusterToken(), "release");
         post_control(std::move(request), responder, &WorkerService::handle_release);
         return;
       case wire::Envelope::FETCH_EXPERT:

@@ -172,6 +172,7 @@ struct Prepare {
   load @1 :List(ExpertRef);  # experts the worker gains in that epoch
   sources @2 :List(ExpertSource);  # --no-shared-storage: where to stream gained experts from; an expert
                                    # not listed loads from the model source
+  clusterToken @3 :Text;     # a worker started with --cluster-token refuses control requests without it
 }
 
 struct ExpertSource {
@@ -187,10 +188,12 @@ struct PrepareAck {
 
 struct Commit {
   placement @0 :Placement;   # the full placement of the new epoch
+  clusterToken @1 :Text;
 }
 
 struct Release {
   epoch @0 :UInt64;          # unload every expert not assigned to this worker in this epoch
+  clusterToken @1 :Text;
 }
 
 struct Ack {

@@ -33,6 +33,22 @@ TEST(WorkerPlacement, RegistrationCarriesTheBoundAddressAndCapacity) {
   EXPECT_EQ(h.worker->worker_id(), FakeCoordinator::kWorkerId);
 }
 
+TEST(WorkerPlacement, ControlRequestsNeedTheClusterTokenWhenTheWorkerHasOne) {
+  WorkerOptions options;
+  options.cluster_token = "secret";
+  WorkerHarness h("synthetic:tiny:0", options);
+  h.place(1, layer0_experts(0, 2));  // the harness sends the right token
+  EXPECT_EQ(h.worker->current_epoch(), 1u);
+  for (const std::string& token : {std::string(), std::string("wrong")}) {
+    h.control_token = token;
+    EXPECT_EQ(error_code(h.send_prepare(2, layer0_experts(2, 4))), wire::ErrorCode::UNAUTHORIZED) << token;
+    EXPECT_EQ(error_code(h.send_commit(2, layer0_experts(2, 4))), wire::ErrorCode::UNAUTHORIZED) << token;
+    EXPECT_EQ(error_code(h.send_release(1)), wire::ErrorCode::UNAUTHORIZED) << token;
+  }
+  EXPECT_EQ(h.worker->current_epoch(), 1u);
+  EXPECT_EQ(h.worker->hosted(), layer0_experts(0, 2));
+}
+
 TEST(WorkerPlacement, PrepareLoadsOnlyTheExpertsAskedAndServesThemBeforeCommit) {
   WorkerHarness h;
   Reference reference("synthetic:tiny:0");

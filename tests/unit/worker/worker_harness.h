@@ -109,7 +109,7 @@ inline double max_relative_error(const Matrix& got, const Matrix& want) {
 class WorkerHarness {
  public:
   explicit WorkerHarness(const std::string& source = "synthetic:tiny:0", WorkerOptions options = {})
-      : coordinator(pool.context(), source) {
+      : coordinator(pool.context(), source), control_token(options.cluster_token) {
     options.coordinator = coordinator.address();
     options.listen = "127.0.0.1:0";
     options.threads = 1;
@@ -137,6 +137,7 @@ class WorkerHarness {
     capnp::MallocMessageBuilder message;
     auto prepare = message.initRoot<wire::Envelope>().initPrepare();
     prepare.setEpoch(epoch);
+    prepare.setClusterToken(control_token);
     auto load = prepare.initLoad(static_cast<unsigned>(experts.size()));
     unsigned i = 0;
     for (const ExpertKey& key : experts) {
@@ -150,7 +151,9 @@ class WorkerHarness {
   // A placement where this worker (FakeCoordinator::kWorkerId) hosts `mine` and worker 99 the rest.
   Frame send_commit(uint64_t epoch, const std::set<ExpertKey>& mine) {
     capnp::MallocMessageBuilder message;
-    auto placement = message.initRoot<wire::Envelope>().initCommit().initPlacement();
+    auto commit = message.initRoot<wire::Envelope>().initCommit();
+    commit.setClusterToken(control_token);
+    auto placement = commit.initPlacement();
     placement.setEpoch(epoch);
     auto workers = placement.initWorkers(2);
     workers[0].setId(FakeCoordinator::kWorkerId);
@@ -175,7 +178,9 @@ class WorkerHarness {
 
   Frame send_release(uint64_t epoch) {
     capnp::MallocMessageBuilder message;
-    message.initRoot<wire::Envelope>().initRelease().setEpoch(epoch);
+    auto release = message.initRoot<wire::Envelope>().initRelease();
+    release.setEpoch(epoch);
+    release.setClusterToken(control_token);
     return call(*control, message);
   }
 
@@ -202,6 +207,7 @@ class WorkerHarness {
 
   IoPool pool{2};
   FakeCoordinator coordinator;
+  std::string control_token;  // sent with prepare, commit and release (the worker's --cluster-token)
   std::unique_ptr<WorkerService> worker;
   std::shared_ptr<Connection> control;
   std::vector<std::shared_ptr<Connection>> clients;
