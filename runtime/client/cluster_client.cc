@@ -213,7 +213,10 @@ Matrix ClusterClient::run_forward(int32_t layer, const Matrix& x, RoutingResult&
       std::exception_ptr error = o.error;
       if (!error) {
         try {
-          std::vector<float> partial = decode_forward_reply(o.reply, o.shard.tokens.size(), x.cols);
+          // Kept by this thread between calls: a fresh multi-megabyte vector page-faults per 4 KiB.
+          thread_local std::vector<float> partial;
+          partial.resize(o.shard.tokens.size() * static_cast<size_t>(x.cols));
+          decode_forward_reply_into(o.reply, o.shard.tokens.size(), x.cols, std::span<float>(partial));
           combine_partial(o.shard.tokens, partial, out);
           metrics_.record_request("ok");
           metrics_.record_shard_done(layer, o.worker, o.shard,

@@ -3,6 +3,8 @@
 
 #include <algorithm>
 #include <span>
+#include <stdexcept>
+#include <string>
 
 #include "runtime/wire/envelope_util.h"
 #include "runtime/wire/tensor_pack.h"
@@ -39,7 +41,7 @@ void build_forward_request(capnp::MallocMessageBuilder& message, uint64_t epoch,
   request.setDeadlineMs(static_cast<uint32_t>(ms));
 }
 
-std::vector<float> decode_forward_reply(const Frame& reply, size_t rows, int64_t hidden) {
+void decode_forward_reply_into(const Frame& reply, size_t rows, int64_t hidden, std::span<float> out) {
   auto envelope = reply.envelope();
   expect_kind(envelope, wire::Envelope::FORWARD_REPLY);
   auto r = envelope.getForwardReply();
@@ -47,7 +49,17 @@ std::vector<float> decode_forward_reply(const Frame& reply, size_t rows, int64_t
     throw WireError("forwardReply has " + std::to_string(r.getNumTokens()) + " x " + std::to_string(r.getHidden()) +
                     ", the request sent " + std::to_string(rows) + " x " + std::to_string(hidden));
   }
-  return unpack_tensor(r.getOutput(), r.getDtype(), rows * static_cast<size_t>(hidden), "forwardReply.output");
+  if (out.size() != rows * static_cast<size_t>(hidden)) {
+    throw std::invalid_argument("decode_forward_reply_into: buffer of " + std::to_string(out.size()) +
+                                " values for " + std::to_string(rows) + " x " + std::to_string(hidden));
+  }
+  unpack_tensor(r.getOutput(), r.getDtype(), out, "forwardReply.output");
+}
+
+std::vector<float> decode_forward_reply(const Frame& reply, size_t rows, int64_t hidden) {
+  std::vector<float> out(rows * static_cast<size_t>(hidden));
+  decode_forward_reply_into(reply, rows, hidden, std::span<float>(out));
+  return out;
 }
 
 size_t shard_payload_bytes(const WorkerShard& shard, int64_t hidden, wire::DType dtype) {

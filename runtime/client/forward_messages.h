@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include <capnp/message.h>
@@ -21,6 +22,8 @@ void build_forward_request(capnp::MallocMessageBuilder& message, uint64_t epoch,
 // The per-token partial sums of a forwardReply as f32 [rows x hidden]. Throws RemoteError on an error
 // reply and WireError when the reply is of another kind or its sizes differ from (rows, hidden).
 std::vector<float> decode_forward_reply(const Frame& reply, size_t rows, int64_t hidden);
+// The same into `out`, which must hold rows x hidden values (lets a caller reuse one buffer across calls).
+void decode_forward_reply_into(const Frame& reply, size_t rows, int64_t hidden, std::span<float> out);
 
 // Bytes of the token and output blobs one shard moves (request + reply), for throughput figures.
 size_t shard_payload_bytes(const WorkerShard& shard, int64_t hidden, wire::DType dtype);
