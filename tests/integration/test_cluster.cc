@@ -146,45 +146,40 @@ std::string describe(const ClusterStatus& s) {
 
 }  // namespace
 
-ClientPlacement TestCluster::wait_for_placement(const std::string& what,
-                                                const std::function<bool(const ClientPlacement&)>& ready,
-                                                std::chrono::milliseconds timeout) {
+// Polls `fetch` every 20 ms until `ready` holds, a daemon dies (check_daemons_alive throws) or `timeout`
+// passes; the timeout error names what was awaited, the last thing seen (`noun`) and the daemons' logs.
+template <typename T>
+T TestCluster::poll_until(const std::string& what, const char* noun,
+                          const std::function<std::optional<T>(std::string*)>& fetch,
+                          const std::function<bool(const T&)>& ready, std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   std::string seen = "nothing yet";
   while (true) {
     check_daemons_alive();
     std::string why;
-    if (auto p = placement(&why)) {
-      if (ready(*p)) return *p;
-      seen = describe(*p);
+    if (auto value = fetch(&why)) {
+      if (ready(*value)) return *value;
+      seen = describe(*value);
     } else {
       seen = why;
     }
     if (std::chrono::steady_clock::now() >= deadline)
       throw std::runtime_error("timed out after " + std::to_string(timeout.count()) + " ms waiting for " + what +
-                               "; last placement: " + seen + "\n" + logs());
+                               "; last " + noun + ": " + seen + "\n" + logs());
     std::this_thread::sleep_for(20ms);
   }
 }
 
+ClientPlacement TestCluster::wait_for_placement(const std::string& what,
+                                                const std::function<bool(const ClientPlacement&)>& ready,
+                                                std::chrono::milliseconds timeout) {
+  return poll_until<ClientPlacement>(what, "placement", [this](std::string* why) { return placement(why); }, ready,
+                                     timeout);
+}
+
 ClusterStatus TestCluster::wait_for_status(const std::string& what, const std::function<bool(const ClusterStatus&)>& ready,
                                            std::chrono::milliseconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  std::string seen = "nothing yet";
-  while (true) {
-    check_daemons_alive();
-    std::string why;
-    if (auto s = status(&why)) {
-      if (ready(*s)) return *s;
-      seen = describe(*s);
-    } else {
-      seen = why;
-    }
-    if (std::chrono::steady_clock::now() >= deadline)
-      throw std::runtime_error("timed out after " + std::to_string(timeout.count()) + " ms waiting for " + what +
-                               "; last status: " + seen + "\n" + logs());
-    std::this_thread::sleep_for(20ms);
-  }
+  return poll_until<ClusterStatus>(what, "status", [this](std::string* why) { return status(why); }, ready, timeout);
 }
 
 ClientPlacement TestCluster::wait_ready(std::chrono::milliseconds timeout) {

@@ -97,6 +97,9 @@ class TestCluster {
 
  private:
   void check_daemons_alive();
+  template <typename T>
+  T poll_until(const std::string& what, const char* noun, const std::function<std::optional<T>(std::string*)>& fetch,
+               const std::function<bool(const T&)>& ready, std::chrono::milliseconds timeout);
 
   TestClusterOptions options_;
   std::filesystem::path dir_;
