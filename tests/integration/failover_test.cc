@@ -17,12 +17,6 @@ namespace {
 
 constexpr double kTolerance = 1e-4;  // f32 on the wire
 
-struct Job {
-  int32_t layer = 0;
-  Matrix x;
-  Matrix want;
-};
-
 // Inputs of 1..40 tokens on both MoE layers with their LocalEngine outputs, computed up front.
 std::vector<Job> reference_jobs(size_t count) {
   auto reference = tiny_reference();

@@ -37,6 +37,13 @@ inline std::string read_text(const std::filesystem::path& path) {
   return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
+// One forward a load-driving test sends: the layer, the input and LocalEngine's output for it.
+struct Job {
+  int32_t layer = 0;
+  Matrix x;
+  Matrix want;
+};
+
 // The synthetic model every failure test runs ("synthetic:tiny:0": mixtral, hidden 64, 8 experts top-2,
 // layers 0 and 1), and its single-process reference.
 inline std::vector<std::string> tiny_model_flags() { return {"--synthetic", "tiny", "--seed", "0"}; }

@@ -25,12 +25,6 @@ namespace {
 
 constexpr double kTolerance = 1e-4;  // f32 on the wire
 
-struct Job {
-  int32_t layer = 0;
-  Matrix x;
-  Matrix want;
-};
-
 // Tokens biased toward a few hot experts: noise + 4 * the router row of an expert drawn by Zipf(1.5) over
 // a fixed ranking; outputs from LocalEngine.
 std::vector<Job> skewed_jobs(size_t count) {
