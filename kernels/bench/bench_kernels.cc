@@ -6,8 +6,13 @@
 // fails), and takes the median of per-replay CUDA event timings after a warm-up. One output row per
 // configuration is checked against a double-precision host reference ("err" column).
 //
+// --paths: "auto" (default) times what the backend picks; "all" times auto's pick and then every path
+// (streaming, tiles32, tiles64, tiles128, cublas; streaming skipped above 64 mean rows per expert, where
+// it re-reads the weights once per 16 rows) on the same inputs, and names the fastest, so the thresholds
+// of auto_expert_path can be set from one run; or a comma list of path names.
+//
 // usage: bench_kernels [--shapes mixtral,qwen3,deepseek] [--tokens 1,16,128,1024,4096,16384]
-//                      [--device N] [--min-ms 300] [--csv FILE]
+//                      [--paths auto|all|LIST] [--device N] [--min-ms 300] [--csv FILE]
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -52,10 +57,15 @@ const std::vector<Shape> kShapes = {
 struct Options {
   std::vector<std::string> shapes = {"mixtral", "qwen3", "deepseek"};
   std::vector<int64_t> tokens = {1, 16, 128, 1024, 4096, 16384};
+  std::vector<CudaExpertPath> paths = {CudaExpertPath::kAuto};
   int device = 0;
   double min_ms = 300;
   std::string csv;
 };
+
+const std::vector<CudaExpertPath> kAllPaths = {CudaExpertPath::kAuto,     CudaExpertPath::kStreaming,
+                                               CudaExpertPath::kTiles32,  CudaExpertPath::kTiles64,
+                                               CudaExpertPath::kTiles128, CudaExpertPath::kCublas};
 
 std::vector<std::string> split(const std::string& s) {
   std::vector<std::string> out;
@@ -79,6 +89,21 @@ Options parse(int argc, char** argv) {
     } else if (arg == "--tokens") {
       o.tokens.clear();
       for (const auto& t : split(value())) o.tokens.push_back(std::stoll(t));
+    } else if (arg == "--paths") {
+      const std::string v = value();
+      if (v == "all") {
+        o.paths = kAllPaths;
+      } else {
+        o.paths.clear();
+        for (const auto& name : split(v)) {
+          const auto path = parse_cuda_expert_path(name);
+          if (!path) {
+            throw std::invalid_argument("unknown path '" + name +
+                                        "' (auto, all, streaming, tiles32, tiles64, tiles128, cublas)");
+          }
+          o.paths.push_back(*path);
+        }
+      }
     } else if (arg == "--device") {
       o.device = std::stoi(value());
     } else if (arg == "--min-ms") {
@@ -87,7 +112,7 @@ Options parse(int argc, char** argv) {
       o.csv = value();
     } else {
       throw std::invalid_argument("unknown argument " + arg +
-                                  " (use --shapes, --tokens, --device, --min-ms, --csv)");
+                                  " (use --shapes, --tokens, --paths, --device, --min-ms, --csv)");
     }
   }
   return o;
@@ -189,6 +214,7 @@ struct DeviceSet {
 
 struct Result {
   std::string shape;
+  std::string path;  // the path timed ("auto:tiles64" when auto picked tiles64)
   int64_t tokens = 0;
   double experts_touched = 0;
   double ms = 0;
@@ -205,9 +231,10 @@ double median(std::vector<double> v) {
   return v.empty() ? 0 : v[v.size() / 2];
 }
 
-Result run_config(CudaBackend& backend, const Shape& s, const WeightSource& weights, int64_t tokens,
-                  const Options& opt, cudaStream_t stream, std::mt19937_64& rng) {
-  std::vector<std::unique_ptr<DeviceSet>> sets;
+using InputSets = std::vector<std::unique_ptr<DeviceSet>>;
+
+InputSets make_sets(const Shape& s, int64_t tokens, std::mt19937_64& rng) {
+  InputSets sets;
   std::uniform_real_distribution<float> uniform(-1.f, 1.f);
   for (int i = 0; i < kInputSets; ++i) {
     auto set = std::make_unique<DeviceSet>();
@@ -227,6 +254,29 @@ Result run_config(CudaBackend& backend, const Shape& s, const WeightSource& weig
     MOE_CUDA_CHECK(cudaMemcpy(set->assignments, set->host_assignments.data(), ab, cudaMemcpyHostToDevice));
     sets.push_back(std::move(set));
   }
+  return sets;
+}
+
+// One output row of set 0 and its double-precision reference, checked after every path's warm-up.
+struct CheckedRow {
+  int32_t token = 0;
+  std::vector<double> want;
+};
+
+double row_error(const DeviceSet& set, const Shape& s, const CheckedRow& row) {
+  std::vector<float> got(static_cast<size_t>(s.hidden));
+  MOE_CUDA_CHECK(cudaMemcpy(got.data(), set.out + row.token * s.hidden, got.size() * sizeof(float),
+                            cudaMemcpyDeviceToHost));
+  double diff = 0, norm = 0;
+  for (size_t j = 0; j < got.size(); ++j) {
+    diff += (got[j] - row.want[j]) * (got[j] - row.want[j]);
+    norm += row.want[j] * row.want[j];
+  }
+  return std::isfinite(diff) ? std::sqrt(diff / std::max(norm, 1e-300)) : INFINITY;
+}
+
+Result time_path(CudaBackend& backend, const Shape& s, int64_t tokens, const InputSets& sets, const CheckedRow& row,
+                 const Options& opt, cudaStream_t stream) {
   auto args_of = [&](const DeviceSet& set) {
     DeviceForwardArgs a;
     a.layer = 0;
@@ -239,32 +289,21 @@ Result run_config(CudaBackend& backend, const Shape& s, const WeightSource& weig
     return a;
   };
 
-  // Warm-up (also grows the workspace to its final size, so capture allocates nothing).
+  // Poison the outputs, then warm up (also grows the workspace to its final size, so capture allocates
+  // nothing) and check one row against the host reference.
+  for (auto& set : sets) MOE_CUDA_CHECK(cudaMemset(set->out, 0xff, static_cast<size_t>(tokens * s.hidden) * 4));
   for (int rep = 0; rep < 2; ++rep) {
     for (auto& set : sets) backend.forward_device(args_of(*set), stream);
   }
   backend.check_device_assignments(stream);
-
-  // Check one row of set 0 against the host reference.
   Result r;
-  {
-    const DeviceSet& set = *sets[0];
-    const int32_t token = static_cast<int32_t>(rng() % static_cast<uint64_t>(tokens));
-    std::vector<float> got(static_cast<size_t>(s.hidden));
-    MOE_CUDA_CHECK(cudaMemcpy(got.data(), set.out + token * s.hidden, got.size() * sizeof(float),
-                              cudaMemcpyDeviceToHost));
-    const auto want = reference_row(s, weights, set.host_x.data() + token * s.hidden, set.host_assignments, token);
-    double diff = 0, norm = 0;
-    for (size_t j = 0; j < got.size(); ++j) {
-      diff += (got[j] - want[j]) * (got[j] - want[j]);
-      norm += want[j] * want[j];
-    }
-    r.err = std::isfinite(diff) ? std::sqrt(diff / std::max(norm, 1e-300)) : INFINITY;
-  }
+  r.err = row_error(*sets[0], s, row);
 
-  // One graph per input set.
-  r.graph = true;
+  // One graph per input set (the cuBLAS path reads counts back to the host: direct launches).
+  const bool capturable = backend.resolve_expert_path(0, sets[0]->num_assignments) != CudaExpertPath::kCublas;
+  r.graph = capturable;
   for (auto& set : sets) {
+    if (!r.graph) break;
     cudaGraph_t graph = nullptr;
     if (cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal) != cudaSuccess) {
       r.graph = false;
@@ -284,9 +323,9 @@ Result run_config(CudaBackend& backend, const Shape& s, const WeightSource& weig
     }
     cudaGraphDestroy(graph);
   }
-  if (!r.graph) {
-    for (auto& set : sets) {
-      if (set->graph != nullptr) cudaGraphExecDestroy(set->graph);
+  for (auto& set : sets) {  // graphs are per path: drop them after timing (or now, if capture failed)
+    if (!r.graph && set->graph != nullptr) {
+      cudaGraphExecDestroy(set->graph);
       set->graph = nullptr;
     }
   }
@@ -330,6 +369,10 @@ Result run_config(CudaBackend& backend, const Shape& s, const WeightSource& weig
   cudaEventDestroy(start);
   cudaEventDestroy(stop);
   backend.check_device_assignments(stream);
+  for (auto& set : sets) {
+    if (set->graph != nullptr) cudaGraphExecDestroy(set->graph);
+    set->graph = nullptr;
+  }
 
   double touched = 0;
   for (const auto& set : sets) touched += static_cast<double>(set->experts_touched);
@@ -347,15 +390,40 @@ Result run_config(CudaBackend& backend, const Shape& s, const WeightSource& weig
   return r;
 }
 
-void print_header() {
-  std::printf("%-9s %6s %8s %10s %8s %8s %9s %7s %9s %5s\n", "shape", "T", "experts", "ms", "TFLOP/s", "GB/s",
-              "floor_ms", "ratio", "err", "graph");
+// Times every path of opt.paths on one (shape, T) with the same inputs.
+std::vector<Result> run_config(CudaBackend& backend, const Shape& s, const WeightSource& weights, int64_t tokens,
+                               const Options& opt, cudaStream_t stream, std::mt19937_64& rng) {
+  const InputSets sets = make_sets(s, tokens, rng);
+  CheckedRow row;
+  row.token = static_cast<int32_t>(rng() % static_cast<uint64_t>(tokens));
+  row.want = reference_row(s, weights, sets[0]->host_x.data() + row.token * s.hidden, sets[0]->host_assignments,
+                           row.token);
+  const double mean_rows = static_cast<double>(sets[0]->num_assignments) /
+                           static_cast<double>(std::max<int64_t>(1, sets[0]->experts_touched));
+  std::vector<Result> results;
+  for (CudaExpertPath path : opt.paths) {
+    if (path == CudaExpertPath::kStreaming && mean_rows > 64 && opt.paths.size() > 1) continue;
+    backend.set_expert_path(path);
+    Result r = time_path(backend, s, tokens, sets, row, opt, stream);
+    r.path = std::string(to_string(path));
+    if (path == CudaExpertPath::kAuto) {
+      r.path += ":" + std::string(to_string(backend.resolve_expert_path(0, sets[0]->num_assignments)));
+    }
+    results.push_back(r);
+  }
+  backend.set_expert_path(CudaExpertPath::kAuto);
+  return results;
 }
 
-void print_row(const Result& r) {
-  std::printf("%-9s %6lld %8.1f %10.4f %8.1f %8.1f %9.4f %7.2f %9.2e %5s%s\n", r.shape.c_str(),
-              static_cast<long long>(r.tokens), r.experts_touched, r.ms, r.tflops, r.gbps, r.floor_ms, r.ratio, r.err,
-              r.graph ? "yes" : "no", r.err > 2e-2 ? "  ERROR>2e-2" : "");
+void print_header() {
+  std::printf("%-9s %6s %-15s %8s %10s %8s %8s %9s %7s %9s %5s\n", "shape", "T", "path", "experts", "ms", "TFLOP/s",
+              "GB/s", "floor_ms", "ratio", "err", "graph");
+}
+
+void print_row(const Result& r, const char* note = "") {
+  std::printf("%-9s %6lld %-15s %8.1f %10.4f %8.1f %8.1f %9.4f %7.2f %9.2e %5s%s%s\n", r.shape.c_str(),
+              static_cast<long long>(r.tokens), r.path.c_str(), r.experts_touched, r.ms, r.tflops, r.gbps, r.floor_ms,
+              r.ratio, r.err, r.graph ? "yes" : "no", r.err > 2e-2 ? "  ERROR>2e-2" : "", note);
   std::fflush(stdout);
 }
 
@@ -391,10 +459,15 @@ int run(const Options& opt) {
                 backend->pool_bytes() / 1e9, load_s);
     print_header();
     for (int64_t tokens : opt.tokens) {
-      Result r = run_config(*backend, s, weights, tokens, opt, stream, rng);
-      any_error = any_error || !(r.err <= 2e-2);
-      print_row(r);
-      results.push_back(r);
+      const std::vector<Result> timed = run_config(*backend, s, weights, tokens, opt, stream, rng);
+      const auto fastest = std::min_element(timed.begin(), timed.end(), [](const Result& a, const Result& b) {
+        return a.ms < b.ms;
+      });
+      for (const auto& r : timed) {
+        any_error = any_error || !(r.err <= 2e-2);
+        print_row(r, timed.size() > 1 && &r == &*fastest ? "  <- fastest" : "");
+        results.push_back(r);
+      }
     }
   }
   std::printf("\nsummary (floor = max(weight bytes touched / %.1f TB/s, flops / %.0f TFLOP/s))\n", kBandwidth / 1e12,
@@ -402,11 +475,14 @@ int run(const Options& opt) {
   print_header();
   for (const auto& r : results) print_row(r);
   if (!opt.csv.empty()) {
+    // impl "moe_cuda" is what the backend runs by default (auto's pick); "moe_cuda:PATH" a forced path.
     std::ofstream csv(opt.csv);
-    csv << "impl,shape,T,experts_touched,ms,tflops,gbps,floor_ms,ratio,err\n";
+    csv << "impl,path,shape,T,experts_touched,ms,tflops,gbps,floor_ms,ratio,err,graph\n";
     for (const auto& r : results) {
-      csv << "moe_cuda," << r.shape << ',' << r.tokens << ',' << r.experts_touched << ',' << r.ms << ',' << r.tflops
-          << ',' << r.gbps << ',' << r.floor_ms << ',' << r.ratio << ',' << r.err << '\n';
+      const bool is_auto = r.path.rfind("auto", 0) == 0;
+      csv << (is_auto ? std::string("moe_cuda") : "moe_cuda:" + r.path) << ',' << r.path << ',' << r.shape << ','
+          << r.tokens << ',' << r.experts_touched << ',' << r.ms << ',' << r.tflops << ',' << r.gbps << ','
+          << r.floor_ms << ',' << r.ratio << ',' << r.err << ',' << (r.graph ? "yes" : "no") << '\n';
     }
   }
   cudaStreamDestroy(stream);

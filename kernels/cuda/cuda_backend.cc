@@ -1,7 +1,8 @@
 // The CUDA ExpertBackend: keeps each layer's experts in pooled device memory with a device table of
-// their pointers, and runs a forward as: zero out, counting-sort the assignments by expert, convert x
-// to bf16, then either the decode kernels (T <= kGemvMaxTokens) or the grouped GEMMs. The host path
-// stages x, the assignments and out through pinned buffers around the device path.
+// their pointers, and runs a forward as: zero out, counting-sort the assignments by expert, then one
+// of the expert paths (cuda_backend.h: streaming kernels for few rows per expert, mma.sync grouped
+// GEMMs with 32/64/128-row tiles, or cuBLAS GEMMs per expert for many rows). The host path stages x,
+// the assignments and out through pinned buffers around the device path.
 #include "kernels/cuda/cuda_backend.h"
 
 #include <algorithm>
@@ -13,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/cuda/cublas_expert_path.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/device_pool.h"
 #include "kernels/cuda/expert_upload.h"
@@ -41,8 +43,20 @@ struct LayerState {
   int64_t inter_padded_max = 0;
   int32_t table_size = 0;  // max loaded expert id + 1
   std::map<int32_t, LoadedExpert> experts;
-  cuda::DeviceBuffer table;  // ExpertDeviceEntry[table_size]
+  cuda::DeviceBuffer table;                          // ExpertDeviceEntry[table_size]
+  std::vector<cuda::ExpertDeviceEntry> host_table;   // the same entries on the host (cuBLAS path)
 };
+
+cuda::TileRows tile_rows_of(CudaExpertPath path) {
+  switch (path) {
+    case CudaExpertPath::kTiles32:
+      return cuda::TileRows::k32;
+    case CudaExpertPath::kTiles64:
+      return cuda::TileRows::k64;
+    default:
+      return cuda::TileRows::k128;  // also the (unused) tile list of the streaming and cuBLAS paths
+  }
+}
 
 std::string layer_name(int32_t layer) { return "layer " + std::to_string(layer); }
 
@@ -149,6 +163,20 @@ class CudaBackendImpl final : public CudaBackend {
   size_t pool_bytes() const override {
     std::lock_guard lock(mutex_);
     return pool_.reserved_bytes();
+  }
+
+  void set_expert_path(CudaExpertPath path) override {
+    std::lock_guard lock(mutex_);
+    path_ = path;
+  }
+
+  CudaExpertPath resolve_expert_path(int32_t layer_id, int64_t num_assignments) const override {
+    std::lock_guard lock(mutex_);
+    auto it = layers_.find(layer_id);
+    if (it == layers_.end()) {
+      throw std::invalid_argument("cuda backend: " + layer_name(layer_id) + " has no loaded experts");
+    }
+    return resolve_path(it->second, num_assignments);
   }
 
   void forward(int32_t layer_id, const float* x, int64_t num_tokens, int64_t hidden,
@@ -268,6 +296,25 @@ class CudaBackendImpl final : public CudaBackend {
     }
   }
 
+  // The streaming kernels keep row offsets in 32 bits: A * Ip_max must stay below 2^32.
+  static bool streaming_fits(const LayerState& layer, int64_t num_assignments) {
+    return num_assignments * layer.inter_padded_max < (int64_t{1} << 32);
+  }
+
+  CudaExpertPath resolve_path(const LayerState& layer, int64_t num_assignments) const {
+    if (path_ == CudaExpertPath::kAuto) {
+      const CudaExpertPath chosen = auto_expert_path(num_assignments, static_cast<int64_t>(layer.experts.size()));
+      return chosen == CudaExpertPath::kStreaming && !streaming_fits(layer, num_assignments) ? CudaExpertPath::kTiles32
+                                                                                             : chosen;
+    }
+    if (path_ == CudaExpertPath::kStreaming && !streaming_fits(layer, num_assignments)) {
+      throw std::invalid_argument("cuda backend: the streaming path takes at most 2^32 / " +
+                                  std::to_string(layer.inter_padded_max) + " assignments, got " +
+                                  std::to_string(num_assignments));
+    }
+    return path_;
+  }
+
   void rebuild_table(LayerState& layer) {
     layer.table_size = layer.experts.empty() ? 0 : layer.experts.rbegin()->first + 1;
     layer.inter_padded_max = 0;
@@ -283,6 +330,7 @@ class CudaBackendImpl final : public CudaBackend {
     layer.table.reserve(bytes);
     MOE_CUDA_CHECK(cudaMemcpyAsync(layer.table.data(), entries.data(), bytes, cudaMemcpyHostToDevice, stream_));
     MOE_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    layer.host_table = std::move(entries);
   }
 
   void enqueue(const LayerState& layer, const float* x, int64_t num_tokens, const TokenAssignment* assignments,
@@ -295,8 +343,10 @@ class CudaBackendImpl final : public CudaBackend {
 
     MOE_CUDA_CHECK(cudaMemsetAsync(ws.counts, 0, 2 * static_cast<size_t>(layer.table_size) * sizeof(int32_t), stream));
     MOE_CUDA_CHECK(cudaMemsetAsync(out, 0, static_cast<size_t>(num_tokens * layer.hidden) * sizeof(float), stream));
-    cuda::launch_route(reinterpret_cast<const cuda::DeviceAssignment*>(assignments), num_assignments, num_tokens, experts, layer.table_size, ws, stream);
-    cuda::launch_convert_rows_to_bf16(x, num_tokens, layer.hidden, layer.hidden_padded, workspace_->x_bf16(), stream);
+    const CudaExpertPath path = resolve_path(layer, num_assignments);
+    const cuda::TileRows tile_rows = tile_rows_of(path);
+    cuda::launch_route(reinterpret_cast<const cuda::DeviceAssignment*>(assignments), num_assignments, num_tokens,
+                       experts, layer.table_size, ws, tile_rows, stream);
 
     cuda::ExpertLayerArgs args;
     args.experts = experts;
@@ -309,16 +359,36 @@ class CudaBackendImpl final : public CudaBackend {
     args.x_bf16 = workspace_->x_bf16();
     args.h = workspace_->h();
     args.out = out;
-    // Decode: few rows per expert, weights streamed at bandwidth. (Its 32-bit row offsets bound A * Ip_max.)
-    const bool decode = num_tokens <= cuda::kGemvMaxTokens &&
-                        num_assignments * layer.inter_padded_max < (int64_t{1} << 32);
-    if (decode) {
-      cuda::launch_gemv_gate_up(args, ws, stream);
-      cuda::launch_gemv_down(args, ws, stream);
-    } else {
-      cuda::launch_grouped_gate_up(args, ws, stream);
-      cuda::launch_grouped_down(args, ws, stream);
+    switch (path) {
+      case CudaExpertPath::kStreaming:
+        cuda::launch_convert_rows_to_bf16(x, num_tokens, layer.hidden, layer.hidden_padded, workspace_->x_bf16(), stream);
+        cuda::launch_gemv_gate_up(args, ws, stream);
+        cuda::launch_gemv_down(args, ws, stream);
+        break;
+      case CudaExpertPath::kTiles32:
+      case CudaExpertPath::kTiles64:
+      case CudaExpertPath::kTiles128:
+        cuda::launch_convert_rows_to_bf16(x, num_tokens, layer.hidden, layer.hidden_padded, workspace_->x_bf16(), stream);
+        cuda::launch_grouped_gate_up(args, ws, tile_rows, stream);
+        cuda::launch_grouped_down(args, ws, tile_rows, stream);
+        break;
+      case CudaExpertPath::kCublas:
+        enqueue_cublas(layer, args, ws, x, stream);
+        break;
+      case CudaExpertPath::kAuto:
+        throw std::logic_error("cuda backend: resolve_path returned kAuto");
     }
+  }
+
+  // The per-expert row counts decide the cuBLAS calls, so they come back to the host first.
+  void enqueue_cublas(const LayerState& layer, const cuda::ExpertLayerArgs& args, const cuda::RoutingWorkspace& ws,
+                      const float* x, cudaStream_t stream) {
+    const size_t offsets_bytes = (static_cast<size_t>(layer.table_size) + 1) * sizeof(int32_t);
+    host_offsets_.reserve(offsets_bytes);
+    MOE_CUDA_CHECK(cudaMemcpyAsync(host_offsets_.data(), ws.offsets, offsets_bytes, cudaMemcpyDeviceToHost, stream));
+    MOE_CUDA_CHECK(cudaStreamSynchronize(stream));
+    if (!cublas_) cublas_ = std::make_unique<cuda::CublasExpertPath>();
+    cublas_->enqueue(args, ws, x, static_cast<const int32_t*>(host_offsets_.data()), layer.host_table.data(), stream);
   }
 
   int device_;
@@ -328,6 +398,9 @@ class CudaBackendImpl final : public CudaBackend {
   cuda::DevicePool pool_;
   std::map<int32_t, LayerState> layers_;
   std::unique_ptr<cuda::ForwardWorkspace> workspace_;
+  std::unique_ptr<cuda::CublasExpertPath> cublas_;  // created on first use
+  cuda::PinnedBuffer host_offsets_;                 // ws.offsets read back for the cuBLAS path
+  CudaExpertPath path_ = CudaExpertPath::kAuto;
   size_t resident_bytes_ = 0;
 };
 

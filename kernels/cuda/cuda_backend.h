@@ -11,6 +11,8 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
+#include <string_view>
 
 #include "kernels/expert_backend.h"
 
@@ -29,15 +31,37 @@ struct DeviceForwardArgs {
   float* out = nullptr;
 };
 
+// The kernels that run a layer's experts. kAuto picks one per call from the mean number of rows
+// (token copies) per expert with rows (kernels/cuda/README.md gives the rule); the others force one,
+// for benchmarks and tests.
+//   kStreaming: one warp per weight row streams it once per 16 rows of its expert (decode).
+//   kTiles32/64/128: mma.sync grouped GEMMs with 32-, 64- or 128-row tiles, epilogues fused.
+//   kCublas: tokens gathered by expert, cuBLAS GEMMs per expert, SwiGLU and scatter-add kernels;
+//            reads the per-expert counts back to the host first, so it cannot be graph-captured.
+enum class CudaExpertPath { kAuto, kStreaming, kTiles32, kTiles64, kTiles128, kCublas };
+
+std::string_view to_string(CudaExpertPath path);
+// "auto", "streaming", "tiles32", "tiles64", "tiles128", "cublas"; nullopt for anything else.
+std::optional<CudaExpertPath> parse_cuda_expert_path(std::string_view name);
+
+// kAuto's choice for `num_assignments` rows over `experts_with_rows` (at most) experts.
+CudaExpertPath auto_expert_path(int64_t num_assignments, int64_t experts_with_rows);
+
 class CudaBackend : public ExpertBackend {
  public:
   virtual int device() const = 0;
+
+  // The path later forwards use (default kAuto).
+  virtual void set_expert_path(CudaExpertPath path) = 0;
+  // The path a forward of `num_assignments` assignments on `layer` would run now (never kAuto).
+  virtual CudaExpertPath resolve_expert_path(int32_t layer, int64_t num_assignments) const = 0;
 
   // Enqueues the layer on `stream`. The host checks what it can see (layer loaded, hidden size); the
   // assignments themselves live on the device, so one naming an unloaded expert or a token outside
   // [0, num_tokens) is skipped there and recorded: check_device_assignments() reports it.
   // Graph capture: capture after one uncaptured call of the same (or larger) num_tokens and
-  // num_assignments, and re-capture after loading or unloading experts of the layer.
+  // num_assignments, and re-capture after loading or unloading experts of the layer; not on the
+  // kCublas path (it synchronises `stream` to read the per-expert counts).
   // Not to be called concurrently with another forward on the same backend (they share a workspace).
   virtual void forward_device(const DeviceForwardArgs& args, cudaStream_t stream) = 0;
 

@@ -14,7 +14,7 @@ ForwardWorkspace::ForwardWorkspace() {
 void ForwardWorkspace::reserve(const WorkspaceShape& s) {
   const int64_t experts = std::max<int64_t>(s.num_experts, 1);
   const int64_t assignments = std::max<int64_t>(s.num_assignments, 1);
-  const int64_t tiles = tile_bound(assignments, experts);
+  const int64_t tiles = tile_bound(assignments, experts, kMinTileRows);  // enough for every TileRows
   const int64_t active = std::min(experts, assignments);
   // meta: counts[E] cursors[E] | offsets[E+1] num_tiles num_active | tile_expert[tiles] tile_row[tiles]
   //       | active[min(E, A)] | sorted_token[A]. counts and cursors first: one memset clears both.

@@ -26,8 +26,13 @@ struct DeviceAssignment {
 };
 
 constexpr int kPadK = 64;          // K padding of every weight and activation row
-constexpr int kGemmTileM = 128;    // rows (tokens) per grouped-GEMM tile
 constexpr int kGemvMaxTokens = 16; // the decode path streams weights once per this many tokens
+
+// Rows (tokens of one expert) per grouped-GEMM tile: 128 when experts get many rows, 64 or 32 when they
+// get few (a 128-row tile over 30 rows would issue 4x the tensor-core work that is needed).
+enum class TileRows : int { k32 = 32, k64 = 64, k128 = 128 };
+constexpr int kMinTileRows = 32;
+inline int tile_rows_value(TileRows rows) { return static_cast<int>(rows); }
 
 // One expert's weights on the device, indexed by expert id; gate == nullptr: not loaded.
 struct ExpertDeviceEntry {
@@ -44,7 +49,7 @@ struct RoutingWorkspace {
   int32_t* cursors = nullptr;       // [E]   zeroed before route_count
   int32_t* invalid = nullptr;       // [1]   set to 1 when an assignment was skipped (not reset here)
   int32_t* offsets = nullptr;       // [E+1] start of each expert's rows in the sorted order
-  int32_t* tile_expert = nullptr;   // [tile bound] expert of each kGemmTileM-row tile
+  int32_t* tile_expert = nullptr;   // [tile bound] expert of each tile (tile_rows rows, see launch_route)
   int32_t* tile_row = nullptr;      // [tile bound] first sorted row of each tile
   int32_t* num_tiles = nullptr;     // [1]
   int32_t* active = nullptr;        // [min(E, A)] experts with at least one row
@@ -53,19 +58,20 @@ struct RoutingWorkspace {
   float* sorted_weight = nullptr;   // [A]
 };
 
-// Upper bound of the number of kGemmTileM-row tiles for A assignments over E experts.
-inline int64_t tile_bound(int64_t num_assignments, int64_t num_experts) {
+// Upper bound of the number of `tile_rows`-row tiles for A assignments over E experts.
+inline int64_t tile_bound(int64_t num_assignments, int64_t num_experts, int tile_rows) {
   int64_t nonempty = num_assignments < num_experts ? num_assignments : num_experts;
-  return (num_assignments + kGemmTileM - 1) / kGemmTileM + nonempty;
+  return (num_assignments + tile_rows - 1) / tile_rows + nonempty;
 }
 
 // Once per device, before the first launch on it (raises the GEMM kernels' shared-memory limit).
 void configure_kernels();
 
-// Counting sort of the assignments by expert (skipping invalid ones) and the tile/active lists.
+// Counting sort of the assignments by expert (skipping invalid ones) and the tile/active lists; the
+// tiles hold `tile_rows` rows each (the grouped GEMMs must be launched with the same TileRows).
 void launch_route(const DeviceAssignment* assignments, int64_t num_assignments, int64_t num_tokens,
                   const ExpertDeviceEntry* experts, int32_t num_experts, const RoutingWorkspace& ws,
-                  cudaStream_t stream);
+                  TileRows tile_rows, cudaStream_t stream);
 
 // x_bf16[t][c] = bf16(x[t][c]) for c < hidden, 0 for hidden <= c < hidden_padded.
 void launch_convert_rows_to_bf16(const float* x, int64_t rows, int64_t hidden, int64_t hidden_padded,
@@ -84,9 +90,11 @@ struct ExpertLayerArgs {
   float* out = nullptr;  // [T][H], zeroed before the down kernels (they accumulate)
 };
 
-// Prefill path: tensor-core grouped GEMMs (mma.sync), tile list from launch_route.
-void launch_grouped_gate_up(const ExpertLayerArgs& args, const RoutingWorkspace& ws, cudaStream_t stream);
-void launch_grouped_down(const ExpertLayerArgs& args, const RoutingWorkspace& ws, cudaStream_t stream);
+// Prefill path: tensor-core grouped GEMMs (mma.sync), tile list from launch_route with the same tile_rows.
+void launch_grouped_gate_up(const ExpertLayerArgs& args, const RoutingWorkspace& ws, TileRows tile_rows,
+                            cudaStream_t stream);
+void launch_grouped_down(const ExpertLayerArgs& args, const RoutingWorkspace& ws, TileRows tile_rows,
+                         cudaStream_t stream);
 
 // Decode path: one warp per weight row streams it once per kGemvMaxTokens rows of its expert.
 void launch_gemv_gate_up(const ExpertLayerArgs& args, const RoutingWorkspace& ws, cudaStream_t stream);

@@ -62,7 +62,8 @@ __device__ int block_exclusive_scan(int value, int* total) {
 }
 
 // One block: offsets, the tile list (expert, first row) and the list of experts with rows.
-__global__ void __launch_bounds__(kScanThreads) route_scan_kernel(int32_t num_experts, RoutingWorkspace ws) {
+__global__ void __launch_bounds__(kScanThreads) route_scan_kernel(int32_t num_experts, int tile_rows,
+                                                                    RoutingWorkspace ws) {
   const int per_thread = (num_experts + kScanThreads - 1) / kScanThreads;
   const int begin = min(num_experts, static_cast<int>(threadIdx.x) * per_thread);
   const int end = min(num_experts, begin + per_thread);
@@ -70,7 +71,7 @@ __global__ void __launch_bounds__(kScanThreads) route_scan_kernel(int32_t num_ex
   for (int e = begin; e < end; ++e) {
     const int c = ws.counts[e];
     rows += c;
-    tiles += (c + kGemmTileM - 1) / kGemmTileM;
+    tiles += (c + tile_rows - 1) / tile_rows;
     nonempty += c > 0;
   }
   int total_rows, total_tiles, total_active;
@@ -80,7 +81,7 @@ __global__ void __launch_bounds__(kScanThreads) route_scan_kernel(int32_t num_ex
   for (int e = begin; e < end; ++e) {
     const int c = ws.counts[e];
     ws.offsets[e] = row;
-    for (int first = 0; first < c; first += kGemmTileM) {
+    for (int first = 0; first < c; first += tile_rows) {
       ws.tile_expert[tile] = e;
       ws.tile_row[tile] = row + first;
       ++tile;
@@ -130,12 +131,12 @@ int grid_for(int64_t work, int threads) {
 
 void launch_route(const DeviceAssignment* assignments, int64_t num_assignments, int64_t num_tokens,
                   const ExpertDeviceEntry* experts, int32_t num_experts, const RoutingWorkspace& ws,
-                  cudaStream_t stream) {
+                  TileRows tile_rows, cudaStream_t stream) {
   constexpr int kThreads = 256;
   const int grid = grid_for(num_assignments, kThreads);
   route_count_kernel<<<grid, kThreads, 0, stream>>>(assignments, num_assignments, num_tokens, experts, num_experts, ws);
   MOE_CUDA_CHECK(cudaGetLastError());
-  route_scan_kernel<<<1, kScanThreads, 0, stream>>>(num_experts, ws);
+  route_scan_kernel<<<1, kScanThreads, 0, stream>>>(num_experts, tile_rows_value(tile_rows), ws);
   MOE_CUDA_CHECK(cudaGetLastError());
   route_scatter_kernel<<<grid, kThreads, 0, stream>>>(assignments, num_assignments, num_tokens, experts, num_experts,
                                                       ws);

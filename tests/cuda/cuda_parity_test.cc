@@ -1,5 +1,6 @@
-// Parity of the CUDA backend with a double-precision reference on random problems: decode (T <= 16,
-// the GEMV path) and prefill (the grouped-GEMM path), 256 experts top-8 up to T = 16384 (large T
+// Parity of the CUDA backend with a double-precision reference on random problems, each run through
+// every expert path (auto's pick, streaming, mma.sync tiles of 32/64/128 rows, cuBLAS): decode and
+// prefill sizes, 256 experts top-8 up to T = 16384 (large T
 // checked on a sample of rows), sizes that are not multiples of 16, experts without tokens, unloaded
 // ids, duplicate (token, expert) pairs, experts of different intermediate sizes in one layer, f32/f16
 // weights, and real DeepSeek-V3 expert sizes. bf16 tolerance: relative error <= 1e-2.
@@ -10,6 +11,7 @@
 #include <map>
 #include <set>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "kernels/cuda/cuda_backend.h"
@@ -115,16 +117,21 @@ void check_forward(ExpertBackend& backend, int32_t layer, const CaseSpec& c,
   EXPECT_EQ(cmp.nonzero_in_empty, 0) << cmp.describe();
 }
 
-class CudaParity : public ::testing::TestWithParam<CaseSpec> {};
+const std::vector<CudaExpertPath> kEveryPath = {CudaExpertPath::kAuto,     CudaExpertPath::kStreaming,
+                                                CudaExpertPath::kTiles32,  CudaExpertPath::kTiles64,
+                                                CudaExpertPath::kTiles128, CudaExpertPath::kCublas};
+
+class CudaParity : public ::testing::TestWithParam<std::tuple<CaseSpec, CudaExpertPath>> {};
 
 TEST_P(CudaParity, MatchesDoubleReference) {
   MOE_SKIP_WITHOUT_CUDA_DEVICE();
-  const CaseSpec& c = GetParam();
+  const auto& [c, path] = GetParam();
   const uint64_t seed = test_seed();
   SCOPED_TRACE("seed " + std::to_string(seed) + " (rerun with MOE_TEST_SEED)");
   std::mt19937_64 rng(seed);
   const Problem p = make_problem(c, rng);
   auto backend = make_cuda_backend(0);
+  backend->set_expert_path(path);
   load_all(*backend, p, 3);
   check_forward(*backend, 3, c, p.experts, p.x, p.assignments, rng);
 }
@@ -197,10 +204,14 @@ std::vector<CaseSpec> parity_cases() {
   return cases;
 }
 
-INSTANTIATE_TEST_SUITE_P(Shapes, CudaParity, ::testing::ValuesIn(parity_cases()),
-                         [](const ::testing::TestParamInfo<CaseSpec>& info) { return info.param.name; });
+INSTANTIATE_TEST_SUITE_P(Shapes, CudaParity,
+                         ::testing::Combine(::testing::ValuesIn(parity_cases()), ::testing::ValuesIn(kEveryPath)),
+                         [](const ::testing::TestParamInfo<std::tuple<CaseSpec, CudaExpertPath>>& info) {
+                           return std::get<0>(info.param).name + "_" +
+                                  std::string(to_string(std::get<1>(info.param)));
+                         });
 
-// DeepSeek-V3 expert sizes (hidden 7168, intermediate 2048), 8 experts top-4, both paths, a few rows.
+// DeepSeek-V3 expert sizes (hidden 7168, intermediate 2048), 8 experts top-4, every path, a few rows.
 TEST(CudaParityRealSizes, DeepSeekV3ExpertSizes) {
   MOE_SKIP_WITHOUT_CUDA_DEVICE();
   const uint64_t seed = test_seed();
@@ -212,13 +223,16 @@ TEST(CudaParityRealSizes, DeepSeekV3ExpertSizes) {
   for (int32_t e = 0; e < c.num_experts; ++e) experts.emplace(e, random_expert(c.hidden, c.inter, c.dtype, rng));
   auto backend = make_cuda_backend(0);
   for (const auto& [id, e] : experts) backend->load_expert({0, id}, e.view());
-  for (int64_t tokens : {int64_t{1}, int64_t{16}, int64_t{200}}) {
-    SCOPED_TRACE("T=" + std::to_string(tokens));
-    c.tokens = tokens;
-    const RoutingSpec routing{tokens, c.top_k, {0, 1, 2, 3, 4, 5, 6, 7}, 0};
-    const auto assignments = random_routing(routing, rng);
-    const auto x = random_activations(tokens, c.hidden, rng);
-    check_forward(*backend, 0, c, experts, x, assignments, rng);
+  for (CudaExpertPath path : kEveryPath) {
+    backend->set_expert_path(path);
+    for (int64_t tokens : {int64_t{1}, int64_t{16}, int64_t{200}}) {
+      SCOPED_TRACE("T=" + std::to_string(tokens) + " path " + std::string(to_string(path)));
+      c.tokens = tokens;
+      const RoutingSpec routing{tokens, c.top_k, {0, 1, 2, 3, 4, 5, 6, 7}, 0};
+      const auto assignments = random_routing(routing, rng);
+      const auto x = random_activations(tokens, c.hidden, rng);
+      check_forward(*backend, 0, c, experts, x, assignments, rng);
+    }
   }
 }
 
