@@ -13,11 +13,18 @@
 
 namespace moe {
 
-std::unique_ptr<ExpertBackend> make_worker_backend(const std::string& name, int threads) {
+std::unique_ptr<ExpertBackend> make_worker_backend(const std::string& name, int threads, const std::string& cuda_path) {
   if (name == "cpu") return make_cpu_backend(threads);
   if (name == "cuda") {
 #ifdef MOE_HAVE_CUDA_BACKEND
-    return make_cuda_backend(0);
+    const auto path = parse_cuda_expert_path(cuda_path);
+    if (!path) {
+      throw std::invalid_argument("--cuda-path: unknown path '" + cuda_path +
+                                  "' (auto, streaming, tiles32, tiles64, tiles128, cublas)");
+    }
+    auto backend = make_cuda_backend(0);
+    backend->set_expert_path(*path);
+    return backend;
 #else
     throw std::runtime_error("--backend cuda: this build has no CUDA backend (rebuild with CUDA, MOE_ENABLE_CUDA=ON)");
 #endif

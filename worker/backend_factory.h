@@ -10,9 +10,11 @@
 
 namespace moe {
 
-// "cpu" (threads <= 0: OpenBLAS default) or "cuda" (device 0). Throws std::runtime_error for cuda in
-// a build without it ("this build has no CUDA backend") and std::invalid_argument for other names.
-std::unique_ptr<ExpertBackend> make_worker_backend(const std::string& name, int threads);
+// "cpu" (threads <= 0: OpenBLAS default) or "cuda" (device 0, expert kernels `cuda_path`: see
+// CudaExpertPath). Throws std::runtime_error for cuda in a build without it ("this build has no CUDA
+// backend") and std::invalid_argument for other names.
+std::unique_ptr<ExpertBackend> make_worker_backend(const std::string& name, int threads,
+                                                   const std::string& cuda_path = "auto");
 
 // Default weight memory: 80% of physical RAM (cpu) or of free device memory (cuda).
 uint64_t default_memory_bytes(const std::string& backend);

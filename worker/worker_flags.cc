@@ -20,6 +20,12 @@ void add_worker_flags(CLI::App& app, WorkerOptions& o) {
       ->check(CLI::IsMember({"cpu", "cuda"}))
       ->capture_default_str()
       ->envname("MOE_BACKEND");
+  app.add_option("--cuda-path", o.cuda_path,
+                 "CUDA backend's expert kernels: auto (by rows per expert), streaming, tiles32, tiles64, tiles128 "
+                 "or cublas")
+      ->check(CLI::IsMember({"auto", "streaming", "tiles32", "tiles64", "tiles128", "cublas"}))
+      ->capture_default_str()
+      ->envname("MOE_CUDA_PATH");
   app.add_option("--threads", o.threads, "CPU backend threads (0: OpenBLAS default)")
       ->capture_default_str()
       ->envname("MOE_THREADS");

@@ -11,6 +11,7 @@ struct WorkerOptions {
   std::string coordinator;              // HOST:PORT of moe-coordinator (required)
   std::string listen = "127.0.0.1:0";   // where forward/prepare/commit requests arrive; port 0: any free port
   std::string backend = "cpu";          // cpu | cuda
+  std::string cuda_path = "auto";       // CUDA backend's expert kernels: auto | streaming | tiles32/64/128 | cublas
   int threads = 0;                      // CPU backend threads (<= 0: OpenBLAS's default)
   int batch_threads = 0;                // batches computed at once (<= 0: 2 on cpu, 1 on cuda)
   uint16_t metrics_port = 0;            // Prometheus /metrics port on the listen host; 0: off

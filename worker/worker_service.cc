@@ -50,7 +50,7 @@ std::map<ExpertKey, std::vector<std::string>> source_map(capnp::List<wire::Exper
 
 WorkerService::WorkerService(WorkerOptions options)
     : options_(std::move(options)),
-      store_(make_worker_backend(options_.backend, options_.threads), options_.no_shared_storage) {
+      store_(make_worker_backend(options_.backend, options_.threads, options_.cuda_path), options_.no_shared_storage) {
   check_worker_options(options_);
   HostPort listen = parse_host_port(options_.listen);
   listen_host_ = listen.host;
