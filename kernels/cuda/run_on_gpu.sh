@@ -2,7 +2,10 @@
 # One script for a GPU machine (an H200 here): builds the kernels-only project for sm_90a, runs the
 # CUDA tests, the benchmark and the torch._grouped_mm peer, and writes everything under $OUT
 # (default ./out-gpu): log.txt (all output), build.log, sass_summary.txt, test_cuda_backend.xml,
-# bench.csv, peer.csv, compare.txt. Every stage has a time limit and a failed stage does not stop
+# bench.csv, peer.csv, compare.txt. Then the whole worker: a coordinator + one `moe-worker --backend
+# cuda` from the prebuilt bundle device-carry/worker/ (ops/gpu/pack-worker-bundle.sh, carry
+# ["device-carry"]) runs the testdata parity (ops/gpu/run-worker-parity.sh: worker_parity.txt).
+# Every stage has a time limit and a failed stage does not stop
 # the later ones; the exit status is non-zero if any stage failed.
 #
 #   bash kernels/cuda/run_on_gpu.sh            # from the repository root
@@ -103,6 +106,15 @@ for (shape, t) in sorted(set(ours) | set(peer), key=lambda k: (list(quoted).inde
     print(f"{shape:<9} {t:>6} {f(o and o['ms'])} {f(p and p['ms'])} {f(q, 8)} {f((o or p)['floor_ms'])} "
           f"{(float(o['ratio']) if o else float('nan')):10.2f} {speed} {(float(o['err']) if o else float('nan')):9.2e}")
 EOF
+
+stage "whole worker (--backend cuda)"
+if [ -x device-carry/worker/bin/moe-worker ]; then
+  OUT="$OUT" timeout -k 10 300 bash ops/gpu/run-worker-parity.sh || FAILED+=(whole-worker)
+else
+  echo "no device-carry/worker/bin/moe-worker: run ops/gpu/pack-worker-bundle.sh on the build machine"
+  echo "(it needs capnp, prometheus-cpp, OpenBLAS, CLI11 and nvcc) and give run carry [\"device-carry\"]"
+  FAILED+=(whole-worker-no-bundle)
+fi
 
 stage "done"
 if [ ${#FAILED[@]} -gt 0 ]; then
