@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # One script for a GPU machine (an H200 here): builds the kernels-only project for sm_90a, runs the
 # CUDA tests, the benchmark and the torch._grouped_mm peer, and writes everything under $OUT
-# (default ./out-gpu): log.txt (all output), build.log, sass_summary.txt, test_cuda_backend.xml,
-# bench.csv, peer.csv, compare.txt. Then the whole worker: a coordinator + one `moe-worker --backend
+# (default ./out-gpu): log.txt (all output, the SASS instruction counts too), build.log,
+# test_cuda_backend.xml, bench.csv (every expert path per cell), peer.csv, compare.txt,
+# worker_parity.txt and worker_parity_cublas.txt (at most 8 files come back from the GPU machine). Then the whole worker: a coordinator + one `moe-worker --backend
 # cuda` from the prebuilt bundle device-carry/worker/ (ops/gpu/pack-worker-bundle.sh, carry
 # ["device-carry"]) runs the testdata parity (ops/gpu/run-worker-parity.sh: worker_parity.txt).
 # Every stage has a time limit and a failed stage does not stop
@@ -60,9 +61,9 @@ if command -v cuobjdump >/dev/null; then
     /LDL|STL/ { local[name]++ }
     END { for (n in hmma) seen[n]; for (n in ldg128) seen[n]; for (n in local) seen[n];
           for (n in seen) printf "%-100s HMMA %d LDSM %d LDGSTS %d LDG128 %d local %d\n", n, hmma[n], ldsm[n], ldgsts[n], ldg128[n], local[n] }' \
-    | tee "$OUT/sass_summary.txt"
+    | sort
 else
-  echo "no cuobjdump" | tee "$OUT/sass_summary.txt"
+  echo "no cuobjdump"
 fi
 
 stage "tests"
@@ -77,7 +78,8 @@ else
 fi
 
 stage "benchmark (moe_cuda)"
-timeout 420 "$BUILD/bin/bench_kernels" --csv "$OUT/bench.csv" || FAILED+=(bench)
+# --paths all: auto's pick (impl moe_cuda in the CSV), then every path on the same inputs.
+timeout 420 "$BUILD/bin/bench_kernels" --paths all --csv "$OUT/bench.csv" || FAILED+=(bench)
 
 stage "peer (torch._grouped_mm)"
 PYTHONUNBUFFERED=1 timeout 300 python3 tools/torch_grouped_mm_peer.py --csv "$OUT/peer.csv" || FAILED+=(peer)
@@ -91,25 +93,39 @@ quoted = {  # torch._grouped_mm on an H200, ms, as given in the issue
     "deepseek": [0.47, 3.14, 7.30, 7.85, 13.4, 33.0],
 }
 token_counts = [1, 16, 128, 1024, 4096, 16384]
-def load(path):
-    if not os.path.exists(path):
-        return {}
-    return {(r["shape"], int(r["T"])): r for r in csv.DictReader(open(path))}
-ours, peer = load(sys.argv[1]), load(sys.argv[2])
-print(f"{'shape':<9} {'T':>6} {'ours_ms':>9} {'peer_ms':>9} {'quoted':>8} {'floor_ms':>9} {'ours/floor':>10} "
-      f"{'peer/ours':>9} {'err':>9}")
+def rows(path):
+    return list(csv.DictReader(open(path))) if os.path.exists(path) else []
+def load(path, impl):
+    return {(r["shape"], int(r["T"])): r for r in rows(path) if r["impl"] == impl}
+ours, peer = load(sys.argv[1], "moe_cuda"), load(sys.argv[2], "torch_grouped_mm")
+fastest = {}  # (shape, T) -> the fastest row of any path (forced paths and auto)
+for r in rows(sys.argv[1]):
+    key = (r["shape"], int(r["T"]))
+    if key not in fastest or float(r["ms"]) < float(fastest[key]["ms"]):
+        fastest[key] = r
+print(f"{'shape':<9} {'T':>6} {'auto path':<16} {'ours_ms':>9} {'peer_ms':>9} {'quoted':>8} {'floor_ms':>9} "
+      f"{'ours/floor':>10} {'peer/ours':>9} {'err':>9}  fastest path (ms)")
 for (shape, t) in sorted(set(ours) | set(peer), key=lambda k: (list(quoted).index(k[0]) if k[0] in quoted else 9, k[1])):
     o, p = ours.get((shape, t)), peer.get((shape, t))
     q = quoted.get(shape, [None] * 6)[token_counts.index(t)] if t in token_counts else None
     f = lambda v, w=9: f"{float(v):{w}.4f}" if v not in (None, "") else f"{'-':>{w}}"
     speed = f"{float(p['ms']) / float(o['ms']):9.2f}" if o and p else f"{'-':>9}"
-    print(f"{shape:<9} {t:>6} {f(o and o['ms'])} {f(p and p['ms'])} {f(q, 8)} {f((o or p)['floor_ms'])} "
-          f"{(float(o['ratio']) if o else float('nan')):10.2f} {speed} {(float(o['err']) if o else float('nan')):9.2e}")
+    best = fastest.get((shape, t))
+    best_text = f"{best['path']} ({float(best['ms']):.4f})" if best else "-"
+    print(f"{shape:<9} {t:>6} {(o['path'] if o else '-'):<16} {f(o and o['ms'])} {f(p and p['ms'])} {f(q, 8)} "
+          f"{f((o or p)['floor_ms'])} {(float(o['ratio']) if o else float('nan')):10.2f} {speed} "
+          f"{(float(o['err']) if o else float('nan')):9.2e}  {best_text}")
 EOF
 
 stage "whole worker (--backend cuda)"
 if [ -x device-carry/worker/bin/moe-worker ]; then
   OUT="$OUT" timeout -k 10 300 bash ops/gpu/run-worker-parity.sh || FAILED+=(whole-worker)
+  # The testdata cases are small (auto runs the streaming kernels): once more through the cuBLAS path.
+  mkdir -p "$OUT/cublas-pass"
+  OUT="$OUT/cublas-pass" MOE_CUDA_PATH=cublas timeout -k 10 300 bash ops/gpu/run-worker-parity.sh ||
+    FAILED+=(whole-worker-cublas)
+  mv "$OUT/cublas-pass/worker_parity.txt" "$OUT/worker_parity_cublas.txt" 2>/dev/null
+  rm -rf "$OUT/cublas-pass"
 else
   echo "no device-carry/worker/bin/moe-worker: run ops/gpu/pack-worker-bundle.sh on the build machine"
   echo "(it needs capnp, prometheus-cpp, OpenBLAS, CLI11 and nvcc) and give run carry [\"device-carry\"]"
