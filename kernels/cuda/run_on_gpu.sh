@@ -54,8 +54,9 @@ fi
 grep -E "warning|registers|spill|stack frame" "$OUT/build.log" | grep -v "^--" | sort -u | head -40
 
 stage "SASS: tensor-core, ldmatrix, cp.async and 16-byte load counts per kernel"
-if command -v cuobjdump >/dev/null; then
-  cuobjdump --dump-sass "$BUILD"/cuda/libmoe_kernels_cuda.a 2>/dev/null | awk '
+CUOBJDUMP=$(command -v cuobjdump || echo "$(dirname "$(command -v nvcc)")/cuobjdump")
+if [ -x "$CUOBJDUMP" ]; then
+  "$CUOBJDUMP" --dump-sass "$BUILD"/cuda/libmoe_kernels_cuda.a 2>/dev/null | awk '
     /Function :/ { name = $3 }
     /HMMA/ { hmma[name]++ } /LDSM/ { ldsm[name]++ } /LDGSTS/ { ldgsts[name]++ } /LDG[.A-Z0-9]*\.128/ { ldg128[name]++ }
     /LDL|STL/ { local[name]++ }
