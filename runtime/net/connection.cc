@@ -301,6 +301,11 @@ void Connection::close_with(const std::string& reason) {
 
 void Connection::close() { close_with("closed locally"); }
 
+void Connection::close_after_writes() {
+  fail(mark_closed(), "closed locally");
+  asio::post(strand_, [self = shared_from_this()] { self->close_after_flush(); });
+}
+
 void Connection::close_socket() {
   if (socket_closed_) return;
   socket_closed_ = true;

@@ -100,6 +100,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   // Fails every pending request with NetError(ConnectionClosed) now, and closes the socket. Idempotent.
   void close();
+  // Like close(), except that the frames already queued (replies computed before a shutdown) are
+  // written first; the socket closes after the last one. Nothing new is queued or read meanwhile.
+  // socket_closed() turns true when done; close() afterwards cuts the flush short.
+  void close_after_writes();
+  bool socket_closed() const { return socket_closed_; }
   bool is_open() const;
   // Runs `callback` once when the connection closes for any reason (local close, peer close, broken
   // socket, fatal bad frame), on the thread that closes it; at once, on the calling thread, when it is
@@ -146,7 +151,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   FrameDecoder decoder_;
   std::vector<std::byte> read_buffer_;
   bool stop_reading_ = false;
-  bool socket_closed_ = false;
+  std::atomic<bool> socket_closed_{false};  // written on the strand, read by socket_closed()
 
   // Write side: the queue is shared with every sending thread; the batch in flight is strand only.
   std::mutex write_mutex_;

@@ -1,6 +1,8 @@
 // Server: acceptor loop, connection tracking, and a gate that lets stop() wait for running handlers.
 #include "runtime/net/server.h"
 
+#include <thread>
+
 #include <boost/asio/post.hpp>
 #include <boost/asio/strand.hpp>
 
@@ -130,6 +132,17 @@ void Server::stop() {
       if (auto connection = weak.lock()) open.push_back(std::move(connection));
     }
     state_->connections.clear();
+  }
+  for (auto& connection : open) connection->close_after_writes();
+  // Not from a handler (its own io thread may be the one that has to write), and not when no io thread
+  // runs any more (nothing would write).
+  if (handler_depth == 0 && !state_->io.stopped()) {
+    const auto deadline = std::chrono::steady_clock::now() + kFlushLimit;
+    for (auto& connection : open) {
+      while (!connection->socket_closed() && std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
+    }
   }
   for (auto& connection : open) connection->close();
 }

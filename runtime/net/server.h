@@ -5,6 +5,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -34,10 +35,12 @@ class Server {
   const std::string& host() const { return host_; }
   std::string address() const;  // "host:port" with the bound port
 
-  // Stops accepting, closes every connection, and waits for handler calls in progress to return; no
-  // handler starts afterwards. Replies sent later through a Responder are dropped. Idempotent. Called
-  // from inside a handler it does not wait (it cannot).
+  // Stops accepting, waits for handler calls in progress to return (no handler starts afterwards),
+  // then closes every connection after writing the replies already queued on it (up to kFlushLimit;
+  // whatever is still unwritten then is dropped). Replies sent later through a Responder are dropped.
+  // Idempotent. Called from inside a handler it waits for neither (it cannot).
   void stop();
+  static constexpr std::chrono::milliseconds kFlushLimit{3000};
   size_t connection_count() const;  // open connections
 
  private:

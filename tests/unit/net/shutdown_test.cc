@@ -1,8 +1,10 @@
-// Shutdown: stopping the server waits for running handlers and starts no new ones; stopping from inside
-// a handler does not deadlock; stopping the pool with requests in flight neither hangs nor crashes.
+// Shutdown: stopping the server waits for running handlers and starts no new ones, and still writes the
+// replies already queued; stopping from inside a handler does not deadlock; stopping the pool with
+// requests in flight neither hangs nor crashes.
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cstring>
 #include <future>
 
 #include "runtime/net/io_pool.h"
@@ -36,6 +38,45 @@ TEST(Shutdown, ServerStopWaitsForRunningHandlers) {
   EXPECT_THROW(future.get(), NetError);
   EXPECT_EQ(calls.load(), 1);
   connection->close();
+}
+
+// A reply of `bytes` bytes whose numTokens carries `value` (big enough to be on the wire for a while).
+bool reply_big(const Responder& responder, uint32_t value, size_t bytes) {
+  capnp::MallocMessageBuilder message;
+  auto reply = message.initRoot<wire::Envelope>().initForwardReply();
+  reply.setNumTokens(value);
+  auto output = reply.initOutput(static_cast<unsigned>(bytes));
+  std::memset(output.begin(), static_cast<int>(value & 0xff), bytes);
+  return responder.reply(message);
+}
+
+// A worker's SIGTERM: its batcher has computed and queued the replies, then the server stops. The
+// replies must still reach the client (before the fix, stop() cut the writes off mid-frame).
+TEST(Shutdown, ServerStopWritesRepliesAlreadyQueued) {
+  IoPool pool(2);
+  test::HeldRequests held;
+  Server server(pool.context(), "127.0.0.1", 0, held.handler());
+  auto connection = Connection::connect(pool.context(), server.address(), 2000ms);
+  constexpr uint32_t kRequests = 4;
+  constexpr size_t kReplyBytes = 16u << 20;
+  std::vector<std::future<Frame>> futures;
+  for (uint32_t i = 0; i < kRequests; ++i) {
+    capnp::MallocMessageBuilder message;
+    test::make_request(message, i);
+    futures.push_back(connection->request(message, 30s));
+  }
+  for (const auto& r : held.take(kRequests)) ASSERT_TRUE(reply_big(r.responder, r.value, kReplyBytes));
+  server.stop();  // at once: the 64 MiB of replies are still queued or on their way
+  for (uint32_t i = 0; i < kRequests; ++i) {
+    ASSERT_EQ(futures[i].wait_for(10s), std::future_status::ready);
+    Frame frame = futures[i].get();  // throws NetError if the reply was dropped
+    expect_kind(frame.envelope(), wire::Envelope::FORWARD_REPLY);
+    EXPECT_EQ(frame.envelope().getForwardReply().getNumTokens(), i);
+    EXPECT_EQ(frame.envelope().getForwardReply().getOutput().size(), kReplyBytes);
+  }
+  // Once the replies are written the server closes the connection: the client learns of it.
+  EXPECT_TRUE(test::eventually([&] { return !connection->is_open(); }));
+  EXPECT_EQ(server.connection_count(), 0u);
 }
 
 TEST(Shutdown, StopFromInsideAHandlerDoesNotDeadlock) {
