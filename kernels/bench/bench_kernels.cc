@@ -254,6 +254,9 @@ InputSets make_sets(const Shape& s, int64_t tokens, std::mt19937_64& rng) {
     MOE_CUDA_CHECK(cudaMemcpy(set->assignments, set->host_assignments.data(), ab, cudaMemcpyHostToDevice));
     sets.push_back(std::move(set));
   }
+  // A cudaMemcpy from pageable memory may return before its DMA lands, and it runs on the legacy
+  // stream, which the (non-blocking) timing stream does not wait for.
+  MOE_CUDA_CHECK(cudaDeviceSynchronize());
   return sets;
 }
 
@@ -290,8 +293,11 @@ Result time_path(CudaBackend& backend, const Shape& s, int64_t tokens, const Inp
   };
 
   // Poison the outputs, then warm up (also grows the workspace to its final size, so capture allocates
-  // nothing) and check one row against the host reference.
-  for (auto& set : sets) MOE_CUDA_CHECK(cudaMemset(set->out, 0xff, static_cast<size_t>(tokens * s.hidden) * 4));
+  // nothing) and check one row against the host reference. The poison goes on `stream` (non-blocking:
+  // a cudaMemset on the legacy stream would not be ordered before the forwards).
+  for (auto& set : sets) {
+    MOE_CUDA_CHECK(cudaMemsetAsync(set->out, 0xff, static_cast<size_t>(tokens * s.hidden) * 4, stream));
+  }
   for (int rep = 0; rep < 2; ++rep) {
     for (auto& set : sets) backend.forward_device(args_of(*set), stream);
   }

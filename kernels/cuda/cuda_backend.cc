@@ -87,6 +87,7 @@ class CudaBackendImpl final : public CudaBackend {
   ~CudaBackendImpl() override {
     cudaSetDevice(device_);
     cudaDeviceSynchronize();
+    cublas_.reset();  // its handle may still be bound to stream_
     if (stream_ != nullptr) cudaStreamDestroy(stream_);
   }
 

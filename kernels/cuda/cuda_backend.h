@@ -62,7 +62,8 @@ class CudaBackend : public ExpertBackend {
   // Graph capture: capture after one uncaptured call of the same (or larger) num_tokens and
   // num_assignments, and re-capture after loading or unloading experts of the layer; not on the
   // kCublas path (it synchronises `stream` to read the per-expert counts).
-  // Not to be called concurrently with another forward on the same backend (they share a workspace).
+  // Not to be called concurrently with another forward on the same backend, and calls on different
+  // streams must be ordered by the caller (an event or a sync): they share one device workspace.
   virtual void forward_device(const DeviceForwardArgs& args, cudaStream_t stream) = 0;
 
   // Synchronises `stream`; throws std::invalid_argument if a forward_device call since the last check

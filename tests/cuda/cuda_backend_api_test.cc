@@ -145,6 +145,8 @@ TEST_F(CudaBackendApi, DeviceEntryAndGraphCaptureMatchHostEntry) {
     MOE_CUDA_CHECK(cudaMalloc(&da, a.size() * sizeof(TokenAssignment)));
     MOE_CUDA_CHECK(cudaMemcpy(da, a.data(), a.size() * sizeof(TokenAssignment), cudaMemcpyHostToDevice));
     MOE_CUDA_CHECK(cudaMemcpy(dx, x1.data(), xb, cudaMemcpyHostToDevice));
+    // Pageable cudaMemcpy may return before its DMA lands; `stream` (non-blocking) does not wait for it.
+    MOE_CUDA_CHECK(cudaDeviceSynchronize());
     cudaStream_t stream;
     MOE_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
     DeviceForwardArgs args{2, dx, tokens, kHidden, da, static_cast<int64_t>(a.size()), dout};
