@@ -19,6 +19,7 @@
 
 #include "cli/cluster_executor.h"
 #include "kernels/expert_backend.h"
+#include "runtime/client/cluster_readiness.h"
 #include "runtime/client/local_cluster.h"
 #include "runtime/engine/local_engine.h"
 #include "runtime/metrics/metrics_endpoint.h"
@@ -126,16 +127,7 @@ void print_running(std::ostream& out, Tally& tally, const ClusterClient& client,
       << client.placement()->epoch() << std::endl;
 }
 
-}  // namespace
-
-int run_demo(const DemoOptions& o, std::ostream& out) {
-  if (o.workers < 1 || o.clients < 1 || o.batches < 0 || o.tokens < 1)
-    throw std::invalid_argument("demo: workers, clients and tokens must be >= 1 and batches >= 0");
-  ModelRef ref;
-  ref.model_dir = o.model_dir;
-  ref.synthetic = o.model_dir.empty() ? o.synthetic : "";
-  ref.synthetic_seed = o.seed;
-
+std::unique_ptr<LocalCluster> start_local_cluster(const DemoOptions& o, const ModelRef& ref, std::ostream& out) {
   LocalClusterOptions cluster_options;
   cluster_options.bin_dir = o.bin_dir.empty() ? executable_dir() : o.bin_dir;
   cluster_options.workers = o.workers;
@@ -147,29 +139,70 @@ int run_demo(const DemoOptions& o, std::ostream& out) {
   cluster_options.worker_threads = o.worker_threads > 0 ? o.worker_threads : std::max(1, int(cores) / o.workers);
   out << "demo: starting moe-coordinator and " << o.workers << " moe-worker from " << cluster_options.bin_dir
       << " on model " << cluster_options.model << " (logs in " << cluster_options.log_dir << ")" << std::endl;
-  LocalCluster cluster(cluster_options);
+  return std::make_unique<LocalCluster>(cluster_options);
+}
 
-  // The reference loads while the cluster comes up.
-  auto reference_future = std::async(std::launch::async, [ref] {
-    auto source = open_layer_source(ref);
-    auto engine = std::make_unique<LocalEngine>(*source, make_cpu_backend(0));
-    return std::make_pair(std::move(source), std::move(engine));
-  });
+using Reference = std::pair<std::unique_ptr<LayerSource>, std::unique_ptr<LocalEngine>>;
+
+Reference load_reference(const ModelRef& ref) {
+  auto source = open_layer_source(ref);
+  auto engine = std::make_unique<LocalEngine>(*source, make_cpu_backend(0));
+  return {std::move(source), std::move(engine)};
+}
+
+// --cluster: the coordinator must serve (an epoch with a worker active) and name a model source this
+// process can read too, since every output is checked against a LocalEngine of that model.
+Reference reference_for_running_cluster(const DemoOptions& o, const ClusterClient& client, std::ostream& out) {
+  const std::string& source = client.model().source;
+  out << "demo: the cluster serves " << client.model().name << " (source " << source << ")" << std::endl;
+  try {
+    return load_reference(ModelRef::parse(source));
+  } catch (const std::exception& e) {
+    throw std::runtime_error("demo: cannot load the cluster's model source '" + source + "' here to check its outputs (" +
+                             e.what() + "); run moectl demo --cluster " + o.cluster +
+                             " where that checkpoint folder is readable at the same path");
+  }
+}
+
+}  // namespace
+
+int run_demo(const DemoOptions& o, std::ostream& out) {
+  if (o.workers < 1 || o.clients < 1 || o.batches < 0 || o.tokens < 1)
+    throw std::invalid_argument("demo: workers, clients and tokens must be >= 1 and batches >= 0");
+  std::unique_ptr<LocalCluster> cluster;
+  std::string coordinator = o.cluster;
+  std::future<Reference> reference_future;
   const auto ready_start = Clock::now();
-  const uint64_t epoch = cluster.wait_ready(std::chrono::seconds(o.ready_timeout_s));
-  out << "demo: cluster at " << cluster.coordinator_address() << " ready in " << std::fixed << std::setprecision(1)
-      << std::chrono::duration<double>(Clock::now() - ready_start).count() << " s: epoch " << epoch << ", "
-      << o.workers << " workers active" << std::endl;
-  auto [source, reference] = reference_future.get();
+  if (o.cluster.empty()) {
+    ModelRef ref;
+    ref.model_dir = o.model_dir;
+    ref.synthetic = o.model_dir.empty() ? o.synthetic : "";
+    ref.synthetic_seed = o.seed;
+    cluster = start_local_cluster(o, ref, out);
+    // The reference loads while the cluster comes up.
+    reference_future = std::async(std::launch::async, [ref] { return load_reference(ref); });
+    coordinator = cluster->coordinator_address();
+    const uint64_t epoch = cluster->wait_ready(std::chrono::seconds(o.ready_timeout_s));
+    out << "demo: cluster at " << coordinator << " ready in " << std::fixed << std::setprecision(1)
+        << std::chrono::duration<double>(Clock::now() - ready_start).count() << " s: epoch " << epoch << ", "
+        << o.workers << " workers active" << std::endl;
+  } else {
+    out << "demo: waiting for the cluster at " << coordinator << " to serve" << std::endl;
+    const uint64_t epoch = wait_for_active_workers(coordinator, 1, std::chrono::seconds(o.ready_timeout_s));
+    out << "demo: cluster at " << coordinator << " serving in " << std::fixed << std::setprecision(1)
+        << std::chrono::duration<double>(Clock::now() - ready_start).count() << " s: epoch " << epoch << std::endl;
+  }
   std::unique_ptr<MetricsEndpoint> metrics;
   ClusterClientOptions client_options;
   client_options.wire_dtype = parse_wire_dtype(o.wire_dtype);
   if (o.metrics_port != 0) {
-    metrics = std::make_unique<MetricsEndpoint>("127.0.0.1", o.metrics_port, "client", "none");
+    metrics = std::make_unique<MetricsEndpoint>(o.metrics_host, o.metrics_port, "client", "none");
     client_options.registry = &metrics->registry();
-    out << "demo: client metrics on http://127.0.0.1:" << metrics->port() << "/metrics" << std::endl;
+    out << "demo: client metrics on http://" << o.metrics_host << ":" << metrics->port() << "/metrics" << std::endl;
   }
-  auto client = std::make_unique<ClusterClient>(cluster.coordinator_address(), client_options);
+  auto client = std::make_unique<ClusterClient>(coordinator, client_options);
+  auto [source, reference] =
+      cluster ? reference_future.get() : reference_for_running_cluster(o, *client, out);
   const ModelSpec& spec = client->spec();
   SkewedInputs inputs(*source, o.skew, o.zipf, o.seed + 1);
 
@@ -252,8 +285,13 @@ int run_demo(const DemoOptions& o, std::ostream& out) {
   for (const auto& p : tally.problems) out << "demo: problem: " << p << std::endl;
 
   client.reset();
-  cluster.stop();
-  out << "demo: cluster stopped; " << (tally.errors == 0 && tally.mismatches == 0 ? "PASS" : "FAIL") << std::endl;
+  if (cluster) {
+    cluster->stop();
+    out << "demo: cluster stopped; ";
+  } else {
+    out << "demo: the cluster at " << coordinator << " keeps running; ";
+  }
+  out << (tally.errors == 0 && tally.mismatches == 0 ? "PASS" : "FAIL") << std::endl;
   return tally.errors == 0 && tally.mismatches == 0 && tally.done == o.batches ? 0 : 1;
 }
 

@@ -1,5 +1,6 @@
 // `moectl demo`: a whole cluster on this machine (moe-coordinator + N moe-worker processes found next
-// to moectl, on 127.0.0.1 with free ports), driven by a bounded stream of batches with skewed routing
+// to moectl, on 127.0.0.1 with free ports) or, with --cluster, a running cluster (e.g. the
+// docker-compose one, so its workers' load shows in Grafana), driven by a bounded stream of batches with skewed routing
 // (x = noise + skew * router_row[hot expert], the hot expert drawn from a Zipf law) from several client
 // threads through one ClusterClient; every output is checked against a LocalEngine in this process.
 // Prints a running line every second and a closing summary; exit status 0 only with zero errors and
@@ -13,6 +14,7 @@
 namespace moe::cli {
 
 struct DemoOptions {
+  std::string cluster;                // a running cluster's coordinator HOST:PORT; empty: start one here
   int workers = 3;
   std::string model_dir;              // HF checkpoint; empty: the synthetic preset below
   std::string synthetic = "default";
@@ -28,7 +30,8 @@ struct DemoOptions {
   int ready_timeout_s = 180;
   std::string bin_dir;                // empty: the folder of the moectl binary
   std::string log_dir;                // daemons' stderr; empty: a fresh folder under /tmp
-  uint16_t metrics_port = 0;          // the client's /metrics on 127.0.0.1 (moe_client_*); 0: off
+  uint16_t metrics_port = 0;          // the client's /metrics on metrics_host (moe_client_*); 0: off
+  std::string metrics_host = "127.0.0.1";
 };
 
 int run_demo(const DemoOptions& options, std::ostream& out);

@@ -59,8 +59,14 @@ void register_drain(CLI::App& app, Action& action) {
 void register_demo(CLI::App& app, Action& action) {
   auto o = std::make_shared<DemoOptions>();
   CLI::App* cmd = app.add_subcommand(
-      "demo", "Start a loopback cluster (coordinator + workers), drive skewed batches, check each against LocalEngine");
-  cmd->add_option("--workers", o->workers, "moe-worker processes")->check(CLI::PositiveNumber)->capture_default_str();
+      "demo",
+      "Start a loopback cluster (coordinator + workers), or use a running one (--cluster), drive skewed batches, "
+      "check each against LocalEngine");
+  auto* cluster = cmd->add_option("--cluster", o->cluster,
+                                  "drive this running cluster's coordinator HOST:PORT instead of starting one (its "
+                                  "model source must be readable here); it keeps running afterwards");
+  auto* workers =
+      cmd->add_option("--workers", o->workers, "moe-worker processes")->check(CLI::PositiveNumber)->capture_default_str();
   auto* model = cmd->add_option("--model", o->model_dir, "HF checkpoint folder (default: the synthetic preset)");
   auto* synth = cmd->add_option("--synthetic", o->synthetic, "synthetic preset")->capture_default_str();
   model->excludes(synth);
@@ -75,13 +81,21 @@ void register_demo(CLI::App& app, Action& action) {
   cmd->add_option("--zipf", o->zipf, "Zipf exponent of the hot-expert draw")->capture_default_str();
   cmd->add_option("--max-error", o->max_relative_error, "per-row relative error allowed against LocalEngine")
       ->capture_default_str();
-  cmd->add_option("--worker-threads", o->worker_threads, "CPU threads per worker (0: cores / workers)");
+  auto* worker_threads =
+      cmd->add_option("--worker-threads", o->worker_threads, "CPU threads per worker (0: cores / workers)");
   cmd->add_option("--ready-timeout-s", o->ready_timeout_s, "how long the cluster may take to come up")
       ->capture_default_str();
-  cmd->add_option("--bin-dir", o->bin_dir, "folder of moe-coordinator and moe-worker (default: next to moectl)");
-  cmd->add_option("--log-dir", o->log_dir, "where the daemons' stderr goes (default: a folder under /tmp)");
-  cmd->add_option("--metrics-port", o->metrics_port, "serve the client's /metrics on 127.0.0.1:PORT (0: off)")
+  auto* bin_dir =
+      cmd->add_option("--bin-dir", o->bin_dir, "folder of moe-coordinator and moe-worker (default: next to moectl)");
+  auto* log_dir = cmd->add_option("--log-dir", o->log_dir, "where the daemons' stderr goes (default: a folder under /tmp)");
+  cmd->add_option("--metrics-port", o->metrics_port, "serve the client's /metrics on --metrics-host:PORT (0: off)")
       ->capture_default_str();
+  cmd->add_option("--metrics-host", o->metrics_host,
+                  "address the client's /metrics listens on (0.0.0.0: reachable from other hosts or containers)")
+      ->capture_default_str();
+  for (CLI::Option* started_only : {workers, model, synth, worker_threads, bin_dir, log_dir}) {
+    cluster->excludes(started_only);
+  }
   cmd->callback([o, &action] { action = [o] { return run_demo(*o, std::cout); }; });
 }
 

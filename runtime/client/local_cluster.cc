@@ -9,8 +9,7 @@
 #include <thread>
 #include <unistd.h>
 
-#include "runtime/client/client_placement.h"
-#include "runtime/client/coordinator_queries.h"
+#include "runtime/client/cluster_readiness.h"
 #include "runtime/model/layer_source_factory.h"
 
 namespace moe {
@@ -90,9 +89,7 @@ size_t LocalCluster::add_worker() {
 }
 
 uint64_t LocalCluster::wait_ready(std::chrono::milliseconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  std::string seen = "no reply from the coordinator at " + coordinator_address_;
-  while (true) {
+  return wait_for_active_workers(coordinator_address_, workers_.size(), timeout, [this] {
     if (!coordinator_.running())
       throw std::runtime_error("moe-coordinator exited (" + coordinator_.exit_status() + ") before the cluster was ready" +
                                (options_.log_dir.empty() ? "" : "; see " + log_path("moe-coordinator")));
@@ -102,22 +99,7 @@ uint64_t LocalCluster::wait_ready(std::chrono::milliseconds timeout) {
                                  ") before the cluster was ready" +
                                  (options_.log_dir.empty() ? "" : "; see " + log_path("moe-worker" + std::to_string(i))));
     }
-    try {
-      Frame reply = query_placement(coordinator_address_, std::chrono::milliseconds(1000));
-      ClientPlacement placement(reply.envelope().getPlacement());
-      size_t active = 0;
-      for (const auto& [id, w] : placement.workers()) active += w.state == wire::WorkerState::ACTIVE;
-      seen = "epoch " + std::to_string(placement.epoch()) + ", " + std::to_string(active) + " of " +
-             std::to_string(workers_.size()) + " workers active";
-      if (placement.epoch() >= 1 && active >= workers_.size()) return placement.epoch();
-    } catch (const std::exception& e) {
-      seen = e.what();
-    }
-    if (std::chrono::steady_clock::now() >= deadline)
-      throw std::runtime_error("cluster at " + coordinator_address_ + " not ready after " +
-                               std::to_string(timeout.count()) + " ms: " + seen);
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
+  });
 }
 
 void LocalCluster::stop(std::chrono::milliseconds grace) {

@@ -140,6 +140,17 @@ def main():
         port = flag_value(command, "--metrics-port")
         if port and port != "0":
             expected.add(f"{service.get('hostname', name)}:{port}")
+    # A moectl that serves /metrics must listen beyond its own container's loopback for Prometheus, and
+    # the demo client must load this compose cluster (its workers' panels), not a cluster of its own.
+    for name, service in ours.items():
+        command = [substitute(c) for c in service["command"]]
+        if command[0] != "moectl":
+            continue
+        port = flag_value(command, "--metrics-port")
+        if port and port != "0" and flag_value(command, "--metrics-host") in (None, "127.0.0.1", "localhost"):
+            fail(f"service {name}: /metrics on port {port} listens on loopback only; Prometheus cannot scrape it")
+        if command[1] == "demo" and flag_value(command, "--cluster") != "coordinator:7400":
+            fail(f"service {name}: moectl demo must drive the compose cluster (--cluster coordinator:7400)")
     if scraped != expected:
         fail(f"prometheus.yml scrapes {sorted(scraped)}, docker-compose.yml serves /metrics on {sorted(expected)}")
     prometheus_mounts = " ".join(services["prometheus"].get("volumes", []))

@@ -1,0 +1,37 @@
+// Polling a coordinator until its cluster serves (see cluster_readiness.h).
+#include "runtime/client/cluster_readiness.h"
+
+#include <stdexcept>
+#include <thread>
+
+#include "runtime/client/client_placement.h"
+#include "runtime/client/coordinator_queries.h"
+
+namespace moe {
+
+uint64_t wait_for_active_workers(const std::string& coordinator, size_t min_active, std::chrono::milliseconds timeout,
+                                 const std::function<void()>& check_alive) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::string seen = "no reply from the coordinator at " + coordinator;
+  while (true) {
+    if (check_alive) check_alive();
+    try {
+      Frame reply = query_placement(coordinator, std::chrono::milliseconds(1000));
+      ClientPlacement placement(reply.envelope().getPlacement());
+      size_t active = 0;
+      for (const auto& [id, w] : placement.workers()) active += w.state == wire::WorkerState::ACTIVE;
+      seen = "epoch " + std::to_string(placement.epoch()) + ", " + std::to_string(active) + " of " +
+             std::to_string(min_active) + " workers active";
+      if (placement.epoch() >= 1 && active >= min_active) return placement.epoch();
+    } catch (const std::exception& e) {
+      seen = e.what();
+    }
+    if (std::chrono::steady_clock::now() >= deadline) {
+      throw std::runtime_error("cluster at " + coordinator + " not ready after " + std::to_string(timeout.count()) +
+                               " ms: " + seen);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+}
+
+}  // namespace moe
