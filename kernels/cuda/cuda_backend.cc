@@ -8,7 +8,10 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstring>
+#include <iomanip>
+#include <iostream>
 #include <map>
+#include <sstream>
 #include <mutex>
 #include <stdexcept>
 #include <string>
@@ -87,6 +90,7 @@ class CudaBackendImpl final : public CudaBackend {
   ~CudaBackendImpl() override {
     cudaSetDevice(device_);
     cudaDeviceSynchronize();
+    for (cudaEvent_t e : tuning_events_) cudaEventDestroy(e);
     cublas_.reset();  // its handle may still be bound to stream_
     if (stream_ != nullptr) cudaStreamDestroy(stream_);
   }
@@ -103,6 +107,7 @@ class CudaBackendImpl final : public CudaBackend {
     std::lock_guard lock(mutex_);
     select_device();
     LayerState& layer = layers_[key.layer];
+    forget_tuning(key.layer);
     const bool has_others = layer.experts.size() > (layer.experts.count(key.expert) ? 1u : 0u);
     if (has_others && layer.hidden != layout.hidden) {
       throw std::invalid_argument("cuda backend: expert " + std::to_string(key.expert) + " of " +
@@ -139,6 +144,7 @@ class CudaBackendImpl final : public CudaBackend {
     auto it = layer.experts.find(key.expert);
     if (it == layer.experts.end()) return;
     select_device();
+    forget_tuning(key.layer);
     MOE_CUDA_CHECK(cudaDeviceSynchronize());
     pool_.release(it->second.slot, it->second.layout.bytes);
     resident_bytes_ -= it->second.layout.bytes;
@@ -177,7 +183,7 @@ class CudaBackendImpl final : public CudaBackend {
     if (it == layers_.end()) {
       throw std::invalid_argument("cuda backend: " + layer_name(layer_id) + " has no loaded experts");
     }
-    return resolve_path(it->second, num_assignments);
+    return resolve_path(layer_id, it->second, num_assignments);
   }
 
   void forward(int32_t layer_id, const float* x, int64_t num_tokens, int64_t hidden,
@@ -212,7 +218,7 @@ class CudaBackendImpl final : public CudaBackend {
     MOE_CUDA_CHECK(cudaMemcpyAsync(io.x.data(), io.x_staging.data(), x_bytes, cudaMemcpyHostToDevice, stream_));
     MOE_CUDA_CHECK(cudaMemcpyAsync(io.assignments.data(), io.assignments_staging.data(), a_bytes,
                                    cudaMemcpyHostToDevice, stream_));
-    enqueue(layer, static_cast<const float*>(io.x.data()), num_tokens,
+    enqueue(layer_id, layer, static_cast<const float*>(io.x.data()), num_tokens,
             static_cast<const TokenAssignment*>(io.assignments.data()), static_cast<int64_t>(assignments.size()),
             static_cast<float*>(io.out.data()), stream_);
     MOE_CUDA_CHECK(cudaMemcpyAsync(io.out_staging.data(), io.out.data(), out_bytes, cudaMemcpyDeviceToHost, stream_));
@@ -238,7 +244,7 @@ class CudaBackendImpl final : public CudaBackend {
       return;
     }
     const LayerState& layer = checked_layer(args.layer, args.hidden);
-    enqueue(layer, args.x, args.num_tokens, args.assignments, args.num_assignments, args.out, stream);
+    enqueue(args.layer, layer, args.x, args.num_tokens, args.assignments, args.num_assignments, args.out, stream);
   }
 
   void check_device_assignments(cudaStream_t stream) override {
@@ -302,8 +308,22 @@ class CudaBackendImpl final : public CudaBackend {
     return num_assignments * layer.inter_padded_max < (int64_t{1} << 32);
   }
 
-  CudaExpertPath resolve_path(const LayerState& layer, int64_t num_assignments) const {
+  using TuningKey = std::pair<int32_t, int>;  // (layer, auto_size_class)
+
+  static TuningKey tuning_key(int32_t layer_id, const LayerState& layer, int64_t num_assignments) {
+    return {layer_id, auto_size_class(num_assignments, static_cast<int64_t>(layer.experts.size()))};
+  }
+
+  void forget_tuning(int32_t layer_id) {
+    for (auto it = tuned_.begin(); it != tuned_.end();) it = it->first.first == layer_id ? tuned_.erase(it) : std::next(it);
+  }
+
+  CudaExpertPath resolve_path(int32_t layer_id, const LayerState& layer, int64_t num_assignments) const {
     if (path_ == CudaExpertPath::kAuto) {
+      auto tuned = tuned_.find(tuning_key(layer_id, layer, num_assignments));
+      if (tuned != tuned_.end() && (tuned->second != CudaExpertPath::kStreaming || streaming_fits(layer, num_assignments))) {
+        return tuned->second;
+      }
       const CudaExpertPath chosen = auto_expert_path(num_assignments, static_cast<int64_t>(layer.experts.size()));
       return chosen == CudaExpertPath::kStreaming && !streaming_fits(layer, num_assignments) ? CudaExpertPath::kTiles32
                                                                                              : chosen;
@@ -334,8 +354,91 @@ class CudaBackendImpl final : public CudaBackend {
     layer.host_table = std::move(entries);
   }
 
-  void enqueue(const LayerState& layer, const float* x, int64_t num_tokens, const TokenAssignment* assignments,
-               int64_t num_assignments, float* out, cudaStream_t stream) {
+  // One forward on `stream`: the forced path, or kAuto's choice, measuring it first when this layer and
+  // size class have none yet (not while `stream` is being captured into a graph).
+  void enqueue(int32_t layer_id, const LayerState& layer, const float* x, int64_t num_tokens,
+               const TokenAssignment* assignments, int64_t num_assignments, float* out, cudaStream_t stream) {
+    if (path_ == CudaExpertPath::kAuto && !tuned_.count(tuning_key(layer_id, layer, num_assignments)) &&
+        !is_capturing(stream)) {
+      std::vector<CudaExpertPath> candidates =
+          auto_path_candidates(num_assignments, static_cast<int64_t>(layer.experts.size()));
+      if (!streaming_fits(layer, num_assignments)) {
+        candidates.erase(std::remove(candidates.begin(), candidates.end(), CudaExpertPath::kStreaming), candidates.end());
+      }
+      if (candidates.size() > 1) {
+        // Every candidate computes the whole layer into `out`: whichever runs last leaves a correct result.
+        tune(layer_id, layer, candidates, x, num_tokens, assignments, num_assignments, out, stream);
+        return;
+      }
+    }
+    enqueue_path(resolve_path(layer_id, layer, num_assignments), layer, x, num_tokens, assignments, num_assignments,
+                 out, stream);
+  }
+
+  static bool is_capturing(cudaStream_t stream) {
+    cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+    MOE_CUDA_CHECK(cudaStreamIsCapturing(stream, &status));
+    return status != cudaStreamCaptureStatusNone;
+  }
+
+  // Runs every candidate twice on this call's inputs, times the second runs with events, keeps the fastest.
+  void tune(int32_t layer_id, const LayerState& layer, const std::vector<CudaExpertPath>& candidates, const float* x,
+            int64_t num_tokens, const TokenAssignment* assignments, int64_t num_assignments, float* out,
+            cudaStream_t stream) {
+    while (tuning_events_.size() < 2 * candidates.size()) {
+      cudaEvent_t e = nullptr;
+      MOE_CUDA_CHECK(cudaEventCreate(&e));
+      tuning_events_.push_back(e);
+    }
+    std::vector<bool> ran(candidates.size(), false);
+    for (int rep = 0; rep < 2; ++rep) {
+      for (size_t i = 0; i < candidates.size(); ++i) {
+        if (rep == 1 && !ran[i]) continue;
+        if (rep == 1) MOE_CUDA_CHECK(cudaEventRecord(tuning_events_[2 * i], stream));
+        try {
+          enqueue_path(candidates[i], layer, x, num_tokens, assignments, num_assignments, out, stream);
+          ran[i] = true;
+        } catch (const std::invalid_argument&) {
+          ran[i] = false;  // a host-side limit of this path (sizes): not a candidate for this call
+        }
+        if (rep == 1) MOE_CUDA_CHECK(cudaEventRecord(tuning_events_[2 * i + 1], stream));
+      }
+    }
+    MOE_CUDA_CHECK(cudaStreamSynchronize(stream));
+    std::ostringstream report;
+    report << "cuda backend: " << layer_name(layer_id) << ", " << num_assignments << " rows over "
+           << layer.experts.size() << " experts (size class " << tuning_key(layer_id, layer, num_assignments).second
+           << "):";
+    size_t best = candidates.size();
+    float best_ms = 0;
+    for (size_t i = 0; i < candidates.size(); ++i) {
+      if (!ran[i]) continue;
+      float ms = 0;
+      MOE_CUDA_CHECK(cudaEventElapsedTime(&ms, tuning_events_[2 * i], tuning_events_[2 * i + 1]));
+      report << " " << to_string(candidates[i]) << " " << std::fixed << std::setprecision(3) << ms << " ms";
+      if (best == candidates.size() || ms < best_ms) {
+        best = i;
+        best_ms = ms;
+      }
+    }
+    if (best == candidates.size()) {
+      throw std::invalid_argument("cuda backend: no expert path takes " + std::to_string(num_assignments) +
+                                  " assignments on " + layer_name(layer_id));
+    }
+    if (!ran.back()) {  // the last run failed its host checks: leave the best one's result in out
+      enqueue_path(candidates[best], layer, x, num_tokens, assignments, num_assignments, out, stream);
+    }
+    tuned_[tuning_key(layer_id, layer, num_assignments)] = candidates[best];
+    std::cerr << report.str() << " -> " << to_string(candidates[best]) << std::endl;
+  }
+
+  void enqueue_path(CudaExpertPath path, const LayerState& layer, const float* x, int64_t num_tokens,
+                    const TokenAssignment* assignments, int64_t num_assignments, float* out, cudaStream_t stream) {
+    if (path == CudaExpertPath::kStreaming && !streaming_fits(layer, num_assignments)) {
+      throw std::invalid_argument("cuda backend: the streaming path takes at most 2^32 / " +
+                                  std::to_string(layer.inter_padded_max) + " assignments, got " +
+                                  std::to_string(num_assignments));
+    }
     cuda::WorkspaceShape shape{layer.table_size, num_assignments, num_tokens, layer.hidden_padded,
                                layer.inter_padded_max};
     workspace_->reserve(shape);
@@ -344,7 +447,6 @@ class CudaBackendImpl final : public CudaBackend {
 
     MOE_CUDA_CHECK(cudaMemsetAsync(ws.counts, 0, 2 * static_cast<size_t>(layer.table_size) * sizeof(int32_t), stream));
     MOE_CUDA_CHECK(cudaMemsetAsync(out, 0, static_cast<size_t>(num_tokens * layer.hidden) * sizeof(float), stream));
-    const CudaExpertPath path = resolve_path(layer, num_assignments);
     const cuda::TileRows tile_rows = tile_rows_of(path);
     cuda::launch_route(reinterpret_cast<const cuda::DeviceAssignment*>(assignments), num_assignments, num_tokens,
                        experts, layer.table_size, ws, tile_rows, stream);
@@ -377,7 +479,7 @@ class CudaBackendImpl final : public CudaBackend {
         enqueue_cublas(layer, args, ws, x, stream);
         break;
       case CudaExpertPath::kAuto:
-        throw std::logic_error("cuda backend: resolve_path returned kAuto");
+        throw std::logic_error("cuda backend: enqueue_path needs a resolved path, got kAuto");
     }
   }
 
@@ -402,6 +504,8 @@ class CudaBackendImpl final : public CudaBackend {
   std::unique_ptr<cuda::CublasExpertPath> cublas_;  // created on first use
   cuda::PinnedBuffer host_offsets_;                 // ws.offsets read back for the cuBLAS path
   CudaExpertPath path_ = CudaExpertPath::kAuto;
+  std::map<TuningKey, CudaExpertPath> tuned_;  // kAuto's measured choices
+  std::vector<cudaEvent_t> tuning_events_;
   size_t resident_bytes_ = 0;
 };
 

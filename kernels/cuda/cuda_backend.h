@@ -13,6 +13,7 @@
 #include <memory>
 #include <optional>
 #include <string_view>
+#include <vector>
 
 #include "kernels/expert_backend.h"
 
@@ -31,9 +32,10 @@ struct DeviceForwardArgs {
   float* out = nullptr;
 };
 
-// The kernels that run a layer's experts. kAuto picks one per call from the mean number of rows
-// (token copies) per expert with rows (kernels/cuda/README.md gives the rule); the others force one,
-// for benchmarks and tests.
+// The kernels that run a layer's experts. kAuto measures: the first call of a layer in a size class
+// (mean rows per expert, by powers of two) times each candidate path on the call's own inputs, twice,
+// and that layer and class keep the fastest (logged to stderr); during graph capture, before that
+// measurement, it uses a fixed rule (auto_expert_path). The others force one path (benchmarks, tests).
 //   kStreaming: one warp per weight row streams it once per 16 rows of its expert (decode).
 //   kTiles32/64/128: mma.sync grouped GEMMs with 32-, 64- or 128-row tiles, epilogues fused.
 //   kCublas: tokens gathered by expert, cuBLAS GEMMs per expert, SwiGLU and scatter-add kernels;
@@ -44,8 +46,12 @@ std::string_view to_string(CudaExpertPath path);
 // "auto", "streaming", "tiles32", "tiles64", "tiles128", "cublas"; nullopt for anything else.
 std::optional<CudaExpertPath> parse_cuda_expert_path(std::string_view name);
 
-// kAuto's choice for `num_assignments` rows over `experts_with_rows` (at most) experts.
+// kAuto's fixed rule for `num_assignments` rows over `experts_with_rows` (at most) experts.
 CudaExpertPath auto_expert_path(int64_t num_assignments, int64_t experts_with_rows);
+// The paths kAuto times for such a call (the rule's choice among them; one path: nothing to time).
+std::vector<CudaExpertPath> auto_path_candidates(int64_t num_assignments, int64_t experts_with_rows);
+// The size class kAuto keeps one measured choice for: the bit width of the mean rows per expert.
+int auto_size_class(int64_t num_assignments, int64_t experts_with_rows);
 
 class CudaBackend : public ExpertBackend {
  public:
@@ -53,7 +59,8 @@ class CudaBackend : public ExpertBackend {
 
   // The path later forwards use (default kAuto).
   virtual void set_expert_path(CudaExpertPath path) = 0;
-  // The path a forward of `num_assignments` assignments on `layer` would run now (never kAuto).
+  // The path a forward of `num_assignments` assignments on `layer` would run now (never kAuto): the
+  // forced one, kAuto's measured choice once made, else kAuto's rule.
   virtual CudaExpertPath resolve_expert_path(int32_t layer, int64_t num_assignments) const = 0;
 
   // Enqueues the layer on `stream`. The host checks what it can see (layer loaded, hidden size); the

@@ -1,5 +1,6 @@
 // Names of the CUDA backend's expert paths and kAuto's rule for picking one (cuda_backend.h).
 #include <algorithm>
+#include <bit>
 #include <string>
 
 #include "kernels/cuda/cuda_backend.h"
@@ -41,14 +42,42 @@ std::optional<CudaExpertPath> parse_cuda_expert_path(std::string_view name) {
   return std::nullopt;
 }
 
-CudaExpertPath auto_expert_path(int64_t num_assignments, int64_t experts_with_rows) {
+namespace {
+
+int64_t mean_rows_per_expert(int64_t num_assignments, int64_t experts_with_rows) {
   const int64_t experts = std::max<int64_t>(1, std::min(num_assignments, experts_with_rows));
-  const int64_t mean_rows = (num_assignments + experts - 1) / experts;
+  return (num_assignments + experts - 1) / experts;
+}
+
+}  // namespace
+
+CudaExpertPath auto_expert_path(int64_t num_assignments, int64_t experts_with_rows) {
+  const int64_t mean_rows = mean_rows_per_expert(num_assignments, experts_with_rows);
   if (mean_rows <= kStreamingMaxRows) return CudaExpertPath::kStreaming;
   if (mean_rows <= kTiles32MaxRows) return CudaExpertPath::kTiles32;
   if (mean_rows <= kTiles64MaxRows) return CudaExpertPath::kTiles64;
   if (mean_rows <= kTiles128MaxRows) return CudaExpertPath::kTiles128;
   return CudaExpertPath::kCublas;
+}
+
+std::vector<CudaExpertPath> auto_path_candidates(int64_t num_assignments, int64_t experts_with_rows) {
+  const int64_t m = mean_rows_per_expert(num_assignments, experts_with_rows);
+  // Each path where it can plausibly win: streaming re-reads the weights per 16 rows, small tiles
+  // waste little below their size, cuBLAS pays a host sync and a launch per expert.
+  std::vector<CudaExpertPath> out = {auto_expert_path(num_assignments, experts_with_rows)};
+  auto consider = [&](CudaExpertPath path, bool plausible) {
+    if (plausible && std::find(out.begin(), out.end(), path) == out.end()) out.push_back(path);
+  };
+  consider(CudaExpertPath::kStreaming, m <= 64);
+  consider(CudaExpertPath::kTiles32, m > 4 && m <= 256);
+  consider(CudaExpertPath::kTiles64, m > 16 && m <= 1024);
+  consider(CudaExpertPath::kTiles128, m > 32);
+  consider(CudaExpertPath::kCublas, m >= 64);
+  return out;
+}
+
+int auto_size_class(int64_t num_assignments, int64_t experts_with_rows) {
+  return std::bit_width(static_cast<uint64_t>(mean_rows_per_expert(num_assignments, experts_with_rows)));
 }
 
 }  // namespace moe
