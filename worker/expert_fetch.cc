@@ -105,6 +105,7 @@ class Fetch {
     request.setMatrix(kMatrices[range.matrix]);
     request.setOffset(range.offset);
     request.setMaxBytes(static_cast<uint32_t>(range.length));
+    request.setClusterToken(options_.cluster_token);
     return peer_.request(message, options_.timeout);
   }
 

@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <string>
 #include <vector>
 
 #include "runtime/model/layer_source.h"
@@ -18,6 +19,7 @@ struct ExpertFetchOptions {
   uint32_t chunk_bytes = 8u << 20;  // bytes asked per fetchExpert
   size_t max_in_flight = 16;        // fetchExpert requests outstanding at once
   std::chrono::milliseconds timeout{30000};  // per request
+  std::string cluster_token;                 // sent with every fetchExpert (the peer checks it if it has one)
 };
 
 // Streams every expert of `keys` from `peer`. Returns their weights (owned, in the dtype the peer holds).

@@ -147,6 +147,7 @@ void WorkerService::handle(Frame request, Responder responder) {
         post_control(std::move(request), responder, &WorkerService::handle_release);
         return;
       case wire::Envelope::FETCH_EXPERT:
+        check_control_token(request.envelope().getFetchExpert().getClusterToken(), "fetchExpert");
         handle_fetch(request, responder);
         return;
       default:
@@ -262,6 +263,7 @@ void WorkerService::stream_from_peers(const std::set<ExpertKey>& experts,
   }
   ExpertFetchOptions fetch;
   fetch.timeout = std::chrono::milliseconds(options_.fetch_timeout_ms);
+  fetch.cluster_token = options_.cluster_token;
   const ModelSpec& spec = store_.model()->spec();
   for (size_t attempt = 0; !pending.empty(); ++attempt) {
     std::map<std::string, std::vector<ExpertKey>> by_peer;  // each pending expert's attempt-th source

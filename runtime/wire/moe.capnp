@@ -277,6 +277,7 @@ struct FetchExpert {
   matrix @1 :ExpertMatrix;
   offset @2 :UInt64;         # first byte of the matrix wanted
   maxBytes @3 :UInt32;       # at most this many bytes (the replier may send fewer, never more)
+  clusterToken @4 :Text;     # a worker started with --cluster-token streams weights only to holders of it
 }
 
 struct ExpertChunk {         # the reply to fetchExpert; expertNotHosted when the replier holds no copy

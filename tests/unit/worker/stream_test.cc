@@ -142,6 +142,34 @@ TEST(WorkerStreaming, FetchExpertsReassemblesSmallChunks) {
   peer->close();
 }
 
+// A worker started with --cluster-token streams weights only to peers that send it (workers send their
+// own token with every fetchExpert).
+TEST(WorkerStreaming, ATokenGuardsTheWeights) {
+  WorkerOptions options = streaming();
+  options.cluster_token = "secret";
+  WorkerHarness h(kPeerModel, options);
+  h.place(1, {{0, 3}});
+  Frame refused = fetch(h, {0, 3}, wire::ExpertMatrix::GATE, 0, 64);
+  EXPECT_EQ(error_code(refused), wire::ErrorCode::UNAUTHORIZED);
+  EXPECT_NE(error_message(refused).find("fetchExpert without a cluster token"), std::string::npos)
+      << error_message(refused);
+
+  auto peer = Connection::connect(h.pool.context(), h.worker->address(), 2000ms);
+  ExpertFetchOptions fetch_options;
+  fetch_options.cluster_token = "wrong";
+  try {
+    fetch_experts(*peer, {{0, 3}}, h.spec(), fetch_options);
+    ADD_FAILURE() << "a wrong cluster token streamed weights";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("wrong cluster token"), std::string::npos) << e.what();
+  }
+  fetch_options.cluster_token = "secret";
+  auto got = fetch_experts(*peer, {{0, 3}}, h.spec(), fetch_options);
+  auto source = open_layer_source(ModelRef::parse(kPeerModel));
+  EXPECT_TRUE(same_matrix(got.at({0, 3}).view.down, source->expert_weights(0, 3).view.down));
+  peer->close();
+}
+
 TEST(WorkerStreaming, PrepareStreamsGainedExpertsFromTheNamedPeers) {
   WorkerHarness holder(kPeerModel, streaming());
   holder.place(1, {{0, 1}, {0, 2}, {0, 4}});
