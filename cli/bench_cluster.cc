@@ -87,7 +87,8 @@ std::vector<Row> measure(const BenchClusterOptions& o, const std::string& preset
   const int32_t layer = spec.moe_layers.front();
   LocalEngine local(*source, make_cpu_backend(0), LocalEngineOptions{{layer}});
   cluster.wait_ready(std::chrono::seconds(o.ready_timeout_s));
-  auto client = cli::make_cluster_client(cluster.coordinator_address(), o.wire_dtype, std::chrono::seconds(60));
+  auto client =
+      cli::make_cluster_client(cluster.coordinator_address(), o.wire_dtype, std::chrono::seconds(60), o.cluster_token);
   std::vector<Row> rows;
   for (int64_t T : tokens) {
     Matrix x = random_input(T, spec.hidden_size, o.seed + T);

@@ -22,6 +22,7 @@ struct BenchClusterOptions {
   int min_reps = 5;
   int max_reps = 2000;
   std::string wire_dtype = "bf16";
+  std::string cluster_token;           // the started workers inherit MOE_CLUSTER_TOKEN; the client sends it
   std::string bin_dir;                 // empty: the folder of the running binary
   uint64_t seed = 1;
   int ready_timeout_s = 300;

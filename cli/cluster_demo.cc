@@ -195,6 +195,7 @@ int run_demo(const DemoOptions& o, std::ostream& out) {
   std::unique_ptr<MetricsEndpoint> metrics;
   ClusterClientOptions client_options;
   client_options.wire_dtype = parse_wire_dtype(o.wire_dtype);
+  client_options.cluster_token = o.cluster_token;
   if (o.metrics_port != 0) {
     metrics = std::make_unique<MetricsEndpoint>(o.metrics_host, o.metrics_port, "client", "none");
     client_options.registry = &metrics->registry();

@@ -15,6 +15,7 @@ namespace moe::cli {
 
 struct DemoOptions {
   std::string cluster;                // a running cluster's coordinator HOST:PORT; empty: start one here
+  std::string cluster_token;          // sent with every forward (workers with --cluster-token require it)
   int workers = 3;
   std::string model_dir;              // HF checkpoint; empty: the synthetic preset below
   std::string synthetic = "default";

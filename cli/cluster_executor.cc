@@ -12,16 +12,18 @@ wire::DType parse_wire_dtype(const std::string& text) {
 }
 
 std::unique_ptr<ClusterClient> make_cluster_client(const std::string& coordinator, const std::string& wire_dtype,
-                                                   std::chrono::milliseconds deadline) {
+                                                   std::chrono::milliseconds deadline, const std::string& cluster_token) {
   ClusterClientOptions options;
   options.wire_dtype = parse_wire_dtype(wire_dtype);
   options.deadline = deadline;
+  options.cluster_token = cluster_token;
   return std::make_unique<ClusterClient>(coordinator, options);
 }
 
 std::unique_ptr<MoeLayerExecutor> make_cluster_executor(const std::string& coordinator, const std::string& wire_dtype,
-                                                        std::chrono::milliseconds deadline) {
-  return make_cluster_client(coordinator, wire_dtype, deadline);
+                                                        std::chrono::milliseconds deadline,
+                                                        const std::string& cluster_token) {
+  return make_cluster_client(coordinator, wire_dtype, deadline, cluster_token);
 }
 
 }  // namespace moe::cli

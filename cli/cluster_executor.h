@@ -16,9 +16,12 @@ wire::DType parse_wire_dtype(const std::string& text);
 
 // Connects to the coordinator at `coordinator` and fetches model and placement; throws NetError when
 // it is unreachable.
+// `cluster_token` goes with every forward (workers started with --cluster-token require it).
 std::unique_ptr<ClusterClient> make_cluster_client(const std::string& coordinator, const std::string& wire_dtype,
-                                                   std::chrono::milliseconds deadline = std::chrono::seconds(10));
+                                                   std::chrono::milliseconds deadline = std::chrono::seconds(10),
+                                                   const std::string& cluster_token = "");
 std::unique_ptr<MoeLayerExecutor> make_cluster_executor(const std::string& coordinator, const std::string& wire_dtype,
-                                                        std::chrono::milliseconds deadline = std::chrono::seconds(10));
+                                                        std::chrono::milliseconds deadline = std::chrono::seconds(10),
+                                                        const std::string& cluster_token = "");
 
 }  // namespace moe::cli

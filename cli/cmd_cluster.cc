@@ -8,6 +8,7 @@
 #include "cli/bench_cluster.h"
 #include "cli/cluster_admin.h"
 #include "cli/cluster_demo.h"
+#include "cli/cluster_token_flag.h"
 #include "cli/cluster_status.h"
 #include "cli/commands.h"
 
@@ -32,7 +33,7 @@ void register_status(CLI::App& app, Action& action) {
 
 void add_admin_flags(CLI::App* cmd, AdminOptions& o) {
   cmd->add_option("--cluster", o.cluster, "coordinator HOST:PORT")->required()->envname("MOE_CLUSTER");
-  cmd->add_option("--cluster-token", o.cluster_token, "the coordinator's cluster token")->envname("MOE_CLUSTER_TOKEN");
+  add_cluster_token_flag(cmd, o.cluster_token);
   cmd->add_option("--timeout-ms", o.timeout_ms, "give up when the change is not committed within this")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
@@ -93,6 +94,7 @@ void register_demo(CLI::App& app, Action& action) {
   cmd->add_option("--metrics-host", o->metrics_host,
                   "address the client's /metrics listens on (0.0.0.0: reachable from other hosts or containers)")
       ->capture_default_str();
+  add_cluster_token_flag(cmd, o->cluster_token);
   for (CLI::Option* started_only : {workers, model, synth, worker_threads, bin_dir, log_dir}) {
     cluster->excludes(started_only);
   }
@@ -122,6 +124,7 @@ void register_bench_cluster(CLI::App& bench, Action& action) {
       ->check(CLI::IsMember({"f32", "bf16"}))
       ->capture_default_str();
   cmd->add_option("--bin-dir", o->bin_dir, "folder of moe-coordinator and moe-worker (default: next to moectl)");
+  add_cluster_token_flag(cmd, o->cluster_token);
   cmd->callback([o, &action] { action = [o] { return run_bench_cluster(*o, std::cout); }; });
 }
 

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "cli/cluster_executor.h"
+#include "cli/cluster_token_flag.h"
 #include "cli/commands.h"
 #include "cli/hidden_states_io.h"
 #include "kernels/expert_backend.h"
@@ -28,13 +29,14 @@ struct ForwardOptions {
   int threads = 0;
   std::string cluster;            // coordinator HOST:PORT; wins over the local model
   std::string wire_dtype = "bf16";
+  std::string cluster_token;      // sent with the forwards (--cluster-token / MOE_CLUSTER_TOKEN)
   int deadline_ms = 10000;
 };
 
 int run_forward(const ForwardOptions& o) {
   std::unique_ptr<MoeLayerExecutor> executor;
   if (!o.cluster.empty()) {
-    executor = make_cluster_executor(o.cluster, o.wire_dtype, std::chrono::milliseconds(o.deadline_ms));
+    executor = make_cluster_executor(o.cluster, o.wire_dtype, std::chrono::milliseconds(o.deadline_ms), o.cluster_token);
   } else {
     std::unique_ptr<LayerSource> source = open_layer_source(o.model);
     source->spec().require_moe_layer(o.layer);
@@ -70,6 +72,7 @@ void register_forward(CLI::App& app, Action& action) {
   cmd->add_option("--threads", opts->threads, "CPU backend threads (0: all cores)");
   auto* cluster = cmd->add_option("--cluster", opts->cluster, "run on the cluster whose coordinator is HOST:PORT");
   cluster->excludes(model)->excludes(synth);
+  add_cluster_token_flag(cmd, opts->cluster_token)->needs(cluster);
   cmd->add_option("--wire-dtype", opts->wire_dtype, "dtype of tokens on the wire with --cluster")
       ->check(CLI::IsMember({"f32", "bf16"}))
       ->capture_default_str();

@@ -118,7 +118,7 @@ uint64_t WorkerService::oldest_served_epoch() const {
 
 // ------------------------------------------------------------------------------------------ requests
 
-void WorkerService::check_control_token(capnp::Text::Reader token, const char* what) const {
+void WorkerService::check_cluster_token(capnp::Text::Reader token, const char* what) const {
   if (options_.cluster_token.empty() || token == options_.cluster_token.c_str()) return;
   throw RequestError(wire::ErrorCode::UNAUTHORIZED,
                      std::string(what) + (token.size() == 0 ? " without a cluster token" : " with a wrong cluster token") +
@@ -132,22 +132,23 @@ void WorkerService::handle(Frame request, Responder responder) {
     if (stopping_) throw RequestError(wire::ErrorCode::NOT_READY, "this worker is shutting down", current_epoch());
     switch (kind) {
       case wire::Envelope::FORWARD_REQUEST:
+        check_cluster_token(request.envelope().getForwardRequest().getClusterToken(), "forward");
         handle_forward(std::move(request), responder);
         return;
       case wire::Envelope::PREPARE:
-        check_control_token(request.envelope().getPrepare().getClusterToken(), "prepare");
+        check_cluster_token(request.envelope().getPrepare().getClusterToken(), "prepare");
         post_control(std::move(request), responder, &WorkerService::handle_prepare);
         return;
       case wire::Envelope::COMMIT:
-        check_control_token(request.envelope().getCommit().getClusterToken(), "commit");
+        check_cluster_token(request.envelope().getCommit().getClusterToken(), "commit");
         post_control(std::move(request), responder, &WorkerService::handle_commit);
         return;
       case wire::Envelope::RELEASE:
-        check_control_token(request.envelope().getRelease().getClusterToken(), "release");
+        check_cluster_token(request.envelope().getRelease().getClusterToken(), "release");
         post_control(std::move(request), responder, &WorkerService::handle_release);
         return;
       case wire::Envelope::FETCH_EXPERT:
-        check_control_token(request.envelope().getFetchExpert().getClusterToken(), "fetchExpert");
+        check_cluster_token(request.envelope().getFetchExpert().getClusterToken(), "fetchExpert");
         handle_fetch(request, responder);
         return;
       default:

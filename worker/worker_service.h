@@ -68,7 +68,7 @@ class WorkerService : private CoordinatorLink::Peer {
  private:
   void handle(Frame request, Responder responder);
   // Control requests (prepare, commit, release) must carry --cluster-token when the worker has one.
-  void check_control_token(capnp::Text::Reader token, const char* what) const;
+  void check_cluster_token(capnp::Text::Reader token, const char* what) const;
   void handle_forward(Frame request, const Responder& responder);
   void handle_prepare(const Frame& request, const Responder& responder);
   void handle_commit(const Frame& request, const Responder& responder);

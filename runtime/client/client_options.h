@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <string>
 
 #include "runtime/wire/framing.h"
 #include "runtime/wire/moe.capnp.h"
@@ -23,6 +24,7 @@ struct ClusterClientOptions {
   unsigned io_threads = 2;                           // threads of the client's own io pool
   FrameLimits frame_limits{};
   prometheus::Registry* registry = nullptr;          // client metrics go here when set
+  std::string cluster_token;                         // sent with every forward (workers with one require it)
 };
 
 }  // namespace moe

@@ -30,6 +30,7 @@ struct ShardRound {
   wire::DType dtype = wire::DType::BF16;
   const Matrix* x = nullptr;
   std::chrono::milliseconds request_timeout{0};
+  const std::string* cluster_token = nullptr;  // sent with every shard (workers with a token check it)
 };
 
 // Sends every shard of `plan` (keyed by worker id) and returns one outcome per shard, in key order.

@@ -217,6 +217,7 @@ struct ForwardRequest {
   expertId @7 :List(Int32);
   weight @8 :List(Float32);     # the routing weight of that pair
   deadlineMs @9 :UInt32;        # how long the client waits; 0 = unspecified
+  clusterToken @10 :Text;       # a worker started with --cluster-token computes only for holders of it
 }
 
 struct ForwardReply {

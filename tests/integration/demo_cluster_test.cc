@@ -1,6 +1,6 @@
 // `moectl demo --cluster`: drives a cluster it did not start (as the docker-compose demo service drives
 // the compose cluster), checks every output against a LocalEngine of the model the coordinator names,
-// and leaves the cluster running.
+// and leaves the cluster running; against a --cluster-token cluster only with the token.
 #include <gtest/gtest.h>
 
 #include "tests/integration/integration_util.h"
@@ -36,6 +36,32 @@ TEST_F(MoectlDemoCluster, DrivesARunningClusterAndLeavesItRunning) {
   EXPECT_NE(text.find("keeps running; PASS"), std::string::npos) << text;
   // Still serving, same epoch.
   EXPECT_EQ(cluster.wait_ready().epoch(), epoch);
+}
+
+// A cluster started with --cluster-token: moectl's forwards without it are refused by the workers with
+// a message that says so; with --cluster-token (or MOE_CLUSTER_TOKEN) they go through.
+TEST_F(MoectlDemoCluster, ForwardsNeedTheClusterTokenOfATokenCluster) {
+  require_binaries({"moectl"});
+  TestClusterOptions options;
+  options.model_flags = {"--synthetic", "tiny", "--seed", "0"};
+  options.workers = 2;
+  options.coordinator_flags = {"--cluster-token", "s3cret"};
+  options.worker_flags = {"--cluster-token", "s3cret"};
+  TestCluster& cluster = start_cluster(options);
+  cluster.wait_ready();
+  const std::vector<std::string> demo = {bin_path("moectl"), "demo", "--cluster", cluster.coordinator_address(),
+                                         "--batches", "4", "--clients", "1", "--tokens", "4"};
+
+  const fs::path refused_log = cluster.dir() / "demo-no-token.log";
+  EXPECT_EQ(run_to_completion(demo, refused_log, 60s), "exit 1") << read_text(refused_log);
+  EXPECT_NE(read_text(refused_log).find("forward without a cluster token"), std::string::npos)
+      << read_text(refused_log);
+
+  std::vector<std::string> with_token = demo;
+  with_token.insert(with_token.end(), {"--cluster-token", "s3cret"});
+  const fs::path ok_log = cluster.dir() / "demo-token.log";
+  EXPECT_EQ(run_to_completion(with_token, ok_log, 60s), "exit 0") << read_text(ok_log);
+  EXPECT_NE(read_text(ok_log).find("mismatches 0; errors 0"), std::string::npos) << read_text(ok_log);
 }
 
 TEST_F(MoectlDemoCluster, NamesTheAddressWhenNothingServesThere) {

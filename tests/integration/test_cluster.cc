@@ -64,6 +64,7 @@ void TestCluster::start_coordinator() {
     argv.push_back(state_file().string());
   }
   for (const auto& f : options_.model_flags) argv.push_back(f);
+  for (const auto& f : options_.coordinator_flags) argv.push_back(f);
   coordinator_ = DaemonProcess(argv, dir_ / "moe-coordinator.log");
   coordinator_expected_ = true;
 }

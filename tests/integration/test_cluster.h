@@ -31,6 +31,7 @@ struct TestClusterOptions {
   uint32_t grace_ms = 300;
   bool state_file = false;                // --state-file DIR/coordinator-state.json
   std::vector<std::string> worker_flags;  // extra flags of every worker
+  std::vector<std::string> coordinator_flags;  // extra flags of the coordinator
 };
 
 // One worker as the coordinator's status reply shows it.

@@ -54,6 +54,28 @@ TEST(WorkerForward, RoutedTokensMatchLocalEngineInF32) {
   }
 }
 
+// A worker started with --cluster-token computes only for clients that send it.
+TEST(WorkerForward, NeedsTheClusterTokenWhenTheWorkerHasOne) {
+  WorkerOptions options;
+  options.cluster_token = "secret";
+  WorkerHarness h("synthetic:tiny:0", options);
+  Reference reference("synthetic:tiny:0");
+  h.place(1, all_experts(h.spec()));
+  ForwardCall call;
+  call.layer = h.spec().moe_layers.front();
+  call.x = random_hidden(4, h.spec().hidden_size, 7);
+  Matrix want = reference.forward(call.layer, call.x, call.assignments);
+  for (const std::string& token : {std::string(), std::string("wrong")}) {
+    call.cluster_token = token;
+    Frame refused = h.forward(call);
+    EXPECT_EQ(error_code(refused), wire::ErrorCode::UNAUTHORIZED) << token;
+    EXPECT_NE(error_message(refused).find("forward"), std::string::npos) << error_message(refused);
+  }
+  EXPECT_EQ(h.worker->forward_requests_run(), 0u);
+  call.cluster_token = "secret";
+  EXPECT_LT(max_relative_error(forward_output(h.forward(call)), want), 1e-5);
+}
+
 TEST(WorkerForward, Bf16TokensComeBackInBf16CloseToLocalEngine) {
   WorkerHarness h;
   Reference reference("synthetic:tiny:0");

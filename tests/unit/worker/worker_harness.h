@@ -50,6 +50,7 @@ struct ForwardCall {
   wire::DType dtype = wire::DType::F32;
   Matrix x;
   std::vector<TokenAssignment> assignments;
+  std::string cluster_token;  // empty: none sent
 };
 
 // Fills a forwardRequest envelope. Raw sizes are taken from `call`, so tests can break them on purpose.
@@ -60,6 +61,7 @@ inline void build_forward(capnp::MallocMessageBuilder& message, const ForwardCal
   request.setDtype(call.dtype);
   request.setNumTokens(static_cast<uint32_t>(call.x.rows));
   request.setHidden(static_cast<uint32_t>(call.x.cols));
+  if (!call.cluster_token.empty()) request.setClusterToken(call.cluster_token);
   auto tokens = request.initTokens(packed_tensor_bytes(call.dtype, call.x.data.size()));
   pack_tensor(call.x.data, call.dtype, tokens);
   auto token_index = request.initTokenIndex(static_cast<unsigned>(call.assignments.size()));
