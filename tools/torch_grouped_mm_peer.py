@@ -136,6 +136,9 @@ def main():
     print(f"device: {torch.cuda.get_device_name()}, torch {torch.__version__}")
     gen = torch.Generator(device="cuda").manual_seed(20240611)
     results = []
+    # Rows are written as they are measured, so a run cut short keeps what it measured.
+    csv_file = open(args.csv, "w", newline="") if args.csv else None
+    writer = None
     for name in args.shapes.split(","):
         hidden, inter, experts, top_k = SHAPES[name]
         w_gate_up = torch.randn(experts, 2 * inter, hidden, device="cuda", dtype=torch.bfloat16, generator=gen)
@@ -148,6 +151,12 @@ def main():
             r = time_config(name, SHAPES[name], tokens, w_gate_up, w_down, args.min_ms, gen)
             print_row(r)
             results.append(r)
+            if csv_file:
+                if writer is None:
+                    writer = csv.DictWriter(csv_file, fieldnames=list(r.keys()))
+                    writer.writeheader()
+                writer.writerow(r)
+                csv_file.flush()
         del w_gate_up, w_down
         torch.cuda.empty_cache()
     print(f"\nsummary (floor = max(weight bytes touched / {BANDWIDTH / 1e12:.1f} TB/s, "
@@ -155,11 +164,8 @@ def main():
     print_header()
     for r in results:
         print_row(r)
-    if args.csv:
-        with open(args.csv, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(results[0].keys()))
-            writer.writeheader()
-            writer.writerows(results)
+    if csv_file:
+        csv_file.close()
     return 0
 
 

@@ -433,6 +433,14 @@ void print_row(const Result& r, const char* note = "") {
   std::fflush(stdout);
 }
 
+// impl "moe_cuda" is what the backend runs by default (auto's pick); "moe_cuda:PATH" a forced path.
+void write_csv_row(std::ofstream& csv, const Result& r) {
+  const bool is_auto = r.path.rfind("auto", 0) == 0;
+  csv << (is_auto ? std::string("moe_cuda") : "moe_cuda:" + r.path) << ',' << r.path << ',' << r.shape << ','
+      << r.tokens << ',' << r.experts_touched << ',' << r.ms << ',' << r.tflops << ',' << r.gbps << ',' << r.floor_ms
+      << ',' << r.ratio << ',' << r.err << ',' << (r.graph ? "yes" : "no") << std::endl;
+}
+
 int run(const Options& opt) {
   int count = 0;
   if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
@@ -447,6 +455,13 @@ int run(const Options& opt) {
   cudaStream_t stream;
   MOE_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   std::vector<Result> results;
+  // Rows are written as they are measured, so a run cut short keeps what it measured.
+  std::ofstream csv;
+  if (!opt.csv.empty()) {
+    csv.open(opt.csv);
+    if (!csv) throw std::runtime_error("cannot write " + opt.csv);
+    csv << "impl,path,shape,T,experts_touched,ms,tflops,gbps,floor_ms,ratio,err,graph" << std::endl;
+  }
   std::mt19937_64 rng(20240611);
   bool any_error = false;
   for (const auto& name : opt.shapes) {
@@ -472,6 +487,7 @@ int run(const Options& opt) {
       for (const auto& r : timed) {
         any_error = any_error || !(r.err <= 2e-2);
         print_row(r, timed.size() > 1 && &r == &*fastest ? "  <- fastest" : "");
+        if (csv.is_open()) write_csv_row(csv, r);
         results.push_back(r);
       }
     }
@@ -480,17 +496,7 @@ int run(const Options& opt) {
               kMatrixRate / 1e12);
   print_header();
   for (const auto& r : results) print_row(r);
-  if (!opt.csv.empty()) {
-    // impl "moe_cuda" is what the backend runs by default (auto's pick); "moe_cuda:PATH" a forced path.
-    std::ofstream csv(opt.csv);
-    csv << "impl,path,shape,T,experts_touched,ms,tflops,gbps,floor_ms,ratio,err,graph\n";
-    for (const auto& r : results) {
-      const bool is_auto = r.path.rfind("auto", 0) == 0;
-      csv << (is_auto ? std::string("moe_cuda") : "moe_cuda:" + r.path) << ',' << r.path << ',' << r.shape << ','
-          << r.tokens << ',' << r.experts_touched << ',' << r.ms << ',' << r.tflops << ',' << r.gbps << ','
-          << r.floor_ms << ',' << r.ratio << ',' << r.err << ',' << (r.graph ? "yes" : "no") << '\n';
-    }
-  }
+
   cudaStreamDestroy(stream);
   return any_error ? 1 : 0;
 }

@@ -25,7 +25,15 @@ exec > >(tee -a "$OUT/log.txt") 2>&1
 BUILD=build-gpu
 JOBS=$(nproc 2>/dev/null || echo 8)
 FAILED=()
-stage() { echo; echo "=== $* ($(date +%T))"; }
+stage() { echo; echo "=== $* ($(date +%T), ${SECONDS}s of ${BUDGET}s)"; }
+# The whole script stays inside MOE_GPU_BUDGET_S (default 570: a `run` call may last 600 s), so the
+# closing stages still write their files: each stage's limit is min(its own, what is left).
+BUDGET=${MOE_GPU_BUDGET_S:-570}
+limit() {
+  local left=$((BUDGET - SECONDS))
+  [ "$left" -lt 5 ] && left=5
+  [ "$1" -lt "$left" ] && echo "$1" || echo "$left"
+}
 
 stage "environment"
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.mem --format=csv 2>&1 || true
@@ -44,9 +52,9 @@ for dir in "${MOE_GTEST_SRC:-}" "$PWD/device-carry/googletest" /usr/src/googlete
 done
 GTEST_ARGS=()
 [ -n "$GTEST_SRC" ] && GTEST_ARGS=(-DMOE_GTEST_SOURCE_DIR="$GTEST_SRC")  # used only if find_package(GTest) fails
-if ! timeout 600 cmake -S kernels -B "$BUILD" "${GEN[@]}" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90a \
+if ! timeout "$(limit 300)" cmake -S kernels -B "$BUILD" "${GEN[@]}" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90a \
     -DMOE_ENABLE_CUDA=ON -DMOE_CUDA_PTXAS_VERBOSE=ON "${GTEST_ARGS[@]}" ${MOE_EXTRA_CMAKE_ARGS:-} >"$OUT/build.log" 2>&1 ||
-   ! timeout 600 cmake --build "$BUILD" -j "$JOBS" >>"$OUT/build.log" 2>&1; then
+   ! timeout "$(limit 400)" cmake --build "$BUILD" -j "$JOBS" >>"$OUT/build.log" 2>&1; then
   tail -40 "$OUT/build.log"
   echo "BUILD FAILED (full log in build.log)"
   exit 1
@@ -69,7 +77,7 @@ fi
 
 stage "tests"
 if [ -x "$BUILD/tests/test_cuda_backend" ]; then
-  if ! timeout 300 "$BUILD/tests/test_cuda_backend" --gtest_output="xml:$OUT/test_cuda_backend.xml" 2>&1 |
+  if ! timeout "$(limit 240)" "$BUILD/tests/test_cuda_backend" --gtest_output="xml:$OUT/test_cuda_backend.xml" 2>&1 |
       grep -v -E "^\[ *(RUN|OK) *\]"; then
     FAILED+=(tests)
   fi
@@ -78,12 +86,24 @@ else
   FAILED+=(tests-not-built)
 fi
 
+stage "whole worker (--backend cuda, auto)"
+# Correctness before speed: one coordinator + one cuda worker per testdata checkpoint.
+WORKER_BUNDLE_OK=0
+if [ -x device-carry/worker/bin/moe-worker ]; then
+  WORKER_BUNDLE_OK=1
+  OUT="$OUT" timeout -k 5 "$(limit 150)" bash ops/gpu/run-worker-parity.sh || FAILED+=(whole-worker)
+else
+  echo "no device-carry/worker/bin/moe-worker: run ops/gpu/pack-worker-bundle.sh on the build machine"
+  echo "(it needs capnp, prometheus-cpp, OpenBLAS, CLI11 and nvcc) and give run carry [\"device-carry\"]"
+  FAILED+=(whole-worker-no-bundle)
+fi
+
 stage "benchmark (moe_cuda)"
 # --paths all: auto's pick (impl moe_cuda in the CSV), then every path on the same inputs.
-timeout 420 "$BUILD/bin/bench_kernels" --paths all --csv "$OUT/bench.csv" || FAILED+=(bench)
+timeout "$(limit 300)" "$BUILD/bin/bench_kernels" --paths all --csv "$OUT/bench.csv" || FAILED+=(bench)
 
 stage "peer (torch._grouped_mm)"
-PYTHONUNBUFFERED=1 timeout 300 python3 tools/torch_grouped_mm_peer.py --csv "$OUT/peer.csv" || FAILED+=(peer)
+PYTHONUNBUFFERED=1 timeout "$(limit 180)" python3 tools/torch_grouped_mm_peer.py --csv "$OUT/peer.csv" || FAILED+=(peer)
 
 stage "side by side"
 python3 - "$OUT/bench.csv" "$OUT/peer.csv" <<'EOF' | tee "$OUT/compare.txt"
@@ -118,19 +138,14 @@ for (shape, t) in sorted(set(ours) | set(peer), key=lambda k: (list(quoted).inde
           f"{(float(o['err']) if o else float('nan')):9.2e}  {best_text}")
 EOF
 
-stage "whole worker (--backend cuda)"
-if [ -x device-carry/worker/bin/moe-worker ]; then
-  OUT="$OUT" timeout -k 10 300 bash ops/gpu/run-worker-parity.sh || FAILED+=(whole-worker)
-  # The testdata cases are small (auto runs the streaming kernels): once more through the cuBLAS path.
+stage "whole worker (--backend cuda, --cuda-path cublas)"
+# The testdata cases are small (auto runs the streaming kernels): once more through the cuBLAS path.
+if [ "$WORKER_BUNDLE_OK" = 1 ]; then
   mkdir -p "$OUT/cublas-pass"
-  OUT="$OUT/cublas-pass" MOE_CUDA_PATH=cublas timeout -k 10 300 bash ops/gpu/run-worker-parity.sh ||
+  OUT="$OUT/cublas-pass" MOE_CUDA_PATH=cublas timeout -k 5 "$(limit 150)" bash ops/gpu/run-worker-parity.sh ||
     FAILED+=(whole-worker-cublas)
   mv "$OUT/cublas-pass/worker_parity.txt" "$OUT/worker_parity_cublas.txt" 2>/dev/null
   rm -rf "$OUT/cublas-pass"
-else
-  echo "no device-carry/worker/bin/moe-worker: run ops/gpu/pack-worker-bundle.sh on the build machine"
-  echo "(it needs capnp, prometheus-cpp, OpenBLAS, CLI11 and nvcc) and give run carry [\"device-carry\"]"
-  FAILED+=(whole-worker-no-bundle)
 fi
 
 stage "done"
