@@ -107,7 +107,6 @@ class CudaBackendImpl final : public CudaBackend {
     std::lock_guard lock(mutex_);
     select_device();
     LayerState& layer = layers_[key.layer];
-    forget_tuning(key.layer);
     const bool has_others = layer.experts.size() > (layer.experts.count(key.expert) ? 1u : 0u);
     if (has_others && layer.hidden != layout.hidden) {
       throw std::invalid_argument("cuda backend: expert " + std::to_string(key.expert) + " of " +
@@ -144,7 +143,6 @@ class CudaBackendImpl final : public CudaBackend {
     auto it = layer.experts.find(key.expert);
     if (it == layer.experts.end()) return;
     select_device();
-    forget_tuning(key.layer);
     MOE_CUDA_CHECK(cudaDeviceSynchronize());
     pool_.release(it->second.slot, it->second.layout.bytes);
     resident_bytes_ -= it->second.layout.bytes;
@@ -183,7 +181,7 @@ class CudaBackendImpl final : public CudaBackend {
     if (it == layers_.end()) {
       throw std::invalid_argument("cuda backend: " + layer_name(layer_id) + " has no loaded experts");
     }
-    return resolve_path(layer_id, it->second, num_assignments);
+    return resolve_path(it->second, num_assignments);
   }
 
   void forward(int32_t layer_id, const float* x, int64_t num_tokens, int64_t hidden,
@@ -308,19 +306,23 @@ class CudaBackendImpl final : public CudaBackend {
     return num_assignments * layer.inter_padded_max < (int64_t{1} << 32);
   }
 
-  using TuningKey = std::pair<int32_t, int>;  // (layer, auto_size_class)
+  // kAuto measures once per layer shape and size class: the layers of a model share their choices.
+  struct TuningKey {
+    int64_t hidden_padded;
+    int64_t inter_padded_max;
+    size_t experts;
+    int size_class;
+    auto operator<=>(const TuningKey&) const = default;
+  };
 
-  static TuningKey tuning_key(int32_t layer_id, const LayerState& layer, int64_t num_assignments) {
-    return {layer_id, auto_size_class(num_assignments, static_cast<int64_t>(layer.experts.size()))};
+  static TuningKey tuning_key(const LayerState& layer, int64_t num_assignments) {
+    return {layer.hidden_padded, layer.inter_padded_max, layer.experts.size(),
+            auto_size_class(num_assignments, static_cast<int64_t>(layer.experts.size()))};
   }
 
-  void forget_tuning(int32_t layer_id) {
-    for (auto it = tuned_.begin(); it != tuned_.end();) it = it->first.first == layer_id ? tuned_.erase(it) : std::next(it);
-  }
-
-  CudaExpertPath resolve_path(int32_t layer_id, const LayerState& layer, int64_t num_assignments) const {
+  CudaExpertPath resolve_path(const LayerState& layer, int64_t num_assignments) const {
     if (path_ == CudaExpertPath::kAuto) {
-      auto tuned = tuned_.find(tuning_key(layer_id, layer, num_assignments));
+      auto tuned = tuned_.find(tuning_key(layer, num_assignments));
       if (tuned != tuned_.end() && (tuned->second != CudaExpertPath::kStreaming || streaming_fits(layer, num_assignments))) {
         return tuned->second;
       }
@@ -358,7 +360,7 @@ class CudaBackendImpl final : public CudaBackend {
   // size class have none yet (not while `stream` is being captured into a graph).
   void enqueue(int32_t layer_id, const LayerState& layer, const float* x, int64_t num_tokens,
                const TokenAssignment* assignments, int64_t num_assignments, float* out, cudaStream_t stream) {
-    if (path_ == CudaExpertPath::kAuto && !tuned_.count(tuning_key(layer_id, layer, num_assignments)) &&
+    if (path_ == CudaExpertPath::kAuto && !tuned_.count(tuning_key(layer, num_assignments)) &&
         !is_capturing(stream)) {
       std::vector<CudaExpertPath> candidates =
           auto_path_candidates(num_assignments, static_cast<int64_t>(layer.experts.size()));
@@ -371,7 +373,7 @@ class CudaBackendImpl final : public CudaBackend {
         return;
       }
     }
-    enqueue_path(resolve_path(layer_id, layer, num_assignments), layer, x, num_tokens, assignments, num_assignments,
+    enqueue_path(resolve_path(layer, num_assignments), layer, x, num_tokens, assignments, num_assignments,
                  out, stream);
   }
 
@@ -406,9 +408,9 @@ class CudaBackendImpl final : public CudaBackend {
     }
     MOE_CUDA_CHECK(cudaStreamSynchronize(stream));
     std::ostringstream report;
-    report << "cuda backend: " << layer_name(layer_id) << ", " << num_assignments << " rows over "
-           << layer.experts.size() << " experts (size class " << tuning_key(layer_id, layer, num_assignments).second
-           << "):";
+    report << "cuda backend: " << layer_name(layer_id) << " (and layers of its shape), " << num_assignments
+           << " rows over " << layer.experts.size() << " experts (size class "
+           << tuning_key(layer, num_assignments).size_class << "):";
     size_t best = candidates.size();
     float best_ms = 0;
     for (size_t i = 0; i < candidates.size(); ++i) {
@@ -428,7 +430,7 @@ class CudaBackendImpl final : public CudaBackend {
     if (!ran.back()) {  // the last run failed its host checks: leave the best one's result in out
       enqueue_path(candidates[best], layer, x, num_tokens, assignments, num_assignments, out, stream);
     }
-    tuned_[tuning_key(layer_id, layer, num_assignments)] = candidates[best];
+    tuned_[tuning_key(layer, num_assignments)] = candidates[best];
     std::cerr << report.str() << " -> " << to_string(candidates[best]) << std::endl;
   }
 

@@ -32,10 +32,11 @@ struct DeviceForwardArgs {
   float* out = nullptr;
 };
 
-// The kernels that run a layer's experts. kAuto measures: the first call of a layer in a size class
-// (mean rows per expert, by powers of two) times each candidate path on the call's own inputs, twice,
-// and that layer and class keep the fastest (logged to stderr); during graph capture, before that
-// measurement, it uses a fixed rule (auto_expert_path). The others force one path (benchmarks, tests).
+// The kernels that run a layer's experts. kAuto measures: the first call in a size class (mean rows
+// per expert, by powers of two) on a layer shape (hidden, largest intermediate, experts loaded) times
+// each candidate path on the call's own inputs, twice, and every layer of that shape keeps the fastest
+// for that class (logged to stderr); during graph capture, before that measurement, it uses a fixed
+// rule (auto_expert_path). The others force one path (benchmarks, tests).
 //   kStreaming: one warp per weight row streams it once per 16 rows of its expert (decode).
 //   kTiles32/64/128: mma.sync grouped GEMMs with 32-, 64- or 128-row tiles, epilogues fused.
 //   kCublas: tokens gathered by expert, cuBLAS GEMMs per expert, SwiGLU and scatter-add kernels;
