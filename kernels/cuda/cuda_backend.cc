@@ -6,13 +6,14 @@
 #include "kernels/cuda/cuda_backend.h"
 
 #include <algorithm>
+#include <compare>
 #include <cstddef>
 #include <cstring>
 #include <iomanip>
 #include <iostream>
 #include <map>
-#include <sstream>
 #include <mutex>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
