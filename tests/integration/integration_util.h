@@ -11,24 +11,18 @@
 #include <iterator>
 #include <memory>
 #include <optional>
-#include <random>
 #include <string>
 
 #include "kernels/expert_backend.h"
 #include "runtime/engine/local_engine.h"
 #include "runtime/model/synthetic_model.h"
+#include "tests/common/random_matrix.h"
 #include "tests/integration/test_cluster.h"
 #include "tests/unit/engine/testdata_cases.h"
 
 namespace moe::integration {
 
-inline Matrix random_input(int64_t rows, int64_t hidden, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> normal(0.f, 1.f);
-  Matrix x(rows, hidden);
-  for (auto& v : x.data) v = normal(rng);
-  return x;
-}
+using test::random_input;
 
 using testdata::relative_error;
 

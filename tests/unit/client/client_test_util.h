@@ -1,25 +1,17 @@
-// Shared helpers of the client tests: inputs, an output comparison, and a LocalEngine reference.
+// Shared helpers of the client tests: inputs (tests/common), an output comparison, and a LocalEngine reference.
 #pragma once
 
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <memory>
-#include <random>
 
 #include "kernels/expert_backend.h"
 #include "runtime/engine/local_engine.h"
 #include "runtime/model/synthetic_model.h"
+#include "tests/common/random_matrix.h"
 
 namespace moe::test {
-
-inline Matrix random_input(int64_t rows, int64_t hidden, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> normal(0.f, 1.f);
-  Matrix x(rows, hidden);
-  for (auto& v : x.data) v = normal(rng);
-  return x;
-}
 
 // Largest per-row relative L2 error of `got` against `want`.
 inline double max_row_relative_error(const Matrix& got, const Matrix& want) {

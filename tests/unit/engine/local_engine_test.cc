@@ -2,23 +2,17 @@
 // output, batch independence and the synthetic presets of every family.
 #include <gtest/gtest.h>
 
-#include <random>
 
 #include "kernels/expert_backend.h"
 #include "runtime/engine/local_engine.h"
 #include "runtime/model/model_error.h"
 #include "runtime/model/synthetic_model.h"
+#include "tests/common/random_matrix.h"
 
 namespace moe {
 namespace {
 
-Matrix random_input(int64_t t, int64_t h, uint32_t seed) {
-  Matrix x(t, h);
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0.f, 1.f);
-  for (float& v : x.data) v = d(rng);
-  return x;
-}
+using test::random_input;
 
 TEST(LocalEngine, DenseLayerIsAClearError) {
   auto source = SyntheticLayerSource::from_preset("tiny-qwen3");

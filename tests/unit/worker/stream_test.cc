@@ -33,30 +33,6 @@ Frame fetch(WorkerHarness& h, ExpertKey key, wire::ExpertMatrix matrix, uint64_t
   return h.call(*h.control, message);
 }
 
-Frame prepare_with_sources(WorkerHarness& h, uint64_t epoch, const std::set<ExpertKey>& experts,
-                           const std::map<ExpertKey, std::vector<std::string>>& sources) {
-  capnp::MallocMessageBuilder message;
-  auto prepare = message.initRoot<wire::Envelope>().initPrepare();
-  prepare.setEpoch(epoch);
-  auto load = prepare.initLoad(static_cast<unsigned>(experts.size()));
-  unsigned i = 0;
-  for (const ExpertKey& key : experts) {
-    load[i].setLayer(key.layer);
-    load[i].setExpert(key.expert);
-    ++i;
-  }
-  auto list = prepare.initSources(static_cast<unsigned>(sources.size()));
-  i = 0;
-  for (const auto& [key, addresses] : sources) {
-    list[i].initExpert().setLayer(key.layer);
-    list[i].getExpert().setExpert(key.expert);
-    auto out = list[i].initAddresses(static_cast<unsigned>(addresses.size()));
-    for (unsigned a = 0; a < addresses.size(); ++a) out.set(a, addresses[a]);
-    ++i;
-  }
-  return h.call(*h.control, message);
-}
-
 size_t matrix_bytes(const WeightMatrixView& m) { return static_cast<size_t>(m.rows * m.cols) * dtype_size(m.dtype); }
 
 bool same_matrix(const WeightMatrixView& a, const WeightMatrixView& b) {
@@ -178,7 +154,7 @@ TEST(WorkerStreaming, PrepareStreamsGainedExpertsFromTheNamedPeers) {
 
   // (0,1): from the holder; (0,2): a dead address first, then the holder; (0,3): no source, from the
   // model source; (0,6): the holder lacks it, so the model source too.
-  Frame ack = prepare_with_sources(gainer, 2, {{0, 1}, {0, 2}, {0, 3}, {0, 6}},
+  Frame ack = gainer.send_prepare(2, {{0, 1}, {0, 2}, {0, 3}, {0, 6}},
                                    {{{0, 1}, {holder.worker->address()}},
                                     {{0, 2}, {"127.0.0.1:1", holder.worker->address()}},
                                     {{0, 6}, {holder.worker->address()}}});
@@ -204,7 +180,7 @@ TEST(WorkerStreaming, WithoutTheFlagAPrepareIgnoresSources) {
   holder.place(1, {{0, 1}});
   WorkerHarness gainer(kOwnModel);
   Reference own_weights(kOwnModel);
-  Frame ack = prepare_with_sources(gainer, 2, {{0, 1}}, {{{0, 1}, {holder.worker->address()}}});
+  Frame ack = gainer.send_prepare(2, {{0, 1}}, {{{0, 1}, {holder.worker->address()}}});
   ASSERT_EQ(ack.envelope().which(), wire::Envelope::PREPARE_ACK);
   EXPECT_LT(expert_error(gainer, own_weights, 1, 2), 1e-5);
 }

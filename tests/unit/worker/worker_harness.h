@@ -8,6 +8,7 @@
 #include <capnp/message.h>
 
 #include <chrono>
+#include <map>
 #include <memory>
 #include <random>
 #include <set>
@@ -135,7 +136,9 @@ class WorkerHarness {
     return connection.request(message, 10s).get();
   }
 
-  Frame send_prepare(uint64_t epoch, const std::set<ExpertKey>& experts) {
+  // `sources`: the workers a gained expert can be streamed from (--no-shared-storage), by expert.
+  Frame send_prepare(uint64_t epoch, const std::set<ExpertKey>& experts,
+                     const std::map<ExpertKey, std::vector<std::string>>& sources = {}) {
     capnp::MallocMessageBuilder message;
     auto prepare = message.initRoot<wire::Envelope>().initPrepare();
     prepare.setEpoch(epoch);
@@ -145,6 +148,15 @@ class WorkerHarness {
     for (const ExpertKey& key : experts) {
       load[i].setLayer(key.layer);
       load[i].setExpert(key.expert);
+      ++i;
+    }
+    auto list = prepare.initSources(static_cast<unsigned>(sources.size()));
+    i = 0;
+    for (const auto& [key, addresses] : sources) {
+      list[i].initExpert().setLayer(key.layer);
+      list[i].getExpert().setExpert(key.expert);
+      auto out = list[i].initAddresses(static_cast<unsigned>(addresses.size()));
+      for (unsigned a = 0; a < addresses.size(); ++a) out.set(a, addresses[a]);
       ++i;
     }
     return call(*control, message);
