@@ -307,6 +307,14 @@ class CudaBackendImpl final : public CudaBackend {
     return num_assignments * layer.inter_padded_max < (int64_t{1} << 32);
   }
 
+  static void require_streaming_fits(const LayerState& layer, int64_t num_assignments) {
+    if (!streaming_fits(layer, num_assignments)) {
+      throw std::invalid_argument("cuda backend: the streaming path takes at most 2^32 / " +
+                                  std::to_string(layer.inter_padded_max) + " assignments, got " +
+                                  std::to_string(num_assignments));
+    }
+  }
+
   // kAuto measures once per layer shape and size class: the layers of a model share their choices.
   struct TuningKey {
     int64_t hidden_padded;
@@ -331,11 +339,7 @@ class CudaBackendImpl final : public CudaBackend {
       return chosen == CudaExpertPath::kStreaming && !streaming_fits(layer, num_assignments) ? CudaExpertPath::kTiles32
                                                                                              : chosen;
     }
-    if (path_ == CudaExpertPath::kStreaming && !streaming_fits(layer, num_assignments)) {
-      throw std::invalid_argument("cuda backend: the streaming path takes at most 2^32 / " +
-                                  std::to_string(layer.inter_padded_max) + " assignments, got " +
-                                  std::to_string(num_assignments));
-    }
+    if (path_ == CudaExpertPath::kStreaming) require_streaming_fits(layer, num_assignments);
     return path_;
   }
 
@@ -357,12 +361,12 @@ class CudaBackendImpl final : public CudaBackend {
     layer.host_table = std::move(entries);
   }
 
-  // One forward on `stream`: the forced path, or kAuto's choice, measuring it first when this layer and
-  // size class have none yet (not while `stream` is being captured into a graph).
+  // One forward on `stream`: the forced path, or kAuto's choice, measuring it first when this layer
+  // shape and size class have none yet (not while `stream` is being captured into a graph).
   void enqueue(int32_t layer_id, const LayerState& layer, const float* x, int64_t num_tokens,
                const TokenAssignment* assignments, int64_t num_assignments, float* out, cudaStream_t stream) {
-    if (path_ == CudaExpertPath::kAuto && !tuned_.count(tuning_key(layer, num_assignments)) &&
-        !is_capturing(stream)) {
+    const TuningKey key = tuning_key(layer, num_assignments);
+    if (path_ == CudaExpertPath::kAuto && !tuned_.count(key) && !is_capturing(stream)) {
       std::vector<CudaExpertPath> candidates =
           auto_path_candidates(num_assignments, static_cast<int64_t>(layer.experts.size()));
       if (!streaming_fits(layer, num_assignments)) {
@@ -370,7 +374,7 @@ class CudaBackendImpl final : public CudaBackend {
       }
       if (candidates.size() > 1) {
         // Every candidate computes the whole layer into `out`: whichever runs last leaves a correct result.
-        tune(layer_id, layer, candidates, x, num_tokens, assignments, num_assignments, out, stream);
+        tune(layer_id, layer, key, candidates, x, num_tokens, assignments, num_assignments, out, stream);
         return;
       }
     }
@@ -385,9 +389,9 @@ class CudaBackendImpl final : public CudaBackend {
   }
 
   // Runs every candidate twice on this call's inputs, times the second runs with events, keeps the fastest.
-  void tune(int32_t layer_id, const LayerState& layer, const std::vector<CudaExpertPath>& candidates, const float* x,
-            int64_t num_tokens, const TokenAssignment* assignments, int64_t num_assignments, float* out,
-            cudaStream_t stream) {
+  void tune(int32_t layer_id, const LayerState& layer, const TuningKey& key,
+            const std::vector<CudaExpertPath>& candidates, const float* x, int64_t num_tokens,
+            const TokenAssignment* assignments, int64_t num_assignments, float* out, cudaStream_t stream) {
     while (tuning_events_.size() < 2 * candidates.size()) {
       cudaEvent_t e = nullptr;
       MOE_CUDA_CHECK(cudaEventCreate(&e));
@@ -410,8 +414,7 @@ class CudaBackendImpl final : public CudaBackend {
     MOE_CUDA_CHECK(cudaStreamSynchronize(stream));
     std::ostringstream report;
     report << "cuda backend: " << layer_name(layer_id) << " (and layers of its shape), " << num_assignments
-           << " rows over " << layer.experts.size() << " experts (size class "
-           << tuning_key(layer, num_assignments).size_class << "):";
+           << " rows over " << layer.experts.size() << " experts (size class " << key.size_class << "):";
     size_t best = candidates.size();
     float best_ms = 0;
     for (size_t i = 0; i < candidates.size(); ++i) {
@@ -431,17 +434,13 @@ class CudaBackendImpl final : public CudaBackend {
     if (!ran.back()) {  // the last run failed its host checks: leave the best one's result in out
       enqueue_path(candidates[best], layer, x, num_tokens, assignments, num_assignments, out, stream);
     }
-    tuned_[tuning_key(layer, num_assignments)] = candidates[best];
+    tuned_[key] = candidates[best];
     std::cerr << report.str() << " -> " << to_string(candidates[best]) << std::endl;
   }
 
   void enqueue_path(CudaExpertPath path, const LayerState& layer, const float* x, int64_t num_tokens,
                     const TokenAssignment* assignments, int64_t num_assignments, float* out, cudaStream_t stream) {
-    if (path == CudaExpertPath::kStreaming && !streaming_fits(layer, num_assignments)) {
-      throw std::invalid_argument("cuda backend: the streaming path takes at most 2^32 / " +
-                                  std::to_string(layer.inter_padded_max) + " assignments, got " +
-                                  std::to_string(num_assignments));
-    }
+    if (path == CudaExpertPath::kStreaming) require_streaming_fits(layer, num_assignments);
     cuda::WorkspaceShape shape{layer.table_size, num_assignments, num_tokens, layer.hidden_padded,
                                layer.inter_padded_max};
     workspace_->reserve(shape);
