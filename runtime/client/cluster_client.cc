@@ -206,7 +206,7 @@ Matrix ClusterClient::run_forward(int32_t layer, const Matrix& x, RoutingResult&
         plan_by_worker(subset, [&](size_t i, const TokenAssignment&) { return worker_of_subset[i]; });
 
     ShardRound round{view.get(), layer, options_.wire_dtype, &x, std::min(options_.request_timeout, left),
-                     &options_.cluster_token};
+                     options_.cluster_token};
     std::vector<ShardOutcome> outcomes = send_shards(links_, round, std::move(plan));
 
     size_t failed_shards = 0;

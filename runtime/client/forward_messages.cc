@@ -13,7 +13,8 @@
 namespace moe {
 
 void build_forward_request(capnp::MallocMessageBuilder& message, uint64_t epoch, int32_t layer, wire::DType dtype,
-                           const Matrix& x, const WorkerShard& shard, std::chrono::milliseconds deadline) {
+                           const Matrix& x, const WorkerShard& shard, std::chrono::milliseconds deadline,
+                           std::string_view cluster_token) {
   auto request = message.initRoot<wire::Envelope>().initForwardRequest();
   const size_t rows = shard.tokens.size();
   const size_t hidden = static_cast<size_t>(x.cols);
@@ -39,6 +40,9 @@ void build_forward_request(capnp::MallocMessageBuilder& message, uint64_t epoch,
   }
   const auto ms = std::clamp<long long>(deadline.count(), 1, UINT32_MAX);
   request.setDeadlineMs(static_cast<uint32_t>(ms));
+  if (!cluster_token.empty()) {
+    request.setClusterToken(capnp::Text::Reader(cluster_token.data(), cluster_token.size()));
+  }
 }
 
 void decode_forward_reply_into(const Frame& reply, size_t rows, int64_t hidden, std::span<float> out) {

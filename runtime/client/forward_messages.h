@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdint>
 #include <span>
+#include <string_view>
 #include <vector>
 
 #include <capnp/message.h>
@@ -15,9 +16,11 @@
 
 namespace moe {
 
-// Fills `message` with a forwardRequest for `shard` (rows of `x` named by shard.tokens).
+// Fills `message` with a forwardRequest for `shard` (rows of `x` named by shard.tokens), carrying
+// `cluster_token` when it is not empty.
 void build_forward_request(capnp::MallocMessageBuilder& message, uint64_t epoch, int32_t layer, wire::DType dtype,
-                           const Matrix& x, const WorkerShard& shard, std::chrono::milliseconds deadline);
+                           const Matrix& x, const WorkerShard& shard, std::chrono::milliseconds deadline,
+                           std::string_view cluster_token = {});
 
 // The per-token partial sums of a forwardReply as f32 [rows x hidden]. Throws RemoteError on an error
 // reply and WireError when the reply is of another kind or its sizes differ from (rows, hidden).

@@ -7,6 +7,7 @@
 #include <exception>
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "runtime/client/client_placement.h"
@@ -30,7 +31,7 @@ struct ShardRound {
   wire::DType dtype = wire::DType::BF16;
   const Matrix* x = nullptr;
   std::chrono::milliseconds request_timeout{0};
-  const std::string* cluster_token = nullptr;  // sent with every shard (workers with a token check it)
+  std::string_view cluster_token;  // sent with every shard when not empty (workers with a token check it)
 };
 
 // Sends every shard of `plan` (keyed by worker id) and returns one outcome per shard, in key order.
