@@ -13,7 +13,7 @@
 
 namespace moe {
 
-ChildProcess::ChildProcess(std::vector<std::string> argv, const std::string& stderr_path) {
+ChildProcess::ChildProcess(std::vector<std::string> argv, const std::string& output_path, Output output) {
   if (argv.empty()) throw std::runtime_error("ChildProcess: empty command line");
   name_ = std::filesystem::path(argv[0]).filename().string();
   if (access(argv[0].c_str(), X_OK) != 0)
@@ -27,12 +27,19 @@ ChildProcess::ChildProcess(std::vector<std::string> argv, const std::string& std
   if (pid == 0) {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != parent) _exit(127);  // the parent died before prctl took effect
-    if (!stderr_path.empty()) {
-      int fd = open(stderr_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-      if (fd >= 0) dup2(fd, STDERR_FILENO);
+    if (!output_path.empty()) {
+      int fd = open(output_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+      if (fd >= 0) {
+        if (output == Output::kStdoutAndStderr) dup2(fd, STDOUT_FILENO);
+        dup2(fd, STDERR_FILENO);
+      }
     }
     int null_fd = open("/dev/null", O_RDONLY);
     if (null_fd >= 0) dup2(null_fd, STDIN_FILENO);
+    // Unblock every signal the launcher may have blocked (a test runner, a daemon): the child sets its own.
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
     execv(args[0], args.data());
     _exit(127);
   }
@@ -79,6 +86,14 @@ void ChildProcess::signal(int sig) {
   if (pid_ > 0) ::kill(pid_, sig);
 }
 
+void ChildProcess::kill_now() {
+  if (pid_ <= 0) return;
+  ::kill(pid_, SIGKILL);
+  int status = 0;
+  if (waitpid(pid_, &status, 0) == pid_) reap(status);
+  pid_ = -1;
+}
+
 bool ChildProcess::stop(std::chrono::milliseconds grace) {
   if (!running()) return false;
   ::kill(pid_, SIGTERM);
@@ -87,9 +102,7 @@ bool ChildProcess::stop(std::chrono::milliseconds grace) {
     if (!running()) return true;
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
-  ::kill(pid_, SIGKILL);
-  int status = 0;
-  if (waitpid(pid_, &status, 0) == pid_) reap(status);
+  kill_now();
   return false;
 }
 

@@ -1,7 +1,8 @@
-// A child process of a launcher (moectl demo, bench cluster, tests): fork + exec with the child set to
-// die when the launching thread dies (prctl PR_SET_PDEATHSIG, so start children from a thread that
-// outlives them, e.g. main), stderr optionally sent to a file, and a polite stop (SIGTERM, wait, then
-// SIGKILL).
+// A child process of a launcher (moectl demo, bench cluster, the integration tests' DaemonProcess):
+// fork + exec with the child set to die when the launching thread dies (prctl PR_SET_PDEATHSIG, so
+// start children from a thread that outlives them, e.g. main), no signal blocked, stdin from
+// /dev/null, stderr (or stdout and stderr) optionally appended to a file, and a polite stop (SIGTERM,
+// wait, then SIGKILL) or an immediate one.
 #pragma once
 
 #include <chrono>
@@ -14,9 +15,11 @@ namespace moe {
 class ChildProcess {
  public:
   ChildProcess() = default;
-  // Starts `argv[0]` (a path) with `argv`. stderr goes to `stderr_path` when given (appended), else it
-  // is inherited. Throws std::runtime_error naming the program when it does not exist or fork fails.
-  ChildProcess(std::vector<std::string> argv, const std::string& stderr_path = "");
+  enum class Output { kStderr, kStdoutAndStderr };
+  // Starts `argv[0]` (a path) with `argv`. stderr (and stdout with kStdoutAndStderr) goes to
+  // `output_path` when given (appended), else it is inherited. Throws std::runtime_error naming the
+  // program when it does not exist or fork fails.
+  ChildProcess(std::vector<std::string> argv, const std::string& output_path = "", Output output = Output::kStderr);
   ~ChildProcess();  // stop()
   ChildProcess(ChildProcess&& other) noexcept;
   ChildProcess& operator=(ChildProcess&& other) noexcept;
@@ -31,6 +34,8 @@ class ChildProcess {
   void signal(int sig);
   // SIGTERM, wait up to `grace`, then SIGKILL and wait. True when it ended on SIGTERM. Idempotent.
   bool stop(std::chrono::milliseconds grace = std::chrono::milliseconds(5000));
+  // SIGKILL and reap. Idempotent.
+  void kill_now();
 
  private:
   void reap(int status);

@@ -1,14 +1,6 @@
-// DaemonProcess: fork/exec with the output in a log file, bounded waits, kill in the destructor.
+// DaemonProcess: a ChildProcess with its output in a log file, bounded waits, kill in the destructor.
 #include "tests/integration/daemon_process.h"
 
-#include <fcntl.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <csignal>
-#include <cstring>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -21,54 +13,21 @@ namespace fs = std::filesystem;
 DaemonProcess::DaemonProcess(std::vector<std::string> argv, fs::path log_path)
     : argv_(std::move(argv)), log_path_(std::move(log_path)) {
   if (argv_.empty()) throw std::runtime_error("DaemonProcess: empty command line");
-  if (access(argv_[0].c_str(), X_OK) != 0)
-    throw std::runtime_error("cannot start " + argv_[0] + ": " + std::strerror(errno) + " (is it built?)");
   fs::create_directories(log_path_.parent_path());
-  std::vector<char*> args;
-  for (auto& a : argv_) args.push_back(a.data());
-  args.push_back(nullptr);
-  const std::string log = log_path_.string();
-  const pid_t parent = getpid();
-  const pid_t pid = fork();
-  if (pid < 0) throw std::runtime_error("cannot start " + argv_[0] + ": fork failed: " + std::strerror(errno));
-  if (pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent) _exit(127);
-    int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-    if (fd >= 0) {
-      dup2(fd, STDOUT_FILENO);
-      dup2(fd, STDERR_FILENO);
-    }
-    int null_fd = open("/dev/null", O_RDONLY);
-    if (null_fd >= 0) dup2(null_fd, STDIN_FILENO);
-    // Unblock every signal the test runner may have blocked: the daemon sets its own mask.
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, nullptr);
-    execv(args[0], args.data());
-    _exit(127);
-  }
-  pid_ = pid;
+  child_ = ChildProcess(argv_, log_path_.string(), ChildProcess::Output::kStdoutAndStderr);
 }
 
 DaemonProcess::~DaemonProcess() { kill_now(); }
 
 DaemonProcess::DaemonProcess(DaemonProcess&& other) noexcept
-    : pid_(other.pid_),
-      argv_(std::move(other.argv_)),
-      log_path_(std::move(other.log_path_)),
-      exit_status_(std::move(other.exit_status_)) {
-  other.pid_ = -1;
-}
+    : argv_(std::move(other.argv_)), log_path_(std::move(other.log_path_)), child_(std::move(other.child_)) {}
 
 DaemonProcess& DaemonProcess::operator=(DaemonProcess&& other) noexcept {
   if (this != &other) {
-    kill_now();
-    pid_ = other.pid_;
+    kill_now();  // then the ChildProcess assignment has nothing left to stop
     argv_ = std::move(other.argv_);
     log_path_ = std::move(other.log_path_);
-    exit_status_ = std::move(other.exit_status_);
-    other.pid_ = -1;
+    child_ = std::move(other.child_);
   }
   return *this;
 }
@@ -97,27 +56,6 @@ std::string DaemonProcess::log_tail(size_t lines) const {
   return "---- last lines of " + log_path_.string() + " (" + command_line() + ")\n" + text.substr(start);
 }
 
-void DaemonProcess::reap(int status) {
-  if (WIFEXITED(status)) exit_status_ = "exit " + std::to_string(WEXITSTATUS(status));
-  else if (WIFSIGNALED(status)) exit_status_ = "signal " + std::to_string(WTERMSIG(status));
-  else exit_status_ = "ended";
-  pid_ = -1;
-}
-
-bool DaemonProcess::running() {
-  if (pid_ <= 0) return false;
-  int status = 0;
-  if (waitpid(pid_, &status, WNOHANG) == pid_) {
-    reap(status);
-    return false;
-  }
-  return true;
-}
-
-void DaemonProcess::kill(int signal) {
-  if (pid_ > 0) ::kill(pid_, signal);
-}
-
 bool DaemonProcess::wait_exit(std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   while (running()) {
@@ -125,14 +63,6 @@ bool DaemonProcess::wait_exit(std::chrono::milliseconds timeout) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   return true;
-}
-
-void DaemonProcess::kill_now() {
-  if (pid_ <= 0) return;
-  ::kill(pid_, SIGKILL);
-  int status = 0;
-  if (waitpid(pid_, &status, 0) == pid_) reap(status);
-  pid_ = -1;
 }
 
 std::string DaemonProcess::wait_for_log_line(const std::string& marker, std::chrono::milliseconds timeout) {
@@ -145,7 +75,7 @@ std::string DaemonProcess::wait_for_log_line(const std::string& marker, std::chr
       if (end != std::string::npos) return text.substr(at + marker.size(), end - at - marker.size());
     }
     if (!running())
-      throw std::runtime_error(command_line() + " exited (" + exit_status_ + ") before logging '" + marker + "'\n" +
+      throw std::runtime_error(command_line() + " exited (" + exit_status() + ") before logging '" + marker + "'\n" +
                                log_tail());
     if (std::chrono::steady_clock::now() >= deadline)
       throw std::runtime_error("no '" + marker + "' in the log of " + command_line() + " after " +

@@ -1,6 +1,7 @@
-// One daemon (moe-coordinator, moe-worker) or tool (moectl) run by an integration test: fork + exec of
-// a binary, its stdout and stderr appended to one log file, PR_SET_PDEATHSIG so it never outlives the
-// test, and SIGKILL + reap in the destructor no matter how the test ended. Every wait is bounded.
+// One daemon (moe-coordinator, moe-worker) or tool (moectl) run by an integration test: a ChildProcess
+// (runtime/client/local_cluster_process.h: fork + exec, PR_SET_PDEATHSIG so it never outlives the test)
+// with its stdout and stderr appended to one log file, the log's reading, bounded waits, and SIGKILL +
+// reap in the destructor no matter how the test ended.
 #pragma once
 
 #include <sys/types.h>
@@ -10,6 +11,8 @@
 #include <optional>
 #include <string>
 #include <vector>
+
+#include "runtime/client/local_cluster_process.h"
 
 namespace moe::integration {
 
@@ -24,7 +27,7 @@ class DaemonProcess {
   DaemonProcess(const DaemonProcess&) = delete;
   DaemonProcess& operator=(const DaemonProcess&) = delete;
 
-  pid_t pid() const { return pid_; }
+  pid_t pid() const { return child_.pid(); }
   const std::filesystem::path& log_path() const { return log_path_; }
   std::string command_line() const;
   // The whole log so far, and its last `lines` lines (for failure messages).
@@ -32,24 +35,22 @@ class DaemonProcess {
   std::string log_tail(size_t lines = 30) const;
 
   // False once it has exited (reaps it); exit_status() then says how ("exit 1", "signal 9").
-  bool running();
-  const std::string& exit_status() const { return exit_status_; }
-  void kill(int signal);
+  bool running() { return child_.running(); }
+  std::string exit_status() const { return child_.exit_status(); }
+  void kill(int signal) { child_.signal(signal); }
   // Waits up to `timeout` for the process to exit; true when it did.
   bool wait_exit(std::chrono::milliseconds timeout);
   // SIGKILL and reap. Idempotent.
-  void kill_now();
+  void kill_now() { child_.kill_now(); }
 
   // Waits until the log holds a line containing `marker`, and returns the rest of that line after the
   // marker. Throws std::runtime_error (with the log tail) on timeout or when the process exits first.
   std::string wait_for_log_line(const std::string& marker, std::chrono::milliseconds timeout);
 
  private:
-  void reap(int status);
-  pid_t pid_ = -1;
   std::vector<std::string> argv_;
   std::filesystem::path log_path_;
-  std::string exit_status_;
+  ChildProcess child_;
 };
 
 // Runs a tool to completion (bounded by `timeout`, then SIGKILL). Returns its exit status text ("exit 0")
