@@ -23,8 +23,7 @@ int main(int argc, char** argv) {
   CLI::App app{"moe-coordinator: membership, placement and epochs of a moe-cluster"};
   moe::add_coordinator_flags(app, config);
   bool check_config = false;
-  app.add_flag("--check-config", check_config,
-               "parse and validate the flags and MOE_* variables, print the effective config, exit 0 without binding");
+  moe::add_check_config_flag(app, check_config);
   const bool under_mpi = moe::launched_by_mpi();
   try {
     app.parse(argc, argv);

@@ -28,8 +28,7 @@ int main(int argc, char** argv) {
   CLI::App app{"moe-worker: hosts experts of MoE layers and computes them for clients of a moe-cluster"};
   moe::add_worker_flags(app, options);
   bool check_config = false;
-  app.add_flag("--check-config", check_config,
-               "parse and validate the flags and MOE_* variables, print the effective config, exit 0 without binding");
+  moe::add_check_config_flag(app, check_config);
   const bool under_mpi = moe::launched_by_mpi();
   if (under_mpi) app.get_option("--coordinator")->required(false);  // the MPI bootstrap tells it
   try {

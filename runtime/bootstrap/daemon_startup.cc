@@ -9,6 +9,11 @@
 
 namespace moe {
 
+void add_check_config_flag(CLI::App& app, bool& check_config) {
+  app.add_flag("--check-config", check_config,
+               "parse and validate the flags and MOE_* variables, print the effective config, exit 0 without binding");
+}
+
 void print_effective_config(const CLI::App& app, const std::string& name, std::ostream& out) {
   out << "# " << name << " effective config (flags, MOE_* variables and defaults)\n";
   std::istringstream lines(app.config_to_str(true, false));

@@ -13,6 +13,9 @@ class App;
 
 namespace moe {
 
+// The --check-config flag both daemons offer (sets `check_config`).
+void add_check_config_flag(CLI::App& app, bool& check_config);
+
 // "# NAME effective config ..." then every option as CLI11 writes a config file; a set cluster token
 // prints as "(set, hidden)".
 void print_effective_config(const CLI::App& app, const std::string& name, std::ostream& out);
