@@ -108,9 +108,11 @@ void Core::plan_and_change() {
         return;
       }
       if (const auto short_of = unplaced_experts(next, model.experts()); !short_of.empty()) {
-        why += "; capacity is short: " + experts_text(short_of) + " stay unavailable until a worker with room joins";
-        coordinator_log("capacity short for epoch " + std::to_string(next.epoch) + ": " + experts_text(short_of) +
-                        " unavailable (survivors: " + std::to_string(placeable.size()) + ")");
+        why += "; " + std::to_string(short_of.size()) + " expert(s) stay unavailable until a worker with room joins";
+        std::string list = experts_text(short_of);
+        list.insert(list.find(':'), " unavailable");  // "8 experts unavailable: (layer 0, expert 1), ..."
+        coordinator_log("capacity short for epoch " + std::to_string(next.epoch) + ": " + list + "; " +
+                        std::to_string(placeable.size()) + " worker(s) have no room for them");
       }
       plan_blocked.clear();
       control_activity = "epoch " + std::to_string(next.epoch) + " is being prepared (" + why + ")";

@@ -203,6 +203,7 @@ void Core::rebalance_step() {
   std::vector<PendingRebalance> requests;
   std::string why;
   bool must_change = false;  // a drain or a scale out: change even when the imbalance does not improve
+  bool periodic_check = false;
   {
     std::lock_guard lock(mutex);
     control_activity.clear();
@@ -232,10 +233,9 @@ void Core::rebalance_step() {
     requests.swap(rebalance_requests);
     if (!drain && !scale_out && requests.empty() && !periodic) return;
     const auto loads = estimates.per_expert();
-    if (!drain && !scale_out && requests.empty() &&
-        max_expected_imbalance(table, loads, model.spec().moe_layers) <= config.rebalance_threshold) {
-      return;
-    }
+    periodic_check =
+        periodic && max_expected_imbalance(table, loads, model.spec().moe_layers) > config.rebalance_threshold;
+    if (!drain && !scale_out && requests.empty() && !periodic_check) return;
     must_change = drain || scale_out;
     why = drain ? "drain" : scale_out ? "scale out onto new worker(s)" : requests.empty() ? "imbalance over the threshold"
                                                                                           : "moectl rebalance";
@@ -272,7 +272,8 @@ void Core::rebalance_step() {
   }
   const bool changes = result.next.assignments != current.assignments || result.next.workers != current.workers;
   const bool improves = result.imbalance_after < result.imbalance_before - 0.01;
-  if (!changes || (!must_change && real.empty() && !improves)) {
+  const bool only_dry_runs = !must_change && !periodic_check && real.empty();  // a dry run never changes anything
+  if (!changes || only_dry_runs || (!must_change && real.empty() && !improves)) {
     if (changes || !real.empty()) coordinator_log("rebalance (" + why + ") leaves the placement as it is: " + summary);
     for (const auto& request : real) {
       reply_rebalance(request.responder, current.epoch, 0, result.imbalance_before, result.imbalance_before);

@@ -47,9 +47,9 @@ int slots_per_layer(const std::vector<WorkerCapacity>& hosts, const ExpertCatalo
                          " worker(s) within their capacity: that takes " + std::to_string(minimum) +
                          " expert slots per worker per layer, and worker " + std::to_string(tightest->id) + " (" +
                          tightest->address + ") holds " + std::to_string(cap) + " per layer (" +
-                         std::to_string(tightest->slots) + " slots, " + std::to_string(tightest->memory_bytes) +
-                         " bytes of memory over " + std::to_string(layers) + " layers of " + std::to_string(set_bytes) +
-                         " bytes)");
+                         std::to_string(tightest->slots) + " slots over " + std::to_string(layers) + " layers, " +
+                         std::to_string(tightest->memory_bytes) + " bytes of memory for " + std::to_string(set_bytes) +
+                         " bytes per expert of every layer)");
   }
   return std::min({wanted, cap, experts});
 }

@@ -221,7 +221,7 @@ TEST(RebalancePlan, SlotsPerLayerCappedByTheSmallestFiniteOffer) {
     plan_rebalance(current, catalog(), hosts({1, 2}, 2), loads, 1.5);
     FAIL() << "planned 8 experts into 2 workers x 2 slots";
   } catch (const PlacementError& e) {
-    EXPECT_NE(std::string(e.what()).find("worker 1 (10.0.0.1:7000) holds 1 per layer (2 slots"), std::string::npos)
+    EXPECT_NE(std::string(e.what()).find("worker 1 (10.0.0.1:7000) holds 1 per layer (2 slots over 2 layers"), std::string::npos)
         << e.what();
   }
   // The smallest finite offer counts; 0 means no limit.
