@@ -28,10 +28,11 @@ int host_cap(const WorkerCapacity& host, int layers, uint64_t set_bytes) {
 }
 
 int slots_per_layer(const std::vector<WorkerCapacity>& hosts, const ExpertCatalog& catalog, int experts, int layers,
-                    double replica_budget) {
+                    double replica_budget, int replicas) {
   const int workers = static_cast<int>(hosts.size());
   const int minimum = (experts + workers - 1) / workers;
-  const int wanted = std::max(minimum, static_cast<int>(std::ceil(experts * std::max(1.0, replica_budget) / workers - 1e-9)));
+  const double copies = std::max({1.0, replica_budget, static_cast<double>(std::min(replicas, workers))});
+  const int wanted = std::max(minimum, static_cast<int>(std::ceil(experts * copies / workers - 1e-9)));
   std::map<int32_t, uint64_t> biggest;  // layer -> its biggest expert
   for (const auto& expert : catalog.experts) biggest[expert.key.layer] = std::max(biggest[expert.key.layer], expert.bytes);
   uint64_t set_bytes = 0;
@@ -104,7 +105,7 @@ RebalanceResult plan_rebalance(const PlacementTable& current, const ExpertCatalo
   for (const auto& [layer, n] : sizes) experts = std::max(experts, n);
 
   RebalanceResult result;
-  result.slots_per_layer = slots_per_layer(hosts, catalog, experts, static_cast<int>(sizes.size()), replica_budget);
+  result.slots_per_layer = slots_per_layer(hosts, catalog, experts, static_cast<int>(sizes.size()), replica_budget, replicas);
   const PlacementTable fitted = fit_to_slots(current, host_ids, result.slots_per_layer, loads);
   const LayerGrids grids = placement_to_grids(fitted, catalog, host_ids, result.slots_per_layer);
 

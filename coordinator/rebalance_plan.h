@@ -2,9 +2,9 @@
 // workers, balance_layers (runtime/placement/balancer.h) with the load estimates, and the result as the
 // next epoch's table. Pure.
 //
-// Slots per worker per layer (the balancer's S, at most N): ceil(N * replica_budget / W) for N experts per
-// layer (shared expert included) and W hosts, so the cluster offers replica_budget copies per expert on
-// average, never below ceil(N / W); and never above what every host can hold over all layers: its declared
+// Slots per worker per layer (the balancer's S, at most N): ceil(N * max(replica_budget, min(replicas, W)) / W)
+// for N experts per layer (shared expert included) and W hosts, so the cluster offers replica_budget copies
+// per expert on average (and room for `replicas` copies of each), never below ceil(N / W); and never above what every host can hold over all layers: its declared
 // slots / layers and its memory / (the biggest expert of each layer, summed over layers). When that cap is
 // below ceil(N / W) the hosts cannot hold every expert in one grid and the plan fails (PlacementError naming
 // the host). Copies a host holds beyond S in a layer are dropped from the starting grid (surplus replicas

@@ -306,9 +306,13 @@ TEST(RebalancePlan, KeepsAtLeastReplicasCopiesOfEveryExpert) {
   const PlacementTable current = two_worker_table();
   std::map<ExpertKey, double> skewed = uniform_loads(1.0);
   skewed[{0, 0}] = 1000.0;
-  const RebalanceResult result = plan_rebalance(current, catalog(), hosts({1, 2, 3}), skewed, 2.0, 2);
-  expect_valid(result.next, {1, 2, 3}, result.slots_per_layer);
-  for (const auto& [key, n] : count_copies(result.next).per_expert) EXPECT_GE(n, 2) << key.layer << "/" << key.expert;
+  for (double budget : {1.0, 1.5, 2.0}) {  // --replicas 2 wins over a smaller budget
+    const RebalanceResult result = plan_rebalance(current, catalog(), hosts({1, 2, 3}), skewed, budget, 2);
+    expect_valid(result.next, {1, 2, 3}, result.slots_per_layer);
+    for (const auto& [key, n] : count_copies(result.next).per_expert) {
+      EXPECT_GE(n, 2) << key.layer << "/" << key.expert << " at budget " << budget;
+    }
+  }
 }
 
 }  // namespace
