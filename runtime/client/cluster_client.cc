@@ -189,13 +189,13 @@ Matrix ClusterClient::run_forward(int32_t layer, const Matrix& x, RoutingResult&
     std::vector<TokenAssignment> subset;
     std::vector<int32_t> worker_of_subset;
     std::map<int32_t, std::vector<size_t>> original_of;  // worker -> original indices, in shard order
+    std::set<int32_t> unplaced;                          // experts without a replica in this view
     for (size_t i : pending) {
       const TokenAssignment& a = assignments[i];
       const int64_t w = view->choose_worker(layer, a.expert, a.token, avoid);
       if (w < 0) {
         next.push_back(i);
-        last_error = "expert (" + std::to_string(layer) + ", " + std::to_string(a.expert) +
-                     ") has no replica in placement epoch " + std::to_string(view->epoch());
+        unplaced.insert(a.expert);
         continue;
       }
       subset.push_back(a);
@@ -236,6 +236,15 @@ Matrix ClusterClient::run_forward(int32_t layer, const Matrix& x, RoutingResult&
       const auto& originals = original_of[static_cast<int32_t>(o.worker)];
       next.insert(next.end(), originals.begin(), originals.end());
       ++failed_shards;
+    }
+    if (!unplaced.empty()) {  // the root cause when there is one: name every expert without a replica
+      std::string names;
+      for (int32_t e : unplaced) {
+        names += (names.empty() ? "(" : ", (") + std::to_string(layer) + ", " + std::to_string(e) + ")";
+      }
+      last_error = (unplaced.size() == 1 ? "expert " + names + " has" : "experts " + names + " have") +
+                   " no replica in placement epoch " + std::to_string(view->epoch()) +
+                   " (unavailable until the cluster has room for them)";
     }
     if (next.empty()) break;
     if (failed_shards) metrics_.record_retry(failed_shards);
