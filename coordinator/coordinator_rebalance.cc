@@ -111,7 +111,7 @@ void Core::rebalance_step() {
   bool must_change = false;  // a drain or a scale out: change even when the imbalance does not improve
   {
     std::lock_guard lock(mutex);
-    if (stopping || table.epoch == 0 || release_due || !dead_in_table.empty()) return;
+    if (stopping || table.epoch == 0 || table_stale || release_due || !dead_in_table.empty()) return;
     answer_finished_drains_locked();
     std::vector<WorkerCapacity> hosts;
     for (const auto& worker : membership.placeable()) {
@@ -142,6 +142,7 @@ void Core::rebalance_step() {
     try {
       if (hosts.empty()) throw PlacementError("no worker may host experts");
       result = plan_rebalance(table, model.experts(), hosts, loads, config.replica_budget);
+      result.next.epoch = std::max(result.next.epoch, next_epoch_locked());
     } catch (const PlacementError& e) {
       coordinator_log("cannot plan a rebalance (" + why + "): " + e.what());
       for (const auto& request : requests) {

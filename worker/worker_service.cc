@@ -425,6 +425,7 @@ void WorkerService::fill_registration(wire::RegisterWorker::Builder registration
   capacity.setExpertSlots(expert_slots());
   registration.setClusterToken(options_.cluster_token);
   registration.setServingEpoch(current_epoch());
+  registration.setPreviousId(link_->worker_id().value_or(0));
   std::set<ExpertKey> hosted = store_.loaded();
   auto list = registration.initHosted(static_cast<unsigned>(hosted.size()));
   unsigned i = 0;
@@ -455,6 +456,16 @@ void WorkerService::on_heartbeat_reply(wire::HeartbeatReply::Reader reply) {
     worker_log("drained by the coordinator: no experts left, shutting down");
     ::kill(::getpid(), SIGTERM);
   }
+}
+
+}  // namespace moe
+
+namespace moe {
+
+void WorkerService::on_fatal(const std::string& why) {
+  if (failed_.exchange(true)) return;
+  worker_log("error: " + why + "; exiting");
+  ::kill(::getpid(), SIGTERM);  // main's sigwait stops the service, then exits 1
 }
 
 }  // namespace moe

@@ -64,6 +64,8 @@ class WorkerService : private CoordinatorLink::Peer {
   std::set<ExpertKey> hosted() const { return store_.loaded(); }
   uint64_t batches_run() const { return batcher_->batches_run(); }
   uint64_t forward_requests_run() const { return batcher_->jobs_run(); }
+  // The coordinator link gave up for good (a refused cluster token): main exits non-zero.
+  bool failed() const { return failed_; }
 
  private:
   void handle(Frame request, Responder responder);
@@ -89,6 +91,7 @@ class WorkerService : private CoordinatorLink::Peer {
   void on_registered(wire::RegisterReply::Reader reply) override;
   void fill_heartbeat(wire::Heartbeat::Builder heartbeat) override;
   void on_heartbeat_reply(wire::HeartbeatReply::Reader reply) override;
+  void on_fatal(const std::string& why) override;
 
   WorkerOptions options_;
   std::string listen_host_;
@@ -112,6 +115,7 @@ class WorkerService : private CoordinatorLink::Peer {
   std::unique_ptr<Server> server_;
   std::atomic<bool> stopping_{false};
   std::atomic<bool> drained_{false};  // the coordinator said drained: SIGTERM sent once
+  std::atomic<bool> failed_{false};   // on_fatal: SIGTERM sent once, exit status 1
   bool started_ = false;
 };
 
