@@ -9,6 +9,7 @@
 #include "coordinator/coordinator_core.h"
 #include "coordinator/coordinator_log.h"
 #include "runtime/placement/initial_placement.h"
+#include "runtime/placement/placement_capacity.h"
 #include "runtime/placement/placement_error.h"
 #include "runtime/placement/placement_wire.h"
 #include "runtime/placement/reassign_lost.h"
@@ -93,22 +94,46 @@ void Core::plan_and_change() {
           for (uint32_t id : dead_in_table) {
             if (table.find_worker(id)) dead.push_back(id);
           }
-          if (dead.empty()) return;
-          next = reassign_lost(table, dead, placeable, model.experts());
-          why = "experts of dead worker(s) " + ids_text(dead) + " move to the survivors";
+          const auto unplaced = unplaced_experts(table, model.experts());
+          if (dead.empty() && unplaced.empty()) return;
+          // Orphans first (evicting surplus replicas where the survivors are full); what still does not fit
+          // stays unplaced until the membership changes (a worker joins).
+          std::vector<WorkerCapacity> hosts;
+          for (const auto& worker : placeable) {
+            if (!draining.count(worker.id)) hosts.push_back(worker);
+          }
+          next = reassign_lost(table, dead, hosts, model.experts(), estimates.per_expert());
+          if (dead.empty() && next.assignments == table.assignments) {
+            plan_blocked = "capacity is short: " + experts_text(unplaced) + " have no replica and no worker has room";
+            failed_plan_version = membership_version;
+            return;
+          }
+          why = dead.empty() ? "unplaced experts return" : "experts of dead worker(s) " + ids_text(dead) + " move to the survivors";
         }
+        check_capacity(next, placeable, model.experts());
       } catch (const PlacementError& e) {
         coordinator_log("cannot plan a placement: " + std::string(e.what()) + "; waiting for a membership change");
+        plan_blocked = e.what();
         failed_plan_version = membership_version;
         return;
       }
-      if (!adopting) current = table;
       next.epoch = std::max(next.epoch, next_epoch_locked());  // above every epoch any worker has seen
+      if (const auto short_of = unplaced_experts(next, model.experts()); !short_of.empty()) {
+        why += "; " + std::to_string(short_of.size()) + " expert(s) stay unavailable until a worker with room joins";
+        std::string list = experts_text(short_of);
+        list.insert(list.find(':'), " unavailable");  // "8 experts unavailable: (layer 0, expert 1), ..."
+        coordinator_log("capacity short for epoch " + std::to_string(next.epoch) + ": " + list + "; " +
+                        std::to_string(placeable.size()) + " worker(s) have no room for them");
+      }
+      plan_blocked.clear();
+      control_activity = "epoch " + std::to_string(next.epoch) + " is being prepared (" + why + ")";
+      if (!adopting) current = table;
     }
     coordinator_log("epoch " + std::to_string(next.epoch) + ": " + why + "; preparing");
     const auto failed = prepare(current, next);
     if (failed.empty()) {
       commit(next);
+      metrics.set_unavailable_experts(unplaced_experts(next, model.experts()).size());
       size_t moved = 0;
       for (const auto& worker : next.workers) moved += current.gained_by(worker.id, next).size();
       metrics.weights_moved(moved);

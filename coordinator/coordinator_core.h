@@ -51,6 +51,13 @@ struct CoordinatorService::Core : std::enable_shared_from_this<CoordinatorServic
   void on_drain(wire::Drain::Reader request, const Responder& responder);
   void rebalance_step();
   void answer_finished_drains_locked();
+  // A queued rebalance or drain gets an answer within config.rpc_timeout_ms: an error naming why the
+  // control thread could not act (cannot_act_locked) when it is still waiting then (a drain being carried
+  // out is given another period). Requests that cannot act at all are answered at once by rebalance_step.
+  void arm_request_deadline(uint64_t request);
+  void request_deadline_passed(uint64_t request);
+  std::string cannot_act_locked() const;
+  void refuse_waiting_requests_locked(const std::string& reason);
   bool drained_locked(uint32_t worker_id) const;
 
   // coordinator_control.cc (control thread)
@@ -117,16 +124,22 @@ struct CoordinatorService::Core : std::enable_shared_from_this<CoordinatorServic
   struct PendingRebalance {
     bool dry_run = false;
     Responder responder;
+    uint64_t id = 0;
   };
   struct PendingDrain {
     uint32_t worker_id = 0;
     Responder responder;
+    uint64_t id = 0;
+    bool acting = false;  // a change that drains it is being prepared
   };
   LoadEstimates estimates{config.load_ewma_alpha};
   std::vector<PendingRebalance> rebalance_requests;
   std::vector<PendingDrain> drain_requests;
   std::set<uint32_t> draining;        // workers moectl drain asked to empty
   uint64_t scale_out_version = UINT64_MAX;  // membership version of the last scale-out attempt
+  uint64_t next_request = 0;          // ids of queued rebalance / drain requests
+  std::string plan_blocked;           // why the last failover plan could not place everything ("" if it could)
+  std::string control_activity;       // what the control thread is busy with ("" when idle)
   Clock::time_point next_periodic_check = Clock::now();
 };
 

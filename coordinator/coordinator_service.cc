@@ -8,6 +8,7 @@
 #include "coordinator/coordinator_log.h"
 #include "coordinator/state_store.h"
 #include "runtime/net/address.h"
+#include "runtime/placement/placement_capacity.h"
 #include "runtime/placement/placement_check.h"
 
 namespace moe {
@@ -30,11 +31,13 @@ void Core::load_saved_state() {
     return;
   }
   if (saved->placement.epoch > 0) {  // the file must describe this model
-    for (const auto& expert : model.experts().experts) {
-      if (!saved->placement.assignments.count(expert.key)) {
-        throw std::runtime_error("state file " + config.state_file + " does not place expert " + expert_name(expert.key) +
-                                 " of model " + model.name() + ": it belongs to another model");
-      }
+    const auto unplaced = unplaced_experts(saved->placement, model.experts());
+    if (unplaced.size() == model.experts().experts.size()) {
+      throw std::runtime_error("state file " + config.state_file + " places none of the experts of model " + model.name() +
+                               ": it belongs to another model");
+    }
+    if (!unplaced.empty()) {  // a partial placement (capacity was short): the control thread places them
+      coordinator_log("state file leaves " + experts_text(unplaced) + " unplaced: they are placed when capacity allows");
     }
     for (const auto& [key, replicas] : saved->placement.assignments) model.experts().bytes_of(key);
   }

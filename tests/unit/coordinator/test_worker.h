@@ -44,6 +44,8 @@ class TestWorker {
   std::string address() const { return server_.address(); }
   // Answer prepare with an `internal` error from now on.
   void fail_prepares() { fail_prepare_ = true; }
+  // Leave prepares unanswered from now on (the coordinator waits for its prepare timeout).
+  void stall_prepares() { stall_prepare_ = true; }
 
   // Opens the connection to the coordinator unless one is open.
   void connect(const std::string& coordinator) {
@@ -141,6 +143,7 @@ class TestWorker {
         ToldPrepare told{envelope.getPrepare().getEpoch(), {}};
         for (auto ref : envelope.getPrepare().getLoad()) told.load.push_back({ref.getLayer(), ref.getExpert()});
         prepares_.push_back(told);
+        if (stall_prepare_) return;
         if (fail_prepare_) {
           responder.reply_error(wire::ErrorCode::INTERNAL, "test worker refuses to load");
           return;
@@ -171,6 +174,7 @@ class TestWorker {
   Frame register_reply_;
   uint32_t id_ = 0;
   std::atomic<bool> fail_prepare_{false};
+  std::atomic<bool> stall_prepare_{false};
   std::atomic<bool> beating_{false};
   std::thread beat_thread_;
   std::mutex mutex_;
