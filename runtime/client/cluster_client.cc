@@ -198,7 +198,7 @@ struct ClusterClient::Round {
   Matrix* out = nullptr;
   std::string what;  // "forward of layer L (T tokens)", for errors
   std::shared_ptr<const ClientPlacement> view;
-  std::chrono::milliseconds request_timeout{0};
+  Clock::time_point deadline;  // of the call: each chunk's requests get at most what is left
   const std::vector<TokenAssignment>* assignments = nullptr;
   std::vector<size_t> items;           // indices into *assignments
   std::vector<int32_t> worker_of_item;
@@ -208,6 +208,13 @@ struct ClusterClient::Round {
 };
 
 void ClusterClient::run_chunk(Round& r, const std::vector<size_t>& chunk, std::vector<size_t>& failed) {
+  const milliseconds left = remaining_ms(r.deadline);
+  if (left.count() < 1) {  // an earlier chunk used the call's time up: the caller throws the deadline error
+    for (size_t p : chunk) failed.push_back(r.items[p]);
+    *r.last_error = "the call's deadline passed before all of its " + std::to_string(r.items.size()) +
+                    " pairs were sent";
+    return;
+  }
   std::vector<TokenAssignment> subset;
   subset.reserve(chunk.size());
   std::map<int32_t, std::vector<size_t>> original_of;  // worker -> original indices, in shard order
@@ -218,7 +225,8 @@ void ClusterClient::run_chunk(Round& r, const std::vector<size_t>& chunk, std::v
   std::map<int32_t, WorkerShard> plan =
       plan_by_worker(subset, [&](size_t i, const TokenAssignment&) { return r.worker_of_item[chunk[i]]; });
 
-  ShardRound round{r.view.get(), r.layer, options_.wire_dtype, r.x, r.request_timeout, options_.cluster_token};
+  ShardRound round{r.view.get(), r.layer, options_.wire_dtype, r.x, std::min(options_.request_timeout, left),
+                   options_.cluster_token};
   std::vector<ShardOutcome> outcomes = send_shards(links_, round, std::move(plan));
   const int64_t hidden = r.x->cols;
   for (ShardOutcome& o : outcomes) {
@@ -283,7 +291,7 @@ Matrix ClusterClient::run_forward(int32_t layer, const Matrix& x, RoutingResult&
     r.out = &out;
     r.what = what;
     r.view = placement();
-    r.request_timeout = std::min(options_.request_timeout, left);
+    r.deadline = deadline;
     r.assignments = &assignments;
     r.avoid = &avoid;
     r.last_error = &last_error;
