@@ -25,6 +25,7 @@
 #include "runtime/metrics/metrics_endpoint.h"
 #include "runtime/net/io_pool.h"
 #include "runtime/net/server.h"
+#include "worker/adopted_metadata.h"
 #include "worker/coordinator_link.h"
 #include "worker/epoch_state.h"
 #include "worker/expert_store.h"
@@ -104,6 +105,7 @@ class WorkerService : private CoordinatorLink::Peer {
   std::unique_ptr<WorkerMetrics> metrics_;
   LoadWindow load_window_;
   ExpertStore store_;
+  AdoptedMetadata adopted_;  // answers getModel / getPlacement of clients while the coordinator is away
   mutable std::mutex epoch_mutex_;
   EpochState epochs_;
 
