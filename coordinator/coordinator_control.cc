@@ -39,6 +39,7 @@ void Core::control_loop() {
         if (worker.live()) until = std::min(until, worker.lease_deadline);
       }
       if (release_due) until = std::min(until, release_due->second);
+      if (table.epoch == 0) until = std::min(until, started_at + std::chrono::milliseconds(config.adopt_wait()));
       wake_cv.wait_until(lock, until, [&] { return wake || stopping; });
       if (stopping) return;
       wake = false;
@@ -54,6 +55,7 @@ void Core::control_loop() {
 
 void Core::check_leases() {
   std::lock_guard lock(mutex);
+  prune_dead_locked(Clock::now());
   for (uint32_t id : membership.expired(Clock::now())) {
     WorkerRecord& worker = *membership.find(id);
     if (worker.confirmed) {
@@ -70,12 +72,20 @@ void Core::plan_and_change() {
   for (;;) {
     PlacementTable current, next;
     std::string why;
+    bool adopting = false;
     {
       std::lock_guard lock(mutex);
       if (stopping || membership_version == failed_plan_version) return;
       auto placeable = membership.placeable();
       try {
-        if (table.epoch == 0) {
+        if (must_adopt_locked()) {
+          auto adoption = plan_adoption_locked();
+          if (!adoption) return;  // more reports may come: the control loop wakes at the adopt deadline
+          next = std::move(adoption->next);
+          current = std::move(adoption->reported);
+          why = std::move(adoption->why);
+          adopting = true;
+        } else if (table.epoch == 0) {
           if (placeable.size() < config.min_workers) return;
           next = initial_placement(model.experts(), placeable, config.replicas);
           why = "first placement on " + std::to_string(placeable.size()) + " worker(s)";
@@ -111,6 +121,7 @@ void Core::plan_and_change() {
         failed_plan_version = membership_version;
         return;
       }
+      next.epoch = std::max(next.epoch, next_epoch_locked());  // above every epoch any worker has seen
       if (const auto short_of = unplaced_experts(next, model.experts()); !short_of.empty()) {
         why += "; " + std::to_string(short_of.size()) + " expert(s) stay unavailable until a worker with room joins";
         std::string list = experts_text(short_of);
@@ -120,7 +131,7 @@ void Core::plan_and_change() {
       }
       plan_blocked.clear();
       control_activity = "epoch " + std::to_string(next.epoch) + " is being prepared (" + why + ")";
-      current = table;
+      if (!adopting) current = table;
     }
     coordinator_log("epoch " + std::to_string(next.epoch) + ": " + why + "; preparing");
     const auto failed = prepare(current, next);
@@ -223,8 +234,17 @@ void Core::commit(const PlacementTable& next) {
   std::lock_guard lock(mutex);
   table = next;
   std::erase_if(dead_in_table, [&](uint32_t id) { return !table.find_worker(id); });
+  table_stale = false;
   for (auto& worker : membership.all()) {
-    if (const PlacedWorker* placed = table.find_worker(worker.id); placed && worker.live()) worker.state = placed->state;
+    if (!worker.live()) continue;
+    const PlacedWorker* placed = table.find_worker(worker.id);
+    if (placed) {
+      worker.state = placed->state;
+    } else {
+      worker.stale_in_table = false;  // the epoch that listed its lost experts is gone
+      if (worker.state != WorkerState::Draining) worker.state = WorkerState::Joining;
+    }
+    table_stale |= worker.serving_epoch > table.epoch;
   }
   release_due = std::make_pair(next.epoch, Clock::now() + std::chrono::milliseconds(config.grace_ms));
   metrics.set_epoch(table.epoch);

@@ -207,7 +207,7 @@ void Core::rebalance_step() {
   {
     std::lock_guard lock(mutex);
     control_activity.clear();
-    if (stopping || table.epoch == 0) return;
+    if (stopping || table.epoch == 0 || table_stale) return;
     if (!dead_in_table.empty()) {  // failover could not plan: nothing else can either
       refuse_waiting_requests_locked(cannot_act_locked());
       return;
@@ -242,6 +242,7 @@ void Core::rebalance_step() {
     try {
       if (hosts.empty()) throw PlacementError("no worker may host experts");
       result = plan_rebalance(table, model.experts(), hosts, loads, config.replica_budget, config.replicas);
+      result.next.epoch = std::max(result.next.epoch, next_epoch_locked());
     } catch (const PlacementError& e) {
       coordinator_log("cannot plan a rebalance (" + why + "): " + e.what());
       rebalance_requests.insert(rebalance_requests.end(), requests.begin(), requests.end());

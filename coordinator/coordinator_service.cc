@@ -42,6 +42,7 @@ void Core::load_saved_state() {
     for (const auto& [key, replicas] : saved->placement.assignments) model.experts().bytes_of(key);
   }
   table = saved->placement;
+  epoch_floor = table.epoch;
   const auto deadline = Clock::now() + std::chrono::milliseconds(config.lease_ms);
   for (auto& worker : saved->workers) {
     worker.confirmed = false;
@@ -96,6 +97,7 @@ void Core::mark_dead_locked(WorkerRecord& worker, const std::string& reason) {
   if (!worker.live()) return;
   worker.state = WorkerState::Dead;
   worker.registration = 0;
+  worker.dead_since = Clock::now();
   estimates.forget_worker(worker.id);
   coordinator_log(worker.label() + " is dead: " + reason);
   if (table.find_worker(worker.id)) dead_in_table.insert(worker.id);
