@@ -3,7 +3,8 @@
 generate    greedy generation with an HF model whose experts run on a cluster; prints the new tokens,
             tokens/s and the share of time spent waiting on the cluster.
 serve-demo  starts a loopback cluster (coordinator + workers) on a checkpoint and runs generate (or,
-            with --bench, the benchmark) against it, then stops it. A checkpoint that lacks tensors HF
+            with --bench, the benchmark) against it, then stops it; with --serve-only it keeps serving
+            until Ctrl-C, for `generate --cluster` from another shell. A checkpoint that lacks tensors HF
             needs (attention, lm_head: the test checkpoints) is first completed under a fixed seed.
 bench       decode tokens/s at batch 1, 8, 32 for HF with every expert local (the peer, same run), the
             cluster with 1 micro-batch and with 2 in flight; host parameter bytes with and without experts.
@@ -91,11 +92,27 @@ def cmd_serve_demo(args) -> int:
         with LocalCluster(model_dir, workers=args.workers, replicas=args.replicas, token=args.token) as local:
             print(f"loopback cluster at {local.address}: {args.workers} workers, replicas {args.replicas}, "
                   f"epoch {local.epoch}, logs in {local.log_dir}")
+            if args.serve_only:
+                print(f"serving until Ctrl-C (SIGINT) or SIGTERM; from another shell:\n"
+                      f"  python -m moe_cluster generate --model {model_dir} --cluster {local.address}"
+                      + (f" --token {args.token}" if args.token else ""), flush=True)
+                _wait_for_signal()
+                return 0
             if args.bench:
                 from moe_cluster.bench import run_bench
                 args.cluster = local.address
                 return run_bench(model_dir, args)
             return _run_generate(model_dir, local.address, args)
+
+
+def _wait_for_signal() -> None:
+    import signal
+    import threading
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.wait(1.0):
+        pass
 
 
 def _incomplete(model_dir: str) -> bool:
@@ -147,6 +164,8 @@ def main(argv=None) -> int:
     d.add_argument("--replicas", type=int, default=int(_env("REPLICAS", 1)))
     d.add_argument("--seed", type=int, default=int(_env("SEED", 0)), help="seed completing a partial checkpoint")
     d.add_argument("--bench", action="store_true", help="run the benchmark instead of generate")
+    d.add_argument("--serve-only", action="store_true",
+                   help="start the cluster and keep it running (print how to run generate against it)")
     d.add_argument("--batches", default=_env("BATCHES", "1,8,32"), help="--bench: batch sizes")
     d.set_defaults(func=cmd_serve_demo)
     b = sub.add_parser("bench", help="decode tokens/s: HF all-local vs cluster (1 and 2 micro-batches)")

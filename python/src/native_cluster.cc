@@ -39,6 +39,16 @@ const char* state_name(wire::WorkerState s) {
   return "unknown";
 }
 
+// Raises moe_cluster.NotMoeLayer naming the model's MoE layers.
+void require_moe_layer(const ModelSpec& spec, int32_t layer) {
+  if (spec.is_moe_layer(layer)) return;
+  std::string layers;
+  for (int32_t l : spec.moe_layers) layers += (layers.empty() ? "" : ", ") + std::to_string(l);
+  throw BindingError("NotMoeLayer", "layer " + std::to_string(layer) + " is not an MoE layer of this " +
+                                        family_name(spec.family) + " model (" + std::to_string(spec.num_hidden_layers) +
+                                        " layers; MoE layers: " + layers + ")");
+}
+
 py::array_t<float> f32_array(const std::vector<float>& values, std::vector<py::ssize_t> shape) {
   py::array_t<float> out(shape);
   std::copy(values.begin(), values.end(), out.mutable_data());
@@ -162,10 +172,7 @@ py::dict NativeCluster::stats() const {
 
 py::dict NativeCluster::router_weights(int32_t layer) const {
   auto c = client();
-  const ModelSpec& spec = c->spec();
-  if (!spec.is_moe_layer(layer)) {
-    c->model().router(layer);  // throws ModelError naming the MoE layers
-  }
+  require_moe_layer(c->spec(), layer);
   const RouterWeights& w = c->model().router(layer).weights();
   py::dict d;
   d["gate"] = f32_array(w.gate.data, {w.gate.rows, w.gate.cols});
@@ -180,14 +187,7 @@ py::object NativeCluster::forward(int32_t layer, uintptr_t src, const std::strin
                                   int64_t hidden, uintptr_t dst) {
   auto c = client();
   const ModelSpec& spec = c->spec();
-  if (!spec.is_moe_layer(layer)) {
-    std::string layers;
-    for (int32_t l : spec.moe_layers) layers += (layers.empty() ? "" : ", ") + std::to_string(l);
-    throw BindingError("NotMoeLayer", "layer " + std::to_string(layer) + " is not an MoE layer of this " +
-                                          family_name(spec.family) + " model (" +
-                                          std::to_string(spec.num_hidden_layers) + " layers; MoE layers: " + layers +
-                                          ")");
-  }
+  require_moe_layer(spec, layer);
   if (hidden != spec.hidden_size)
     throw BindingError("InvalidArgument", "hidden states end in " + std::to_string(hidden) +
                                               " but the cluster's model has hidden size " +

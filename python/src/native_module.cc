@@ -1,7 +1,6 @@
 // The moe_cluster._native extension: NativeCluster (the ClusterClient behind moe_cluster.Cluster) and
 // NativeLocalCluster (the project's LocalCluster: a coordinator and N workers as real processes on
-// 127.0.0.1, for serve-demo and the tests). Chosen binding: pybind11 (see python/README section in the
-// top-level README): it is packaged by Debian (pybind11-dev) and PyPI, needs no build backend of its own,
+// 127.0.0.1, for serve-demo and the tests). Chosen binding: pybind11 (see the README, "From Python"): it is packaged by Debian (pybind11-dev) and PyPI, needs no build backend of its own,
 // and its exception translators carry the C++ messages into Python classes.
 #include <chrono>
 #include <csignal>

@@ -85,8 +85,8 @@ def main() -> int:
                    "layer 0 is not an MoE layer", "MoE layers: 1, 2")
             expect(c, "layer 7 out of range", moe_cluster.NotMoeLayer, lambda: cluster.forward(7, hidden),
                    "layer 7 is not an MoE layer")
-            expect(c, "router weights of dense layer 0", moe_cluster.ClusterError,
-                   lambda: cluster.router_weights(0), "0")
+            expect(c, "router weights of dense layer 0", moe_cluster.NotMoeLayer,
+                   lambda: cluster.router_weights(0), "layer 0 is not an MoE layer")
 
             # Another model than the cluster's.
             expect(c, "load_model of another family", moe_cluster.ModelMismatch,
