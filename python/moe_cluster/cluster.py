@@ -26,18 +26,30 @@ def _is_torch_tensor(x: Any) -> bool:
     return type(x).__module__.startswith("torch") and hasattr(x, "data_ptr") and hasattr(x, "device")
 
 
-class Cluster:
-    """Cluster(address, *, token=None, wire_dtype="bf16", deadline_ms=None).
+def _check_address(address: str, what: str) -> None:
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise InvalidArgument(f"{what} must be HOST:PORT, got {address!r}")
 
-    address: the coordinator's "host:port". token: the cluster token (--cluster-token) when the cluster
+
+class Cluster:
+    """Cluster(address, *, token=None, wire_dtype="bf16", deadline_ms=None, workers=None).
+
+    address: the coordinator's "host:port" (None: ask only `workers`). workers: workers' "host:port" to
+    ask for the model and placement when the coordinator does not answer. token: the cluster token (--cluster-token) when the cluster
     has one. wire_dtype: "bf16" (half the bytes) or "f32" (bit-exact activations). deadline_ms: bounds the
     connection, the model fetch and each forward call, retries included (default 10000).
     """
 
-    def __init__(self, address: str, *, token: str | None = None, wire_dtype: str = "bf16",
-                 deadline_ms: int | None = None, async_threads: int = 4):
-        self._native = _native.NativeCluster(address, token or "", wire_dtype, deadline_ms)
-        self.address = address
+    def __init__(self, address: str | None, *, token: str | None = None, wire_dtype: str = "bf16",
+                 deadline_ms: int | None = None, workers: list[str] | None = None, async_threads: int = 4):
+        workers = list(workers or [])
+        if address is not None:
+            _check_address(address, "the cluster address")
+        for w in workers:
+            _check_address(w, "a worker address")
+        self._native = _native.NativeCluster(address or "", workers, token or "", wire_dtype, deadline_ms)
+        self.address = self._native.address
         self.wire_dtype = wire_dtype
         self._model = self._native.model()
         self._hidden = int(self._model["hidden_size"])

@@ -10,6 +10,10 @@ class Unreachable(ClusterError, ConnectionError):
     """The coordinator (or a worker) could not be reached within the deadline."""
 
 
+class Unavailable(ClusterError):
+    """Experts the call needs have no replica on the cluster (it lacks the capacity, or lost them)."""
+
+
 class Unauthorized(ClusterError, PermissionError):
     """The cluster refused the request: missing or wrong cluster token."""
 
@@ -30,5 +34,5 @@ class InvalidArgument(ClusterError, ValueError):
     """A bad argument: wrong tensor device or dtype, wrong hidden size, bad address or option."""
 
 
-__all__ = ["ClusterError", "Unreachable", "Unauthorized", "DeadlineExceeded", "ModelMismatch", "NotMoeLayer",
+__all__ = ["ClusterError", "Unreachable", "Unavailable", "Unauthorized", "DeadlineExceeded", "ModelMismatch", "NotMoeLayer",
            "InvalidArgument"]

@@ -32,6 +32,8 @@ void register_error_translator() {
       std::rethrow_exception(p);
     } catch (const BindingError& e) {
       raise_as(e.python_class().c_str(), e.what());
+    } catch (const ClusterUnavailableError& e) {
+      raise_as("Unavailable", e.what());
     } catch (const ClusterDeadlineError& e) {
       raise_as(says_unauthorized(e.what()) ? "Unauthorized" : "DeadlineExceeded", e.what());
     } catch (const ClusterError& e) {

@@ -57,9 +57,12 @@ py::array_t<float> f32_array(const std::vector<float>& values, std::vector<py::s
 
 }  // namespace
 
-NativeCluster::NativeCluster(const std::string& address, const std::string& token, const std::string& wire_dtype,
+NativeCluster::NativeCluster(const std::string& address, const std::vector<std::string>& workers,
+                             const std::string& token, const std::string& wire_dtype,
                              std::optional<int64_t> deadline_ms)
-    : address_(address) {
+    : address_(address.empty() && !workers.empty() ? workers.front() : address) {
+  if (address.empty() && workers.empty())
+    throw BindingError("InvalidArgument", "give the coordinator's HOST:PORT or at least one worker's");
   ClusterClientOptions options;
   if (wire_dtype == "bf16") {
     options.wire_dtype = wire::DType::BF16;
@@ -77,7 +80,15 @@ NativeCluster::NativeCluster(const std::string& address, const std::string& toke
   }
   options.cluster_token = token;
   py::gil_scoped_release release;
-  client_ = std::make_shared<ClusterClient>(address, options);
+  try {
+    client_ = std::make_shared<ClusterClient>(ClusterEndpoints{address, workers}, options);
+  } catch (const ClusterError& e) {
+    // The constructor reports every peer's answer in one ClusterError: none gave the model.
+    const std::string message = e.what();
+    if (message.find("unauthorized") != std::string::npos) throw BindingError("Unauthorized", message);
+    if (message.find("bad address") != std::string::npos) throw BindingError("InvalidArgument", message);
+    throw BindingError("Unreachable", message);
+  }
 }
 
 std::shared_ptr<ClusterClient> NativeCluster::client() const {

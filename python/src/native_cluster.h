@@ -10,6 +10,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
@@ -21,9 +22,11 @@ namespace moe::py_binding {
 
 class NativeCluster {
  public:
-  // wire_dtype: "bf16" or "f32". deadline_ms bounds the connect, the model fetch and every forward.
-  NativeCluster(const std::string& address, const std::string& token, const std::string& wire_dtype,
-                std::optional<int64_t> deadline_ms);
+  // address: the coordinator ("" for none); workers: workers to ask for the model and placement when
+  // the coordinator does not answer. wire_dtype: "bf16" or "f32". deadline_ms bounds the connect, the
+  // model fetch and every forward.
+  NativeCluster(const std::string& address, const std::vector<std::string>& workers, const std::string& token,
+                const std::string& wire_dtype, std::optional<int64_t> deadline_ms);
 
   pybind11::dict model() const;
   pybind11::dict status() const;

@@ -34,8 +34,9 @@ PYBIND11_MODULE(_native, m) {
   moe::py_binding::register_error_translator();
 
   py::class_<NativeCluster>(m, "NativeCluster")
-      .def(py::init<const std::string&, const std::string&, const std::string&, std::optional<int64_t>>(),
-           py::arg("address"), py::arg("token"), py::arg("wire_dtype"), py::arg("deadline_ms"))
+      .def(py::init<const std::string&, const std::vector<std::string>&, const std::string&, const std::string&,
+                    std::optional<int64_t>>(),
+           py::arg("address"), py::arg("workers"), py::arg("token"), py::arg("wire_dtype"), py::arg("deadline_ms"))
       .def("model", &NativeCluster::model)
       .def("status", &NativeCluster::status)
       .def("stats", &NativeCluster::stats)

@@ -65,7 +65,13 @@ def main() -> int:
                        lambda: hf.load_model(deepseek, cluster, dtype=torch.float32), "unauthorized")
 
         with moe_cluster.Cluster(local.address, token=TOKEN, wire_dtype="f32") as cluster:
-            c.check(cluster.forward(1, hidden).shape == hidden.shape, "right token: forward works")
+            want = cluster.forward(1, hidden)
+            c.check(want.shape == hidden.shape, "right token: forward works")
+            # No coordinator address, only a worker's: model and placement come from the worker.
+            worker = cluster.status()["workers"][0]["address"]
+            with moe_cluster.Cluster(None, workers=[worker], token=TOKEN, wire_dtype="f32") as via_worker:
+                c.check(torch.equal(via_worker.forward(1, hidden), want),
+                        f"Cluster(None, workers=[{worker}]): same output as through the coordinator")
             # Inputs forward refuses.
             meta = torch.empty(4, 64, device="meta")
             expect(c, "tensor not on the CPU (meta)", moe_cluster.InvalidArgument, lambda: cluster.forward(1, meta),
