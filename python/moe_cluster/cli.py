@@ -38,7 +38,8 @@ def _prompts(args, model_dir: str) -> list[list[int]]:
         try:
             tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir)
         except Exception as e:
-            raise SystemExit(f"--prompt needs a tokenizer in {model_dir} ({e}); use --prompt-ids 1,2,3")
+            raise SystemExit(f"--prompt needs a tokenizer in {model_dir}: loading one failed with "
+                             f"{type(e).__name__}; use --prompt-ids 1,2,3")
         ids = tokenizer(args.prompt)["input_ids"]
     if not ids:
         raise SystemExit("the prompt is empty")
