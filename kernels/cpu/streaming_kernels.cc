@@ -8,7 +8,12 @@
 
 // Helpers are always inlined so that they are compiled for the clone that calls them.
 #define MOE_INLINE inline __attribute__((always_inline))
+// clang (the fuzz build) does not clone templates: there the kernels build for the baseline target only.
+#if defined(__clang__)
+#define MOE_CLONES
+#else
 #define MOE_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#endif
 
 #pragma GCC diagnostic ignored "-Wpsabi"  // 64-byte vectors never cross a non-inlined call
 
