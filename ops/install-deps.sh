@@ -15,6 +15,7 @@ PACKAGES=(
   prometheus                                 # real Prometheus server + promtool for tests
   python3 python3-venv python3-pip           # peer tests (torch, transformers) in a venv
   iproute2 procps                            # integration tests: processes and ports
+  clang libclang-rt-dev                      # fuzz targets (libFuzzer, ASan, UBSan runtimes)
 )
 
 missing=()

@@ -17,6 +17,8 @@ namespace {
 
 using nlohmann::json;
 
+constexpr int32_t kMaxHiddenLayers = 1 << 16;  // real models have about a hundred
+
 std::string join_layers(const std::vector<int32_t>& layers) {
   if (layers.empty()) return "none";
   std::string out;
@@ -261,6 +263,10 @@ ModelSpec parse_model_spec(const nlohmann::json& config, const std::string& sour
   ConfigReader r(config, source, model_type);
   s.hidden_size = r.integer("hidden_size", 1);
   s.num_hidden_layers = static_cast<int32_t>(r.integer("num_hidden_layers", 1));
+  // The MoE layer list has one entry per layer: 2^31 layers would be an 8 GiB list.
+  if (s.num_hidden_layers > kMaxHiddenLayers)
+    r.fail("key 'num_hidden_layers' must be in [1, " + std::to_string(kMaxHiddenLayers) + "], got " +
+           std::to_string(s.num_hidden_layers));
   s.top_k = static_cast<int32_t>(r.integer("num_experts_per_tok", 1));
   switch (s.family) {
     case ModelFamily::Mixtral: parse_mixtral(r, s); break;

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Builds and runs the tests under sanitizers (part of the README's test command, ops/test.sh):
+#   asan: ASan + UBSan (-O1, preset `debug`, build-debug/): the daemons, moectl and every unit and
+#         integration test (not the python/peer/cuda groups); integration tests start the sanitized
+#         daemons from build-debug/bin.
+#   tsan: TSan (-O1, preset `tsan`, build-tsan/): the daemons and the net, client and worker unit tests.
+# Every sanitizer report, from a test or from a daemon it started, is written under
+# build-*/sanitizer-logs/ and fails the run even when the test itself passed; the reports are printed.
+# Suppressions (ops/sanitizers/*.supp) are for findings in system libraries only, each with its reason.
+#
+# Usage: ops/run-sanitizers.sh [asan] [tsan]     (default: both)
+#   MOE_SANITIZER_CTEST_ARGS  extra ctest arguments (e.g. "-R Framing")
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$(pwd)
+
+runs=("$@")
+[ ${#runs[@]} -gt 0 ] || runs=(asan tsan)
+
+supp() {  # ":suppressions=FILE" when ops/sanitizers/FILE exists
+  [ -f "$repo/ops/sanitizers/$1" ] && echo ":suppressions=$repo/ops/sanitizers/$1" || true
+}
+
+status=0
+for run in "${runs[@]}"; do
+  case $run in
+    asan) preset=debug; dir=build-debug ;;
+    tsan) preset=tsan; dir=build-tsan ;;
+    *) echo "run-sanitizers: unknown run '$run' (asan, tsan)" >&2; exit 2 ;;
+  esac
+  start=$SECONDS
+  cmake --preset "$preset" >/dev/null
+  cmake --build --preset "$preset" -j "$(nproc)"
+  logs=$repo/$dir/sanitizer-logs
+  rm -rf "$logs"
+  mkdir -p "$logs"
+  rc=0
+  (
+    export ASAN_OPTIONS="detect_leaks=1:log_path=$logs/asan$(supp asan.supp)"
+    export LSAN_OPTIONS="log_path=$logs/lsan$(supp lsan.supp)"
+    export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:log_path=$logs/ubsan$(supp ubsan.supp)"
+    export TSAN_OPTIONS="second_deadlock_stack=1:log_path=$logs/tsan$(supp tsan.supp)"
+    # shellcheck disable=SC2086
+    ctest --preset "$preset" -j "$(nproc)" ${MOE_SANITIZER_CTEST_ARGS:-}
+  ) || rc=$?
+  reports=$(find "$logs" -type f | sort)
+  if [ -n "$reports" ]; then
+    echo "run-sanitizers: $run: sanitizer reports:"
+    for f in $reports; do
+      echo "==== $f"
+      head -c 20000 "$f"
+    done
+    rc=1
+  fi
+  if [ $rc -eq 0 ]; then
+    echo "run-sanitizers: $run: ok ($((SECONDS - start)) s)"
+  else
+    echo "run-sanitizers: $run: FAILED ($((SECONDS - start)) s)"
+    status=1
+  fi
+done
+exit $status
