@@ -24,13 +24,13 @@ supp() {  # ":suppressions=FILE" when ops/sanitizers/FILE exists
 status=0
 for run in "${runs[@]}"; do
   case $run in
-    asan) preset=debug; dir=build-debug ;;
-    tsan) preset=tsan; dir=build-tsan ;;
+    asan) preset=debug; dir=build-debug; targets=(all) ;;
+    tsan) preset=tsan; dir=build-tsan; targets=(test_net test_client test_worker moe-coordinator moe-worker) ;;
     *) echo "run-sanitizers: unknown run '$run' (asan, tsan)" >&2; exit 2 ;;
   esac
   start=$SECONDS
   cmake --preset "$preset" >/dev/null
-  cmake --build --preset "$preset" -j "$(nproc)"
+  cmake --build --preset "$preset" -j "$(nproc)" --target "${targets[@]}"
   logs=$repo/$dir/sanitizer-logs
   rm -rf "$logs"
   mkdir -p "$logs"
