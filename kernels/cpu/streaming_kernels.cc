@@ -8,8 +8,9 @@
 
 // Helpers are always inlined so that they are compiled for the clone that calls them.
 #define MOE_INLINE inline __attribute__((always_inline))
-// clang (the fuzz build) does not clone templates: there the kernels build for the baseline target only.
-#if defined(__clang__)
+// Built for the baseline target only with clang (the fuzz build), which does not clone templates, and
+// under TSan, whose instrumented ifunc resolvers run before its runtime is up (a crash at load time).
+#if defined(__clang__) || defined(__SANITIZE_THREAD__)
 #define MOE_CLONES
 #else
 #define MOE_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
