@@ -4,8 +4,11 @@
 #         integration test (not the python/peer/cuda groups); integration tests start the sanitized
 #         daemons from build-debug/bin.
 #   tsan: TSan (-O1, preset `tsan`, build-tsan/): the daemons and the net, client and worker unit tests.
-# Every sanitizer report, from a test or from a daemon it started, is written under
-# build-*/sanitizer-logs/ and fails the run even when the test itself passed; the reports are printed.
+# A sanitizer finding fails the test that meets it (ASan aborts, UBSan is built with
+# -fno-sanitize-recover, TSan exits 66). ASan, LSan and TSan reports, also those of a daemon a test
+# started, are written under build-*/sanitizer-logs/ and fail the run even when the test passed; the
+# reports are printed. UBSan reports ignore log_path in gcc 12's runtime: a daemon's UBSan finding
+# aborts that daemon and shows in its log (the test then fails on the dead daemon).
 # Suppressions (ops/sanitizers/*.supp) are for findings in system libraries only, each with its reason.
 #
 # Usage: ops/run-sanitizers.sh [asan] [tsan]     (default: both)
@@ -38,7 +41,7 @@ for run in "${runs[@]}"; do
   (
     export ASAN_OPTIONS="detect_leaks=1:log_path=$logs/asan$(supp asan.supp)"
     export LSAN_OPTIONS="log_path=$logs/lsan$(supp lsan.supp)"
-    export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:log_path=$logs/ubsan$(supp ubsan.supp)"
+    export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1$(supp ubsan.supp)"
     export TSAN_OPTIONS="second_deadlock_stack=1:log_path=$logs/tsan$(supp tsan.supp)"
     # shellcheck disable=SC2086
     ctest --preset "$preset" -j "$(nproc)" ${MOE_SANITIZER_CTEST_ARGS:-}
