@@ -44,7 +44,16 @@ for run in "${runs[@]}"; do
     export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1$(supp ubsan.supp)"
     export TSAN_OPTIONS="second_deadlock_stack=1:log_path=$logs/tsan$(supp tsan.supp)"
     # shellcheck disable=SC2086
-    ctest --preset "$preset" -j "$(nproc)" ${MOE_SANITIZER_CTEST_ARGS:-}
+    if [ "$run" = asan ]; then
+      # Ranks started by mpirun: OpenMPI leaks its state at MPI_Finalize from plugins it has unloaded by
+      # exit, so LSan's stacks end in "<unknown module>" and no suppression can name them: those tests
+      # run with leak checking off (every other ASan and UBSan check stays on).
+      ctest --preset "$preset" -j "$(nproc)" -E '^MpirunCluster[.]' ${MOE_SANITIZER_CTEST_ARGS:-} || exit 1
+      ASAN_OPTIONS="$ASAN_OPTIONS:detect_leaks=0" ctest --preset "$preset" -j "$(nproc)" -R '^MpirunCluster[.]' \
+        ${MOE_SANITIZER_CTEST_ARGS:-}
+    else
+      ctest --preset "$preset" -j "$(nproc)" ${MOE_SANITIZER_CTEST_ARGS:-}
+    fi
   ) || rc=$?
   reports=$(find "$logs" -type f | sort)
   if [ -n "$reports" ]; then
