@@ -14,7 +14,7 @@ struct ConnectionPolicy {
   // Bytes of requests received and not yet answered plus replies queued and not yet written. Past it,
   // no further request is read from that peer until replies drain (a slow reader gets backpressure
   // through TCP). 0: unbounded. One frame may overshoot it (a frame is read whole once started).
-  size_t budget_bytes = 64u << 20;
+  size_t budget_bytes = 16u << 20;
   // No byte read or written for this long, and no request waiting on its handler: the connection is
   // closed (also a peer that vanished without a FIN, or one that stopped reading its replies). 0: never.
   std::chrono::milliseconds idle_timeout{300000};

@@ -21,7 +21,7 @@ struct TransportOptions {
   bool allow_cleartext_token = false;
   uint32_t max_connections = 1024;
   uint64_t idle_timeout_ms = 300000;
-  uint64_t connection_budget_bytes = 64u << 20;
+  uint64_t connection_budget_bytes = 16u << 20;
 
   // Whether TLS is asked for (throws std::invalid_argument on a --tls value other than on/off/auto).
   bool tls_enabled() const;
