@@ -1,7 +1,8 @@
 // A whole cluster with mutual TLS on every connection (client <-> coordinator, workers <-> coordinator,
 // client <-> workers, moectl): forwards come back equal to LocalEngine's; a client with a certificate from
 // another CA, one with no certificate, or one speaking plain TCP is refused; moectl status works with the
-// client certificate; moectl bench cluster --tls prints a cleartext and a TLS row per T.
+// client certificate; moectl bench cluster --tls prints a cleartext and a TLS row per T; a daemon with a
+// cluster token and no TLS refuses to start unless --allow-cleartext-token is given.
 #include <gtest/gtest.h>
 
 #include <boost/asio/ssl.hpp>
@@ -102,6 +103,35 @@ TEST_F(TlsCluster, MoectlStatusUsesTheClientCertificate) {
                         cluster.dir() / "moectl-status-plain.log");
   ASSERT_TRUE(without.wait_exit(30s)) << without.log_tail();
   EXPECT_EQ(without.exit_status(), "exit 1") << without.log_tail();
+}
+
+TEST(CleartextToken, DaemonsWithATokenAndNoTlsRefuseToStartUnlessAllowed) {
+  require_binaries({"moe-coordinator", "moe-worker"});
+  const auto dir = std::filesystem::temp_directory_path() / ("moe-cleartext-token-" + std::to_string(getpid()));
+  std::filesystem::create_directories(dir);
+  DaemonProcess worker({bin_path("moe-worker"), "--coordinator", "127.0.0.1:1", "--cluster-token", "t0k"},
+                       dir / "worker.log");
+  DaemonProcess coordinator({bin_path("moe-coordinator"), "--listen", "127.0.0.1:0", "--synthetic", "tiny",
+                             "--cluster-token", "t0k"},
+                            dir / "coordinator.log");
+  for (DaemonProcess* p : {&worker, &coordinator}) {
+    ASSERT_TRUE(p->wait_exit(20s)) << p->log_tail();
+    EXPECT_NE(p->exit_status(), "exit 0");
+    EXPECT_NE(p->log().find("--allow-cleartext-token"), std::string::npos) << p->log();
+  }
+  // Allowed: the coordinator starts (its listen line), and --check-config passes with TLS files given.
+  DaemonProcess allowed({bin_path("moe-coordinator"), "--listen", "127.0.0.1:0", "--synthetic", "tiny",
+                         "--cluster-token", "t0k", "--allow-cleartext-token"},
+                        dir / "allowed.log");
+  allowed.wait_for_log_line("moe-coordinator listening on ", 20s);
+  const TlsFiles files = test_tls_files("worker");
+  DaemonProcess with_tls({bin_path("moe-worker"), "--coordinator", "127.0.0.1:1", "--cluster-token", "t0k",
+                          "--tls-cert", files.cert, "--tls-key", files.key, "--tls-ca", files.ca, "--check-config"},
+                         dir / "with-tls.log");
+  ASSERT_TRUE(with_tls.wait_exit(20s)) << with_tls.log_tail();
+  EXPECT_EQ(with_tls.exit_status(), "exit 0") << with_tls.log();
+  std::error_code ignored;
+  if (!::testing::Test::HasFailure()) std::filesystem::remove_all(dir, ignored);
 }
 
 TEST(TlsBench, BenchClusterTlsPrintsCleartextAndTlsRows) {
