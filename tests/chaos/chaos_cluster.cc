@@ -47,13 +47,24 @@ ChaosCluster::~ChaosCluster() {
   for (auto& w : workers_)
     if (w.process) w.process->kill_now();
   net_.reset();  // after the processes: nothing runs in the namespaces any more
+  if (!keep_logs_) {
+    std::error_code ignored;
+    fs::remove_all(dir_, ignored);
+    fs::remove(dir_.parent_path(), ignored);  // only when empty
+  }
 }
 
 std::vector<std::string> ChaosCluster::prefix(const std::string& node) const {
   return net_ ? net_->exec_prefix(node) : std::vector<std::string>{};
 }
 
+void ChaosCluster::note_if_crashed(DaemonProcess* process, bool expected, const std::string& who) {
+  if (process && expected && !process->running())
+    exited_.push_back(who + " exited (" + process->exit_status() + ") before the fault that was to stop it");
+}
+
 void ChaosCluster::start_coordinator() {
+  note_if_crashed(coordinator_.get(), coordinator_expected_, "moe-coordinator");
   std::vector<std::string> argv = prefix("coord");
   for (const std::string& a :
        {bin_path("moe-coordinator"), std::string("--listen"), coordinator_address_, std::string("--heartbeat-ms"),
@@ -77,6 +88,7 @@ void ChaosCluster::start_coordinator() {
 }
 
 void ChaosCluster::kill_coordinator() {
+  note_if_crashed(coordinator_.get(), coordinator_expected_, "moe-coordinator");
   coordinator_expected_ = false;
   if (coordinator_) coordinator_->kill_now();
 }
@@ -104,6 +116,7 @@ void ChaosCluster::launch_worker(size_t i) {
     argv.push_back("--cluster-token");
     argv.push_back(options_.cluster_token);
   }
+  note_if_crashed(w.process.get(), w.state == State::kRunning, node);
   if (w.process) w.process->kill_now();
   const int n = w.incarnation++;
   w.process = std::make_unique<DaemonProcess>(argv, dir_ / ("moe-" + node + "." + std::to_string(n) + ".log"));
@@ -122,20 +135,19 @@ size_t ChaosCluster::start_worker() {
 }
 
 void ChaosCluster::restart_worker(size_t i) {
-  Worker& w = workers_.at(i);
-  if (w.process && w.state == State::kRunning && !w.process->running())
-    exited_.push_back(worker_node(i) + " exited (" + w.process->exit_status() + ") before its restart");
   launch_worker(i);
 }
 
 void ChaosCluster::kill_worker(size_t i) {
   Worker& w = workers_.at(i);
+  note_if_crashed(w.process.get(), w.state == State::kRunning, worker_node(i));
   w.state = State::kKilled;
   if (w.process) w.process->kill_now();
 }
 
 void ChaosCluster::stop_worker(size_t i) {
   Worker& w = workers_.at(i);
+  note_if_crashed(w.process.get(), w.state == State::kRunning, worker_node(i));
   w.state = State::kStopped;
   w.process->kill(SIGSTOP);
 }

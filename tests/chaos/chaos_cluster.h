@@ -39,7 +39,7 @@ class ChaosCluster {
  public:
   // Creates the namespaces (netns), starts the coordinator and the workers. Throws std::runtime_error.
   explicit ChaosCluster(ChaosClusterOptions options);
-  ~ChaosCluster();
+  ~ChaosCluster();  // kills the daemons, deletes the namespaces; removes the logs unless keep_logs()
   ChaosCluster(const ChaosCluster&) = delete;
   ChaosCluster& operator=(const ChaosCluster&) = delete;
 
@@ -76,6 +76,7 @@ class ChaosCluster {
   // Epoch >= 1 with every live worker active; throws with the last status and the logs.
   ClusterStatus wait_ready(std::chrono::milliseconds timeout);
   std::string logs() const;
+  void keep_logs() { keep_logs_ = true; }
 
  private:
   enum class State { kRunning, kKilled, kStopped, kLeaving };
@@ -88,6 +89,8 @@ class ChaosCluster {
   };
   std::vector<std::string> prefix(const std::string& node) const;
   void launch_worker(size_t i);
+  // Remembers a crash of `process` when it should have been running and has exited.
+  void note_if_crashed(DaemonProcess* process, bool expected, const std::string& who);
 
   ChaosClusterOptions options_;
   std::filesystem::path dir_;
@@ -97,7 +100,8 @@ class ChaosCluster {
   int coordinator_incarnation_ = 0;
   bool coordinator_expected_ = false;
   std::vector<Worker> workers_;
-  std::vector<std::string> exited_;  // crashes already seen (of replaced processes)
+  std::vector<std::string> exited_;
+  bool keep_logs_ = false;  // crashes already seen (of replaced processes)
 };
 
 }  // namespace moe::chaos

@@ -232,8 +232,10 @@ ChaosResult run_chaos(const ChaosPlan& plan, std::ostream& progress) {
   }
   if (cluster)
     for (const std::string& crash : cluster->crashed()) fail("crash: " + crash);
-  if (!result.violations.empty() && cluster)
-    report << "logs in " << cluster->dir() << "\n" << cluster->logs() << "\n";
+  if (!result.violations.empty() && cluster) {
+    report << "logs kept in " << cluster->dir() << "\n" << cluster->logs() << "\n";
+    cluster->keep_logs();
+  }
   in_client_namespace.reset();
   load.reset();
   cluster.reset();  // kills the daemons, deletes the namespaces
