@@ -149,7 +149,7 @@ void CheckedLoad::run(int thread) {
 }
 
 LoadFigures load_figures(const std::vector<LoadCall>& calls, LoadClock::time_point from, LoadClock::time_point to,
-                         LoadClock::time_point anchor, size_t min_right_after) {
+                         LoadClock::time_point anchor, size_t min_right_after, double slow_seconds) {
   LoadFigures f;
   std::vector<LoadClock::time_point> right_ends;
   LoadClock::time_point last_failure_end = anchor;
@@ -161,6 +161,10 @@ LoadFigures load_figures(const std::vector<LoadCall>& calls, LoadClock::time_poi
     if (c.right()) {
       ++f.right;
       right_ends.push_back(c.end);
+      if (c.seconds() > slow_seconds && c.end >= anchor && c.end > last_failure_end) {
+        last_failure_end = c.end;
+        failed_after_anchor = true;
+      }
       continue;
     }
     ++f.failed;

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -93,8 +94,9 @@ class CheckedLoad {
 };
 
 // Figures of the calls that overlap [from, to]; times in seconds. `anchor` is the fault (or its end):
-// time_to_full_service is from there to the end of the last failed call (0 when none failed after it),
-// and recovered says at least `min_right_after` right calls started after that last failure.
+// time_to_full_service is from there to the end of the last call that failed or took longer than
+// `slow_seconds` (0 when none did after it), and recovered says at least `min_right_after` right calls
+// started after that call.
 struct LoadFigures {
   size_t calls = 0, right = 0, failed = 0, wrong = 0, errors = 0;
   double longest_interruption = 0;  // the longest stretch of [from, to] in which no call ended right
@@ -106,6 +108,7 @@ struct LoadFigures {
 };
 
 LoadFigures load_figures(const std::vector<LoadCall>& calls, LoadClock::time_point from, LoadClock::time_point to,
-                         LoadClock::time_point anchor, size_t min_right_after = 5);
+                         LoadClock::time_point anchor, size_t min_right_after = 5,
+                         double slow_seconds = std::numeric_limits<double>::infinity());
 
 }  // namespace moe

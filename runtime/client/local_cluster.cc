@@ -63,11 +63,17 @@ LocalCluster::LocalCluster(LocalClusterOptions options) : options_(std::move(opt
                                 std::to_string(std::max(1, options_.min_workers < 0 ? options_.workers : options_.min_workers))};
   for (auto& f : model_flags(options_.model)) argv.push_back(f);
   for (auto& f : options_.coordinator_args) argv.push_back(f);
+  coordinator_argv_ = argv;
   coordinator_ = ChildProcess(argv, log_path("moe-coordinator"));
   for (int i = 0; i < options_.workers; ++i) add_worker();
 }
 
 LocalCluster::~LocalCluster() { stop(); }
+
+void LocalCluster::restart_coordinator() {
+  coordinator_.kill_now();
+  coordinator_ = ChildProcess(coordinator_argv_, log_path("moe-coordinator"));
+}
 
 std::string LocalCluster::log_path(const std::string& name) const {
   if (options_.log_dir.empty()) return "";

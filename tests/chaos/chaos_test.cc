@@ -18,6 +18,7 @@ struct Case {
   std::string schedule;
   uint64_t seed;
 };
+void PrintTo(const Case& c, std::ostream* out) { *out << c.schedule << " seed " << c.seed; }
 
 // The seeds of the default run: a few of each schedule.
 const Case kDefault[] = {{"process", 1}, {"process", 2}, {"process", 3}, {"network", 1}, {"network", 2}, {"netem", 1}};
