@@ -6,7 +6,7 @@
 // longest stretch with no call ending right), the time from the fault to full service (the end of the
 // last call that failed or was slow), wrong answers. Then the targets, met or missed:
 //   replicas >= 2: zero failed calls for a worker loss;
-//   no replicas: full service within 2 s of the lease expiring;
+//   no replicas: full service within 2 s of the lease expiring (kill -9 and SIGSTOP);
 //   zero failed calls across a coordinator restart (clients that already hold a placement);
 //   zero wrong answers always.
 #pragma once

@@ -22,7 +22,7 @@ constexpr int kCoordinatorPort = 7400;
 constexpr int kWorkerPort = 7500;
 
 std::string trim(std::string text) {
-  while (!text.empty() && (text.back() == '\r' || text.back() == ' ')) text.pop_back();
+  while (!text.empty() && (text.back() == '\r' || text.back() == '\n' || text.back() == ' ')) text.pop_back();
   return text;
 }
 
