@@ -170,7 +170,9 @@ LoadFigures load_figures(const std::vector<LoadCall>& calls, LoadClock::time_poi
     ++f.failed;
     if (c.outcome == LoadCall::Outcome::kWrong) ++f.wrong;
     if (c.outcome == LoadCall::Outcome::kError) ++f.errors;
-    if (f.first_problem.empty() && c.outcome != LoadCall::Outcome::kDeadline)
+    // The first wrong answer, else the first error that is not a deadline error.
+    const bool first_wrong = c.outcome == LoadCall::Outcome::kWrong && f.wrong == 1;
+    if (first_wrong || (f.first_problem.empty() && c.outcome == LoadCall::Outcome::kError))
       f.first_problem = std::string(outcome_name(c.outcome)) + " (thread " + std::to_string(c.thread) + ", layer " +
                         std::to_string(c.layer) + ", " + std::to_string(c.tokens) + " tokens): " + c.detail;
     if (c.end >= anchor && c.end > last_failure_end) {

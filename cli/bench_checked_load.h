@@ -103,7 +103,7 @@ struct LoadFigures {
   double time_to_full_service = 0;
   bool recovered = true;
   double longest_call = 0;
-  std::string first_problem;        // the first wrong answer or non-deadline error, with its detail
+  std::string first_problem;        // the first wrong answer, else the first non-deadline error, with its detail
   double failed_percent() const { return calls ? 100.0 * double(failed) / double(calls) : 0.0; }
 };
 
