@@ -119,7 +119,8 @@ Row run_one(const BenchFaultsOptions& o, const FaultType& type, const std::strin
   } catch (const std::exception& e) {
     note = std::string("the fault itself failed: ") + e.what();
   }
-  const auto end = fault_at + std::chrono::duration_cast<LoadClock::duration>(std::chrono::duration<double>(o.seconds));
+  // The window runs from the fault until `seconds` after the fault is over (a SIGSTOP lasts a while).
+  const auto end = LoadClock::now() + std::chrono::duration_cast<LoadClock::duration>(std::chrono::duration<double>(o.seconds));
   while (LoadClock::now() < end) std::this_thread::sleep_for(20ms);
   load.stop();
   Row row{type.name, load_figures(load.calls(), fault_at, end, fault_at, 5, slow), note};
@@ -142,8 +143,8 @@ int run_bench_faults(const BenchFaultsOptions& o, std::ostream& out) {
       (std::filesystem::temp_directory_path() / ("moe-bench-faults-" + std::to_string(getpid()))).string();
   out << "bench faults: 1 coordinator + " << o.workers << " workers on 127.0.0.1, synthetic '" << o.synthetic << "', "
       << o.threads << " client threads, " << o.deadline_ms << " ms deadline per call, heartbeat " << o.heartbeat_ms
-      << " ms, lease " << o.lease_ms << " ms; each fault on a fresh cluster after 1 s of load, figures over the "
-      << o.seconds << " s from the fault; logs in " << log_root << "\n"
+      << " ms, lease " << o.lease_ms << " ms; each fault on a fresh cluster after 1 s of load, figures from the fault until "
+      << o.seconds << " s after it is over; logs in " << log_root << "\n"
       << std::flush;
   std::vector<Row> rows;
   size_t index = 0;

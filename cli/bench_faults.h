@@ -17,7 +17,7 @@
 namespace moe {
 
 struct BenchFaultsOptions {
-  double seconds = 5;            // load after each fault
+  double seconds = 5;            // load after each fault is over (figures cover the fault and this)
   int workers = 3;
   int threads = 2;               // client threads
   int deadline_ms = 1000;        // per forward call

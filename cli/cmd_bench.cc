@@ -75,7 +75,7 @@ void register_bench_faults(CLI::App& bench, Action& action) {
   CLI::App* cmd = bench.add_subcommand(
       "faults", "Fault types one after another under checked load: calls failed, longest interruption, time to full "
                 "service, wrong answers, targets");
-  cmd->add_option("--seconds", o->seconds, "load after each fault")
+  cmd->add_option("--seconds", o->seconds, "load after each fault is over")
       ->check(CLI::PositiveNumber)->capture_default_str()->envname("MOE_SECONDS");
   cmd->add_option("--workers", o->workers, "moe-worker processes (>= 2)")
       ->check(CLI::Range(2, 64))->capture_default_str()->envname("MOE_WORKERS");

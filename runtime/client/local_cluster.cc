@@ -64,7 +64,7 @@ LocalCluster::LocalCluster(LocalClusterOptions options) : options_(std::move(opt
   for (auto& f : model_flags(options_.model)) argv.push_back(f);
   for (auto& f : options_.coordinator_args) argv.push_back(f);
   coordinator_argv_ = argv;
-  coordinator_ = ChildProcess(argv, log_path("moe-coordinator"));
+  coordinator_ = ChildProcess(argv, log_path("moe-coordinator"), ChildProcess::Output::kStdoutAndStderr);
   for (int i = 0; i < options_.workers; ++i) add_worker();
 }
 
@@ -72,7 +72,7 @@ LocalCluster::~LocalCluster() { stop(); }
 
 void LocalCluster::restart_coordinator() {
   coordinator_.kill_now();
-  coordinator_ = ChildProcess(coordinator_argv_, log_path("moe-coordinator"));
+  coordinator_ = ChildProcess(coordinator_argv_, log_path("moe-coordinator"), ChildProcess::Output::kStdoutAndStderr);
 }
 
 std::string LocalCluster::log_path(const std::string& name) const {
@@ -90,7 +90,7 @@ size_t LocalCluster::add_worker() {
     argv.push_back(std::to_string(options_.worker_threads));
   }
   for (auto& f : options_.worker_args) argv.push_back(f);
-  workers_.emplace_back(argv, log_path("moe-" + name));
+  workers_.emplace_back(argv, log_path("moe-" + name), ChildProcess::Output::kStdoutAndStderr);
   return index;
 }
 

@@ -17,7 +17,7 @@ struct LocalClusterOptions {
   std::string bin_dir;             // holds moe-coordinator and moe-worker
   int workers = 3;
   std::string model;               // "hf:DIR" or "synthetic:NAME:SEED"
-  std::string log_dir;             // children's stderr go to <log_dir>/<name>.log; empty: inherited
+  std::string log_dir;             // children's stdout and stderr go to <log_dir>/<name>.log; empty: inherited
   uint32_t heartbeat_ms = 200;
   uint32_t lease_ms = 1500;
   uint32_t grace_ms = 500;
