@@ -217,7 +217,7 @@ ChaosResult run_chaos(const ChaosPlan& plan, std::ostream& progress) {
              << fmt(f.longest_interruption) << ", full service " << fmt(f.time_to_full_service) << " after the heal"
              << (steps[i].note.empty() ? "" : "; " + steps[i].note) << "\n";
     }
-    if (result.violations.empty() || !steps.empty()) {
+    {
       const LoadFigures tail = load_figures(calls, last_heal, end, last_heal);
       report << "after the last heal: " << tail.calls << " calls, " << tail.failed << " failed, full service after "
              << fmt(tail.time_to_full_service) << (tail.recovered ? "" : " (NOT recovered)") << "\n";
