@@ -20,6 +20,16 @@ std::unique_ptr<ClusterClient> make_cluster_client(const std::string& coordinato
   return std::make_unique<ClusterClient>(coordinator, options);
 }
 
+std::unique_ptr<ClusterClient> make_cluster_client(const ClusterClientFlags& flags) {
+  ClusterClientOptions options;
+  options.wire_dtype = parse_wire_dtype(flags.wire_dtype);
+  options.deadline = flags.deadline;
+  options.request_timeout = flags.request_timeout;
+  options.cluster_token = flags.cluster_token;
+  options.frame_limits.max_message_bytes = flags.max_frame_bytes;
+  return std::make_unique<ClusterClient>(flags.endpoints, options);
+}
+
 std::unique_ptr<MoeLayerExecutor> make_cluster_executor(const std::string& coordinator, const std::string& wire_dtype,
                                                         std::chrono::milliseconds deadline,
                                                         const std::string& cluster_token) {

@@ -6,6 +6,7 @@
 #include <iostream>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "cli/cluster_executor.h"
 #include "cli/cluster_token_flag.h"
@@ -28,6 +29,9 @@ struct ForwardOptions {
   std::string routing_out;
   int threads = 0;
   std::string cluster;            // coordinator HOST:PORT; wins over the local model
+  std::vector<std::string> workers;  // asked for model and placement when the coordinator does not answer
+  uint64_t max_frame_bytes = 64u << 20;
+  int request_timeout_ms = 3000;
   std::string wire_dtype = "bf16";
   std::string cluster_token;      // sent with the forwards (--cluster-token / MOE_CLUSTER_TOKEN)
   int deadline_ms = 10000;
@@ -35,8 +39,15 @@ struct ForwardOptions {
 
 int run_forward(const ForwardOptions& o) {
   std::unique_ptr<MoeLayerExecutor> executor;
-  if (!o.cluster.empty()) {
-    executor = make_cluster_executor(o.cluster, o.wire_dtype, std::chrono::milliseconds(o.deadline_ms), o.cluster_token);
+  if (!o.cluster.empty() || !o.workers.empty()) {
+    ClusterClientFlags flags;
+    flags.endpoints = {o.cluster, o.workers};
+    flags.wire_dtype = o.wire_dtype;
+    flags.deadline = std::chrono::milliseconds(o.deadline_ms);
+    flags.request_timeout = std::chrono::milliseconds(o.request_timeout_ms);
+    flags.cluster_token = o.cluster_token;
+    flags.max_frame_bytes = o.max_frame_bytes;
+    executor = make_cluster_client(flags);
   } else {
     std::unique_ptr<LayerSource> source = open_layer_source(o.model);
     source->spec().require_moe_layer(o.layer);
@@ -71,17 +82,34 @@ void register_forward(CLI::App& app, Action& action) {
   cmd->add_option("--routing-out", opts->routing_out, "also write topk_ids [T, K] I32 and topk_weights [T, K] F32");
   cmd->add_option("--threads", opts->threads, "CPU backend threads (0: all cores)");
   auto* cluster = cmd->add_option("--cluster", opts->cluster, "run on the cluster whose coordinator is HOST:PORT");
+  auto* workers = cmd->add_option("--workers", opts->workers,
+                                  "workers HOST:PORT,... asked for the model and placement when the coordinator "
+                                  "(--cluster) does not answer")
+                       ->delimiter(',')
+                       ->envname("MOE_WORKERS");
   cluster->excludes(model)->excludes(synth);
-  add_cluster_token_flag(cmd, opts->cluster_token)->needs(cluster);
+  workers->excludes(model)->excludes(synth);
+  add_cluster_token_flag(cmd, opts->cluster_token);
+  cmd->add_option("--max-frame-bytes", opts->max_frame_bytes,
+                  "largest request or reply frame with --cluster (calls with bigger worker shards are split)")
+      ->check(CLI::Range(uint64_t{4096}, uint64_t{1} << 40))
+      ->capture_default_str()
+      ->envname("MOE_MAX_FRAME_BYTES");
+  cmd->add_option("--request-timeout-ms", opts->request_timeout_ms,
+                  "timeout of one request to a worker with --cluster (capped by --deadline-ms)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str()
+      ->envname("MOE_REQUEST_TIMEOUT_MS");
   cmd->add_option("--wire-dtype", opts->wire_dtype, "dtype of tokens on the wire with --cluster")
       ->check(CLI::IsMember({"f32", "bf16"}))
       ->capture_default_str();
   cmd->add_option("--deadline-ms", opts->deadline_ms, "deadline of the call with --cluster, retries included")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  cmd->callback([opts, &action, model, synth, cluster] {
-    if (model->count() + synth->count() + cluster->count() == 0)
-      throw CLI::ValidationError("forward", "give one of --model DIR, --synthetic NAME or --cluster HOST:PORT");
+  cmd->callback([opts, &action, model, synth, cluster, workers] {
+    if (model->count() + synth->count() + cluster->count() + workers->count() == 0)
+      throw CLI::ValidationError("forward",
+                                 "give one of --model DIR, --synthetic NAME or --cluster HOST:PORT (or --workers)");
     action = [opts] { return run_forward(*opts); };
   });
 }

@@ -31,6 +31,13 @@ struct CoordinatorConfig {
   uint32_t rebalance_interval_ms = 10000;
   double replica_budget = 1.5;             // expert copies per expert the rebalancer may use on average
   double load_ewma_alpha = 0.3;            // weight of the newest heartbeat window in the load estimates
+  // A dead worker leaves status and metrics this long after it died (once no committed epoch lists it).
+  uint32_t dead_worker_ttl_ms = 60000;
+  // A coordinator that starts without a placement while workers report one they serve (it restarted, its
+  // state file was lost or stale) adopts what they hold as soon as the reports cover the model, or after
+  // this long, placing what is still missing (0: the lease).
+  uint32_t adopt_wait_ms = 0;
+  uint32_t adopt_wait() const { return adopt_wait_ms ? adopt_wait_ms : lease_ms; }
 };
 
 }  // namespace moe

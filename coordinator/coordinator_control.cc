@@ -9,6 +9,7 @@
 #include "coordinator/coordinator_core.h"
 #include "coordinator/coordinator_log.h"
 #include "runtime/placement/initial_placement.h"
+#include "runtime/placement/placement_capacity.h"
 #include "runtime/placement/placement_error.h"
 #include "runtime/placement/placement_wire.h"
 #include "runtime/placement/reassign_lost.h"
@@ -38,6 +39,7 @@ void Core::control_loop() {
         if (worker.live()) until = std::min(until, worker.lease_deadline);
       }
       if (release_due) until = std::min(until, release_due->second);
+      if (table.epoch == 0) until = std::min(until, started_at + std::chrono::milliseconds(config.adopt_wait()));
       wake_cv.wait_until(lock, until, [&] { return wake || stopping; });
       if (stopping) return;
       wake = false;
@@ -53,6 +55,7 @@ void Core::control_loop() {
 
 void Core::check_leases() {
   std::lock_guard lock(mutex);
+  prune_dead_locked(Clock::now());
   for (uint32_t id : membership.expired(Clock::now())) {
     WorkerRecord& worker = *membership.find(id);
     if (worker.confirmed) {
@@ -69,12 +72,20 @@ void Core::plan_and_change() {
   for (;;) {
     PlacementTable current, next;
     std::string why;
+    bool adopting = false;
     {
       std::lock_guard lock(mutex);
       if (stopping || membership_version == failed_plan_version) return;
       auto placeable = membership.placeable();
       try {
-        if (table.epoch == 0) {
+        if (must_adopt_locked()) {
+          auto adoption = plan_adoption_locked();
+          if (!adoption) return;  // more reports may come: the control loop wakes at the adopt deadline
+          next = std::move(adoption->next);
+          current = std::move(adoption->reported);
+          why = std::move(adoption->why);
+          adopting = true;
+        } else if (table.epoch == 0) {
           if (placeable.size() < config.min_workers) return;
           next = initial_placement(model.experts(), placeable, config.replicas);
           why = "first placement on " + std::to_string(placeable.size()) + " worker(s)";
@@ -83,21 +94,46 @@ void Core::plan_and_change() {
           for (uint32_t id : dead_in_table) {
             if (table.find_worker(id)) dead.push_back(id);
           }
-          if (dead.empty()) return;
-          next = reassign_lost(table, dead, placeable, model.experts());
-          why = "experts of dead worker(s) " + ids_text(dead) + " move to the survivors";
+          const auto unplaced = unplaced_experts(table, model.experts());
+          if (dead.empty() && unplaced.empty()) return;
+          // Orphans first (evicting surplus replicas where the survivors are full); what still does not fit
+          // stays unplaced until the membership changes (a worker joins).
+          std::vector<WorkerCapacity> hosts;
+          for (const auto& worker : placeable) {
+            if (!draining.count(worker.id)) hosts.push_back(worker);
+          }
+          next = reassign_lost(table, dead, hosts, model.experts(), estimates.per_expert());
+          if (dead.empty() && next.assignments == table.assignments) {
+            plan_blocked = "capacity is short: " + experts_text(unplaced) + " have no replica and no worker has room";
+            failed_plan_version = membership_version;
+            return;
+          }
+          why = dead.empty() ? "unplaced experts return" : "experts of dead worker(s) " + ids_text(dead) + " move to the survivors";
         }
+        check_capacity(next, placeable, model.experts());
       } catch (const PlacementError& e) {
         coordinator_log("cannot plan a placement: " + std::string(e.what()) + "; waiting for a membership change");
+        plan_blocked = e.what();
         failed_plan_version = membership_version;
         return;
       }
-      current = table;
+      next.epoch = std::max(next.epoch, next_epoch_locked());  // above every epoch any worker has seen
+      if (const auto short_of = unplaced_experts(next, model.experts()); !short_of.empty()) {
+        why += "; " + std::to_string(short_of.size()) + " expert(s) stay unavailable until a worker with room joins";
+        std::string list = experts_text(short_of);
+        list.insert(list.find(':'), " unavailable");  // "8 experts unavailable: (layer 0, expert 1), ..."
+        coordinator_log("capacity short for epoch " + std::to_string(next.epoch) + ": " + list + "; " +
+                        std::to_string(placeable.size()) + " worker(s) have no room for them");
+      }
+      plan_blocked.clear();
+      control_activity = "epoch " + std::to_string(next.epoch) + " is being prepared (" + why + ")";
+      if (!adopting) current = table;
     }
     coordinator_log("epoch " + std::to_string(next.epoch) + ": " + why + "; preparing");
     const auto failed = prepare(current, next);
     if (failed.empty()) {
       commit(next);
+      metrics.set_unavailable_experts(unplaced_experts(next, model.experts()).size());
       size_t moved = 0;
       for (const auto& worker : next.workers) moved += current.gained_by(worker.id, next).size();
       metrics.weights_moved(moved);
@@ -194,8 +230,17 @@ void Core::commit(const PlacementTable& next) {
   std::lock_guard lock(mutex);
   table = next;
   std::erase_if(dead_in_table, [&](uint32_t id) { return !table.find_worker(id); });
+  table_stale = false;
   for (auto& worker : membership.all()) {
-    if (const PlacedWorker* placed = table.find_worker(worker.id); placed && worker.live()) worker.state = placed->state;
+    if (!worker.live()) continue;
+    const PlacedWorker* placed = table.find_worker(worker.id);
+    if (placed) {
+      worker.state = placed->state;
+    } else {
+      worker.stale_in_table = false;  // the epoch that listed its lost experts is gone
+      if (worker.state != WorkerState::Draining) worker.state = WorkerState::Joining;
+    }
+    table_stale |= worker.serving_epoch > table.epoch;
   }
   release_due = std::make_pair(next.epoch, Clock::now() + std::chrono::milliseconds(config.grace_ms));
   metrics.set_epoch(table.epoch);

@@ -4,6 +4,7 @@
 // waits happen on the control thread without it.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -50,6 +51,13 @@ struct CoordinatorService::Core : std::enable_shared_from_this<CoordinatorServic
   void on_drain(wire::Drain::Reader request, const Responder& responder);
   void rebalance_step();
   void answer_finished_drains_locked();
+  // A queued rebalance or drain gets an answer within config.rpc_timeout_ms: an error naming why the
+  // control thread could not act (cannot_act_locked) when it is still waiting then (a drain being carried
+  // out is given another period). Requests that cannot act at all are answered at once by rebalance_step.
+  void arm_request_deadline(uint64_t request);
+  void request_deadline_passed(uint64_t request);
+  std::string cannot_act_locked() const;
+  void refuse_waiting_requests_locked(const std::string& reason);
   bool drained_locked(uint32_t worker_id) const;
 
   // coordinator_control.cc (control thread)
@@ -66,6 +74,24 @@ struct CoordinatorService::Core : std::enable_shared_from_this<CoordinatorServic
 
   // coordinator_service.cc; callers hold `mutex`
   void mark_dead_locked(WorkerRecord& worker, const std::string& reason);
+  // coordinator_adoption.cc; callers hold `mutex`
+  // The epoch number the next change gets: above the table's and above any epoch a worker reported.
+  uint64_t next_epoch_locked() const { return std::max(table.epoch, epoch_floor) + 1; }
+  // Whether the workers report a placement this coordinator does not have (it restarted without its state
+  // file, or the file is stale): then the next plan adopts what they hold.
+  bool must_adopt_locked() const;
+  // The adopted table (next_epoch_locked()) and, for prepare, a table of what each worker reported.
+  // nullopt when it should wait for more reports (until started_at + adopt wait).
+  struct Adoption {
+    PlacementTable reported;
+    PlacementTable next;
+    std::string why;
+  };
+  std::optional<Adoption> plan_adoption_locked();
+  // A registration of a worker the coordinator knows (same address, and same name or previous id).
+  void reregistered_locked(WorkerRecord& record, const std::set<ExpertKey>& hosted);
+  // Drops dead workers older than --dead-worker-ttl-ms that no committed epoch lists.
+  void prune_dead_locked(Clock::time_point now);
   void save_state_locked(const PlacementTable& table);
   void membership_changed_locked();
   void load_saved_state();
@@ -88,6 +114,9 @@ struct CoordinatorService::Core : std::enable_shared_from_this<CoordinatorServic
   std::set<uint32_t> dead_in_table;   // dead workers whose experts the table still lists
   std::vector<uint32_t> links_to_drop;
   uint64_t membership_version = 0;
+  uint64_t epoch_floor = 0;           // the highest epoch any worker reported serving
+  bool table_stale = false;           // workers serve an epoch above the table's: re-adopt from their reports
+  const Clock::time_point started_at = Clock::now();
   uint64_t failed_plan_version = UINT64_MAX;  // a plan failed at this version: wait for a change
   std::optional<std::pair<uint64_t, Clock::time_point>> release_due;  // epoch, when
   uint64_t released_epoch = 0;        // the last epoch whose release was sent
@@ -95,16 +124,22 @@ struct CoordinatorService::Core : std::enable_shared_from_this<CoordinatorServic
   struct PendingRebalance {
     bool dry_run = false;
     Responder responder;
+    uint64_t id = 0;
   };
   struct PendingDrain {
     uint32_t worker_id = 0;
     Responder responder;
+    uint64_t id = 0;
+    bool acting = false;  // a change that drains it is being prepared
   };
   LoadEstimates estimates{config.load_ewma_alpha};
   std::vector<PendingRebalance> rebalance_requests;
   std::vector<PendingDrain> drain_requests;
   std::set<uint32_t> draining;        // workers moectl drain asked to empty
   uint64_t scale_out_version = UINT64_MAX;  // membership version of the last scale-out attempt
+  uint64_t next_request = 0;          // ids of queued rebalance / drain requests
+  std::string plan_blocked;           // why the last failover plan could not place everything ("" if it could)
+  std::string control_activity;       // what the control thread is busy with ("" when idle)
   Clock::time_point next_periodic_check = Clock::now();
 };
 

@@ -3,6 +3,7 @@
 
 #include <filesystem>
 
+#include "coordinator/state_store.h"
 #include "runtime/net/address.h"
 #include "runtime/net/net_error.h"
 
@@ -49,6 +50,13 @@ void add_coordinator_flags(CLI::App& app, CoordinatorConfig& config) {
       ->envname("MOE_REPLICA_BUDGET")->capture_default_str()->check(CLI::Range(1.0, 64.0));
   app.add_option("--load-ewma-alpha", config.load_ewma_alpha, "weight of the newest heartbeat in the load estimates")
       ->envname("MOE_LOAD_EWMA_ALPHA")->capture_default_str()->check(CLI::Range(0.01, 1.0));
+  app.add_option("--dead-worker-ttl-ms", config.dead_worker_ttl_ms,
+                 "a dead worker leaves status and metrics this long after its death")
+      ->envname("MOE_DEAD_WORKER_TTL_MS")->capture_default_str();
+  app.add_option("--adopt-wait-ms", config.adopt_wait_ms,
+                 "on start, how long to wait for workers' reports to cover the model before adopting what they "
+                 "hold and placing the rest (0 = the lease)")
+      ->envname("MOE_ADOPT_WAIT_MS")->capture_default_str();
   app.add_flag("--no-shared-storage", config.no_shared_storage,
                "nodes do not share the checkpoint: a prepare names the workers that hold each gained expert, "
                "so workers (also run with --no-shared-storage) stream weights from each other")
@@ -71,6 +79,13 @@ void finish_coordinator_config(CoordinatorConfig& config) {
     parse_host_port(config.listen);
   } catch (const NetError& e) {
     throw CLI::ValidationError("--listen", e.what());
+  }
+  if (!config.state_file.empty()) {
+    try {
+      check_state_file_writable(config.state_file);
+    } catch (const std::exception& e) {
+      throw CLI::ValidationError("--state-file", e.what());
+    }
   }
 }
 

@@ -14,6 +14,7 @@ CoordinatorMetrics::CoordinatorMetrics(prometheus::Registry& registry)
       placement_changes_(prometheus::BuildCounter().Name("moe_placement_changes_total").Help("Placement epochs committed").Register(registry).Add({})),
       weight_moves_(prometheus::BuildCounter().Name("moe_weight_moves_total").Help("Expert copies loaded onto a worker by committed placement changes (the first placement included)").Register(registry).Add({})),
       rebalances_(prometheus::BuildCounter().Name("moe_rebalances_total").Help("Rebalances committed (placement changes made to even out load)").Register(registry).Add({})),
+      unavailable_(prometheus::BuildGauge().Name("moe_coordinator_unavailable_experts").Help("Experts the committed placement leaves without a replica because the workers lack the capacity (0 = full service)").Register(registry).Add({})),
       imbalance_(prometheus::BuildGauge().Name("moe_layer_imbalance_ratio").Help("Max worker load / mean worker load of a layer over the last heartbeat window (1 = even)").Register(registry)),
       load_share_(prometheus::BuildGauge().Name("moe_expert_load_share").Help("An expert's fraction of its layer's tokens over the last heartbeat window").Register(registry)) {
   set_workers(Membership{});

@@ -1,5 +1,6 @@
 // The coordinator's Prometheus series: moe_coordinator_workers{state}, moe_placement_epoch,
-// moe_lease_expiries_total, moe_placement_changes_total, moe_weight_moves_total, moe_rebalances_total,
+// moe_coordinator_unavailable_experts (experts the committed placement leaves without a replica because
+// capacity is short), moe_lease_expiries_total, moe_placement_changes_total, moe_weight_moves_total, moe_rebalances_total,
 // and from the workers' last heartbeat windows moe_layer_imbalance_ratio{layer} (max worker load / mean
 // worker load over the workers hosting the layer) and moe_expert_load_share{layer,expert} (the expert's
 // fraction of its layer's tokens). Layers without tokens in the window have neither series.
@@ -28,6 +29,7 @@ class CoordinatorMetrics {
   void placement_changed() { placement_changes_.Increment(); }
   void weights_moved(size_t expert_copies) { weight_moves_.Increment(static_cast<double>(expert_copies)); }
   void rebalanced() { rebalances_.Increment(); }
+  void set_unavailable_experts(size_t experts) { unavailable_.Set(static_cast<double>(experts)); }
   // Recomputes imbalance and load share from the live workers' last heartbeats and the committed table.
   // Not thread-safe: callers serialise (the coordinator calls it under its mutex).
   void set_load(const Membership& membership, const PlacementTable& table);
@@ -39,6 +41,7 @@ class CoordinatorMetrics {
   prometheus::Counter& placement_changes_;
   prometheus::Counter& weight_moves_;
   prometheus::Counter& rebalances_;
+  prometheus::Gauge& unavailable_;
   prometheus::Family<prometheus::Gauge>& imbalance_;
   prometheus::Family<prometheus::Gauge>& load_share_;
   std::map<int32_t, prometheus::Gauge*> imbalance_series_;

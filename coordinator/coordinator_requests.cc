@@ -2,6 +2,7 @@
 // status (rebalance and drain: coordinator_rebalance.cc). Each takes the lock briefly and replies at once; the control thread does the slow work.
 #include <algorithm>
 #include <map>
+#include <set>
 
 #include "coordinator/coordinator_core.h"
 #include "coordinator/coordinator_log.h"
@@ -13,6 +14,10 @@
 namespace moe {
 
 using Core = CoordinatorService::Core;
+
+namespace {
+constexpr size_t kMaxWorkerNameBytes = 256;  // a worker's name and address (host:port)
+}  // namespace
 
 void Core::handle(Frame request, Responder responder) {
   auto envelope = request.envelope();
@@ -46,6 +51,19 @@ void Core::on_register(wire::RegisterWorker::Reader request, const Responder& re
     return;
   }
 
+  const std::string name = request.getName().cStr();
+  if (name.size() > kMaxWorkerNameBytes || address.size() > kMaxWorkerNameBytes) {
+    responder.reply_error(wire::ErrorCode::BAD_REQUEST,
+                          "registerWorker: name (" + std::to_string(name.size()) + " bytes) or address (" +
+                              std::to_string(address.size()) + " bytes) is longer than " +
+                              std::to_string(kMaxWorkerNameBytes) + " bytes");
+    return;
+  }
+  std::set<ExpertKey> hosted;
+  for (auto ref : request.getHosted()) hosted.insert({ref.getLayer(), ref.getExpert()});
+  const uint64_t serving = request.getServingEpoch();
+  const uint32_t previous_id = request.getPreviousId();
+
   uint32_t id = 0;
   uint64_t registration = 0;
   uint64_t epoch = 0;
@@ -55,30 +73,42 @@ void Core::on_register(wire::RegisterWorker::Reader request, const Responder& re
       responder.reply_error(wire::ErrorCode::NOT_READY, "moe-coordinator is stopping");
       return;
     }
-    WorkerRecord* record = membership.find_live_by_address(address);
-    if (record && record->confirmed) {
-      // The same address registers again (a restarted worker): the old registration is gone.
-      mark_dead_locked(*record, "a new registration came from its address");
+    if (serving > epoch_floor) epoch_floor = serving;
+    if (table.epoch > 0 && serving > table.epoch && !table_stale) {
+      table_stale = true;
+      coordinator_log(address + " serves epoch " + std::to_string(serving) + ", above this coordinator's epoch " +
+                      std::to_string(table.epoch) + " (stale state file): adopting what the workers report");
+    }
+    // The same worker again (same address, and the same name or the id it had): it keeps its id.
+    WorkerRecord* record = membership.find_by_address(address);
+    if (record && record->name != name && !(previous_id != 0 && previous_id == record->id) && record->confirmed) {
+      if (record->live()) mark_dead_locked(*record, "another worker (" + name + ") registered from its address");
       record = nullptr;
     }
     const auto capacity = request.getCapacity();
     std::string event;
     if (record) {
-      record->confirmed = true;
-      event = " registered again after the coordinator restart (serving epoch " +
-              std::to_string(request.getServingEpoch()) + ", " + std::to_string(request.getHosted().size()) +
-              " experts loaded)";
+      const bool reloaded = record->live() && !record->confirmed;
+      event = reloaded ? " registered again after the coordinator restart"
+                       : record->live() ? " registered again (same name and address: it keeps its id)"
+                                        : " is back after its death (same name and address: it keeps its id)";
+      event += " (serving epoch " + std::to_string(serving) + ", " + std::to_string(hosted.size()) + " experts loaded)";
+      reregistered_locked(*record, hosted);
     } else {
       WorkerRecord fresh;
       fresh.address = address;
+      if (previous_id != 0 && !membership.find(previous_id)) fresh.id = previous_id;  // kept across restarts
       record = &membership.add(std::move(fresh));
-      event = " registered (joining)";
+      event = " registered (joining" + (serving > 0 ? ", serving epoch " + std::to_string(serving) + " with " +
+                                                          std::to_string(hosted.size()) + " experts loaded"
+                                                    : std::string()) + ")";
     }
-    record->name = request.getName().cStr();
+    record->name = name;
     record->backend = request.getBackend().cStr();
     record->memory_bytes = capacity.getMemoryBytes();
     record->slots = capacity.getExpertSlots();
-    record->serving_epoch = request.getServingEpoch();
+    record->serving_epoch = serving;
+    record->reported_hosted = std::move(hosted);
     record->lease_deadline = Clock::now() + std::chrono::milliseconds(config.lease_ms);
     record->registration = registration = membership.new_registration();
     id = record->id;
@@ -124,6 +154,7 @@ void Core::on_heartbeat(wire::Heartbeat::Reader request, const Responder& respon
     } else {
       record->lease_deadline = Clock::now() + std::chrono::milliseconds(config.lease_ms);
       record->serving_epoch = request.getEpoch();
+      if (record->serving_epoch > epoch_floor) epoch_floor = record->serving_epoch;
       record->window_ms = request.getWindowMs();
       record->memory_used_bytes = request.getMemoryUsedBytes();
       record->load.clear();
@@ -156,6 +187,12 @@ void Core::on_get_placement(const Responder& responder) {
   capnp::MallocMessageBuilder message;
   {
     std::lock_guard lock(mutex);
+    if (table_stale) {
+      responder.reply_error(wire::ErrorCode::NOT_READY,
+                            "placement being adopted from the workers (they serve epochs up to " +
+                                std::to_string(epoch_floor) + ", this coordinator had " + std::to_string(table.epoch) + ")");
+      return;
+    }
     if (table.epoch == 0) {
       responder.reply_error(wire::ErrorCode::NOT_READY,
                             "no placement yet: " + std::to_string(membership.placeable().size()) + " of " +

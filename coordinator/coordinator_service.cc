@@ -8,6 +8,7 @@
 #include "coordinator/coordinator_log.h"
 #include "coordinator/state_store.h"
 #include "runtime/net/address.h"
+#include "runtime/placement/placement_capacity.h"
 #include "runtime/placement/placement_check.h"
 
 namespace moe {
@@ -30,15 +31,18 @@ void Core::load_saved_state() {
     return;
   }
   if (saved->placement.epoch > 0) {  // the file must describe this model
-    for (const auto& expert : model.experts().experts) {
-      if (!saved->placement.assignments.count(expert.key)) {
-        throw std::runtime_error("state file " + config.state_file + " does not place expert " + expert_name(expert.key) +
-                                 " of model " + model.name() + ": it belongs to another model");
-      }
+    const auto unplaced = unplaced_experts(saved->placement, model.experts());
+    if (unplaced.size() == model.experts().experts.size()) {
+      throw std::runtime_error("state file " + config.state_file + " places none of the experts of model " + model.name() +
+                               ": it belongs to another model");
+    }
+    if (!unplaced.empty()) {  // a partial placement (capacity was short): the control thread places them
+      coordinator_log("state file leaves " + experts_text(unplaced) + " unplaced: they are placed when capacity allows");
     }
     for (const auto& [key, replicas] : saved->placement.assignments) model.experts().bytes_of(key);
   }
   table = saved->placement;
+  epoch_floor = table.epoch;
   const auto deadline = Clock::now() + std::chrono::milliseconds(config.lease_ms);
   for (auto& worker : saved->workers) {
     worker.confirmed = false;
@@ -93,6 +97,7 @@ void Core::mark_dead_locked(WorkerRecord& worker, const std::string& reason) {
   if (!worker.live()) return;
   worker.state = WorkerState::Dead;
   worker.registration = 0;
+  worker.dead_since = Clock::now();
   estimates.forget_worker(worker.id);
   coordinator_log(worker.label() + " is dead: " + reason);
   if (table.find_worker(worker.id)) dead_in_table.insert(worker.id);

@@ -29,6 +29,21 @@ WorkerRecord* Membership::find_live_by_address(const std::string& address) {
   return nullptr;
 }
 
+WorkerRecord* Membership::find_by_address(const std::string& address) {
+  WorkerRecord* found = nullptr;
+  for (auto& worker : workers_) {
+    if (worker.address != address) continue;
+    if (!found || (worker.live() && !found->live()) || (worker.live() == found->live() && worker.id > found->id)) {
+      found = &worker;
+    }
+  }
+  return found;
+}
+
+bool Membership::remove(uint32_t id) {
+  return std::erase_if(workers_, [&](const WorkerRecord& w) { return w.id == id; }) > 0;
+}
+
 std::vector<uint32_t> Membership::expired(WorkerRecord::Clock::time_point now) const {
   std::vector<uint32_t> out;
   for (const auto& worker : workers_) {
@@ -40,7 +55,7 @@ std::vector<uint32_t> Membership::expired(WorkerRecord::Clock::time_point now) c
 std::vector<WorkerCapacity> Membership::placeable() const {
   std::vector<WorkerCapacity> out;
   for (const auto& worker : workers_) {
-    if (worker.live() && worker.confirmed) out.push_back(worker.capacity());
+    if (worker.live() && worker.confirmed && !worker.stale_in_table) out.push_back(worker.capacity());
   }
   return out;
 }

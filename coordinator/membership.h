@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdint>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -37,6 +38,12 @@ struct WorkerRecord {
   uint32_t window_ms = 0;
   uint64_t memory_used_bytes = 0;
   uint64_t serving_epoch = 0;
+  // What it reported loaded when it registered (a coordinator that starts adopts these).
+  std::set<ExpertKey> reported_hosted;
+  // A new incarnation (restarted process) whose id the table still lists with experts it no longer
+  // holds: not placeable until a committed epoch leaves it out.
+  bool stale_in_table = false;
+  Clock::time_point dead_since{};  // when it was marked dead (for --dead-worker-ttl-ms)
 
   bool live() const { return state != WorkerState::Dead; }
   WorkerCapacity capacity() const { return {id, address, memory_bytes, slots}; }
@@ -50,6 +57,10 @@ class Membership {
   WorkerRecord* find(uint32_t id);
   // A live worker at `address` (unconfirmed ones included), or nullptr.
   WorkerRecord* find_live_by_address(const std::string& address);
+  // The newest record (live or dead) at `address`, or nullptr.
+  WorkerRecord* find_by_address(const std::string& address);
+  // Removes the record with `id` (a dead worker pruned after its TTL); false when there is none.
+  bool remove(uint32_t id);
   std::vector<WorkerRecord>& all() { return workers_; }
   const std::vector<WorkerRecord>& all() const { return workers_; }
 

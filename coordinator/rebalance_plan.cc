@@ -7,6 +7,7 @@
 
 #include "coordinator/load_estimates.h"
 #include "runtime/placement/balancer.h"
+#include "runtime/placement/placement_capacity.h"
 #include "runtime/placement/placement_error.h"
 #include "runtime/placement/placement_grids.h"
 
@@ -14,26 +15,88 @@ namespace moe {
 
 namespace {
 
-int slots_per_layer(const PlacementTable& current, const std::vector<WorkerCapacity>& hosts, int experts, int layers,
-                    double replica_budget, const std::vector<uint32_t>& host_ids) {
+constexpr int kNoLimit = std::numeric_limits<int>::max();
+
+// The most experts of every layer `host` can hold at once: slots / layers, memory / bytes of one set.
+int host_cap(const WorkerCapacity& host, int layers, uint64_t set_bytes) {
+  int cap = kNoLimit;
+  if (host.slots > 0) cap = static_cast<int>(std::min<uint64_t>(kNoLimit, host.slots / std::max(1, layers)));
+  if (host.memory_bytes > 0 && set_bytes > 0) {
+    cap = std::min<int64_t>(cap, static_cast<int64_t>(std::min<uint64_t>(kNoLimit, host.memory_bytes / set_bytes)));
+  }
+  return cap;
+}
+
+int slots_per_layer(const std::vector<WorkerCapacity>& hosts, const ExpertCatalog& catalog, int experts, int layers,
+                    double replica_budget, int replicas) {
   const int workers = static_cast<int>(hosts.size());
-  const int minimum = std::max(max_experts_per_layer(current, host_ids), (experts + workers - 1) / workers);
-  int wanted = static_cast<int>(std::ceil(experts * std::max(1.0, replica_budget) / workers - 1e-9));
-  uint32_t offered = std::numeric_limits<uint32_t>::max();
+  const int minimum = (experts + workers - 1) / workers;
+  const double copies = std::max({1.0, replica_budget, static_cast<double>(std::min(replicas, workers))});
+  const int wanted = std::max(minimum, static_cast<int>(std::ceil(experts * copies / workers - 1e-9)));
+  std::map<int32_t, uint64_t> biggest;  // layer -> its biggest expert
+  for (const auto& expert : catalog.experts) biggest[expert.key.layer] = std::max(biggest[expert.key.layer], expert.bytes);
+  uint64_t set_bytes = 0;
+  for (const auto& [layer, bytes] : biggest) set_bytes += bytes;
+  int cap = kNoLimit;
+  const WorkerCapacity* tightest = nullptr;
   for (const auto& host : hosts) {
-    if (host.slots > 0) offered = std::min(offered, host.slots);
+    const int c = host_cap(host, layers, set_bytes);
+    if (c < cap) cap = c, tightest = &host;
   }
-  if (offered != std::numeric_limits<uint32_t>::max()) {
-    wanted = std::min<int64_t>(wanted, offered / static_cast<uint32_t>(std::max(1, layers)));
+  if (cap < minimum) {
+    throw PlacementError("cannot place " + std::to_string(experts) + " experts per layer on " + std::to_string(workers) +
+                         " worker(s) within their capacity: that takes " + std::to_string(minimum) +
+                         " expert slots per worker per layer, and worker " + std::to_string(tightest->id) + " (" +
+                         tightest->address + ") holds " + std::to_string(cap) + " per layer (" +
+                         std::to_string(tightest->slots) + " slots over " + std::to_string(layers) + " layers, " +
+                         std::to_string(tightest->memory_bytes) + " bytes of memory for " + std::to_string(set_bytes) +
+                         " bytes per expert of every layer)");
   }
-  return std::min(std::max(wanted, minimum), experts);
+  return std::min({wanted, cap, experts});
+}
+
+// `current` without the copies a host holds beyond `slots` in a layer: per (layer, host), copies of
+// replicated experts go first (the least loaded first), then the least loaded sole copies.
+PlacementTable fit_to_slots(const PlacementTable& current, const std::vector<uint32_t>& host_ids, int slots,
+                            const std::map<ExpertKey, double>& loads) {
+  PlacementTable fitted = current;
+  auto load = [&](ExpertKey key) {
+    auto it = loads.find(key);
+    return it == loads.end() ? 0.0 : it->second;
+  };
+  for (uint32_t host : host_ids) {
+    std::map<int32_t, std::vector<ExpertKey>> per_layer;
+    for (const auto& [key, replicas] : fitted.assignments) {
+      for (const auto& replica : replicas) {
+        if (replica.worker_id == host) per_layer[key.layer].push_back(key);
+      }
+    }
+    for (auto& [layer, keys] : per_layer) {
+      if (static_cast<int>(keys.size()) <= slots) continue;
+      std::stable_sort(keys.begin(), keys.end(), [&](ExpertKey a, ExpertKey b) {  // the ones to keep first
+        const bool sole_a = fitted.assignments.at(a).size() == 1, sole_b = fitted.assignments.at(b).size() == 1;
+        if (sole_a != sole_b) return sole_a;
+        return load(a) > load(b);
+      });
+      for (size_t i = static_cast<size_t>(slots); i < keys.size(); ++i) {
+        auto& replicas = fitted.assignments.at(keys[i]);
+        std::erase_if(replicas, [&](const Replica& r) { return r.worker_id == host; });
+        if (replicas.empty()) {
+          fitted.assignments.erase(keys[i]);
+        } else {
+          fitted.set_equal_shares(keys[i]);
+        }
+      }
+    }
+  }
+  return fitted;
 }
 
 }  // namespace
 
 RebalanceResult plan_rebalance(const PlacementTable& current, const ExpertCatalog& catalog,
                                const std::vector<WorkerCapacity>& hosts, const std::map<ExpertKey, double>& loads,
-                               double replica_budget) {
+                               double replica_budget, int replicas) {
   if (hosts.empty()) throw PlacementError("cannot rebalance: no worker may host experts");
   std::vector<uint32_t> host_ids;
   for (const auto& host : hosts) host_ids.push_back(host.id);
@@ -42,9 +105,9 @@ RebalanceResult plan_rebalance(const PlacementTable& current, const ExpertCatalo
   for (const auto& [layer, n] : sizes) experts = std::max(experts, n);
 
   RebalanceResult result;
-  result.slots_per_layer =
-      slots_per_layer(current, hosts, experts, static_cast<int>(sizes.size()), replica_budget, host_ids);
-  const LayerGrids grids = placement_to_grids(current, catalog, host_ids, result.slots_per_layer);
+  result.slots_per_layer = slots_per_layer(hosts, catalog, experts, static_cast<int>(sizes.size()), replica_budget, replicas);
+  const PlacementTable fitted = fit_to_slots(current, host_ids, result.slots_per_layer, loads);
+  const LayerGrids grids = placement_to_grids(fitted, catalog, host_ids, result.slots_per_layer);
 
   double total = 0.0;
   for (const auto& [key, load] : loads) total += load;
@@ -58,11 +121,22 @@ RebalanceResult plan_rebalance(const PlacementTable& current, const ExpertCatalo
     }
     layer_loads.push_back(std::move(per_expert));
   }
-  const BalancePlan plan = balance_layers(layer_loads, grids.grids);
+  BalancePlan plan;
+  for (size_t l = 0; l < grids.layers.size(); ++l) {  // each layer with its own copy budget
+    BalancerOptions options;
+    options.min_copies = std::max(1, replicas);
+    options.max_copies = static_cast<int>(std::ceil(grids.experts[l] * std::max(1.0, replica_budget) - 1e-9));
+    try {
+      plan.layers.push_back(balance_layer(layer_loads[l], grids.grids[l], options));
+    } catch (const PlacementError& e) {
+      throw PlacementError("layer " + std::to_string(grids.layers[l]) + ": " + e.what());
+    }
+  }
 
   std::vector<PlacedWorker> workers;
   for (const auto& host : hosts) workers.push_back({host.id, host.address, WorkerState::Active});
   result.next = grids_to_placement(plan, grids, current, workers);
+  check_capacity(result.next, hosts, catalog);
   for (const auto& worker : result.next.workers) result.experts_moved += current.gained_by(worker.id, result.next).size();
   result.imbalance_before = max_expected_imbalance(current, loads, grids.layers);
   result.imbalance_after = max_expected_imbalance(result.next, loads, grids.layers);

@@ -2,13 +2,16 @@
 // workers, balance_layers (runtime/placement/balancer.h) with the load estimates, and the result as the
 // next epoch's table. Pure.
 //
-// Slots per worker per layer (the balancer's S, at most N): ceil(N * replica_budget / W) for N experts per layer
-// (shared expert included) and W hosts, so the cluster offers replica_budget copies per expert on
-// average and the spare slots hold replicas of hot experts; never below what the current placement
-// already puts on one host nor below ceil(N / W); and, when hosts offer a finite number of expert slots
-// (registerWorker's capacity, counted over all layers), at most the smallest such offer / layers unless
-// that is below the minimum. Each expert's load is its estimate plus 1% of the mean estimate, so experts
-// without traffic still count and an empty (new) host attracts experts.
+// Slots per worker per layer (the balancer's S, at most N): ceil(N * max(replica_budget, min(replicas, W)) / W)
+// for N experts per layer (shared expert included) and W hosts, so the cluster offers replica_budget copies
+// per expert on average (and room for `replicas` copies of each), never below ceil(N / W); and never above what every host can hold over all layers: its declared
+// slots / layers and its memory / (the biggest expert of each layer, summed over layers). When that cap is
+// below ceil(N / W) the hosts cannot hold every expert in one grid and the plan fails (PlacementError naming
+// the host). Copies a host holds beyond S in a layer are dropped from the starting grid (surplus replicas
+// first, then the least loaded), so the plan never exceeds a host's capacity. The balancer keeps every
+// expert at min(replicas, W) copies or more and each layer at ceil(N * replica_budget) copies or fewer.
+// Each expert's load is its estimate plus 1% of the mean estimate, so experts without traffic still count
+// and an empty (new) host attracts experts.
 #pragma once
 
 #include <cstddef>
@@ -33,6 +36,6 @@ struct RebalanceResult {
 // their experts and leave the table. Throws PlacementError when it cannot plan (no hosts, too few slots).
 RebalanceResult plan_rebalance(const PlacementTable& current, const ExpertCatalog& catalog,
                                const std::vector<WorkerCapacity>& hosts, const std::map<ExpertKey, double>& loads,
-                               double replica_budget);
+                               double replica_budget, int replicas = 1);
 
 }  // namespace moe

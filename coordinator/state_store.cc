@@ -58,6 +58,28 @@ WorkerRecord worker_from_json(const nlohmann::json& j) {
 
 }  // namespace
 
+void check_state_file_writable(const std::string& path) {
+  namespace fs = std::filesystem;
+  const fs::path file = fs::absolute(path);
+  std::error_code ec;
+  if (fs::is_directory(file, ec)) throw std::runtime_error("state file " + path + " is a folder, not a file");
+  const fs::path folder = file.parent_path();
+  if (!fs::is_directory(folder, ec)) {
+    throw std::runtime_error("state file " + path + ": its folder " + folder.string() + " does not exist");
+  }
+  const fs::path probe = folder / (file.filename().string() + ".probe-" + std::to_string(::getpid()));
+  const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  if (fd < 0) {
+    throw std::runtime_error("state file " + path + " cannot be written: creating a file in " + folder.string() +
+                             " failed: " + std::strerror(errno));
+  }
+  ::close(fd);
+  ::unlink(probe.c_str());
+  if (fs::exists(file, ec) && ::access(file.c_str(), W_OK) != 0) {
+    throw std::runtime_error("state file " + path + " exists but cannot be written: " + std::strerror(errno));
+  }
+}
+
 void save_state(const std::string& path, const SavedState& state) {
   nlohmann::json workers = nlohmann::json::array();
   for (const auto& worker : state.workers) workers.push_back(worker_to_json(worker));

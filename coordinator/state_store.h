@@ -20,6 +20,10 @@ struct SavedState {
   uint32_t next_worker_id = 1;
 };
 
+// Throws std::runtime_error naming the path and why when the state file could not be written there: its
+// folder is missing or not writable (checked by creating and removing a probe file beside it), or the
+// path is a folder. Used at start and by --check-config.
+void check_state_file_writable(const std::string& path);
 // Throws std::runtime_error naming the path and the failing step (write, fsync, rename).
 void save_state(const std::string& path, const SavedState& state);
 // nullopt when the file does not exist; throws std::runtime_error naming the path on unreadable or

@@ -4,11 +4,20 @@
 #include <capnp/message.h>
 
 #include <algorithm>
+#include <random>
 
 #include "runtime/wire/envelope_util.h"
+#include "runtime/wire/wire_error.h"
 #include "worker/worker_log.h"
 
 namespace moe {
+
+std::chrono::milliseconds jittered(std::chrono::milliseconds backoff) {
+  thread_local std::mt19937_64 random{std::random_device{}()};
+  const auto full = backoff.count();
+  if (full < 2) return backoff;
+  return std::chrono::milliseconds(std::uniform_int_distribution<long long>(full / 2, full)(random));
+}
 
 CoordinatorLink::CoordinatorLink(CoordinatorLinkOptions options, boost::asio::io_context& io, Peer& peer,
                                  LoadWindow& load)
@@ -50,6 +59,7 @@ Frame CoordinatorLink::call(Connection& connection, capnp::MallocMessageBuilder&
 void CoordinatorLink::run() {
   auto backoff = options_.retry_min;
   bool logged_unreachable = false;
+  unsigned auth_failures = 0;
   for (;;) {
     {
       std::lock_guard lock(mutex_);
@@ -68,13 +78,23 @@ void CoordinatorLink::run() {
       }
       worker_log("connected to coordinator " + options_.coordinator);
       logged_unreachable = false;
-      backoff = options_.retry_min;
-      session(connection);
+      session(connection, [&] { backoff = options_.retry_min; auth_failures = 0; });
     } catch (const std::exception& e) {
       registered_ = false;
       {
         std::lock_guard lock(mutex_);
         if (stopping_) return;
+      }
+      const auto* remote = dynamic_cast<const RemoteError*>(&e);
+      if (remote && remote->code() == wire::ErrorCode::UNAUTHORIZED) {
+        if (++auth_failures >= options_.max_auth_failures) {
+          if (connection) connection->close();
+          peer_.on_fatal("coordinator " + options_.coordinator + " refused this worker " + std::to_string(auth_failures) +
+                         " times in a row: " + remote->remote_message() + " (check --cluster-token)");
+          return;
+        }
+      } else {
+        auth_failures = 0;
       }
       if (!logged_unreachable || backoff >= options_.retry_max) {
         worker_log("coordinator " + options_.coordinator + ": " + e.what() + "; still serving the last epoch, retrying in " +
@@ -87,12 +107,12 @@ void CoordinatorLink::run() {
       std::lock_guard lock(mutex_);
       connection_.reset();
     }
-    if (!sleep_for(backoff)) return;
+    if (!sleep_for(jittered(backoff))) return;
     backoff = std::min(backoff * 2, options_.retry_max);
   }
 }
 
-void CoordinatorLink::session(const std::shared_ptr<Connection>& connection) {
+void CoordinatorLink::session(const std::shared_ptr<Connection>& connection, const std::function<void()>& on_registered) {
   if (!peer_.has_model()) {
     capnp::MallocMessageBuilder message;
     message.initRoot<wire::Envelope>().setGetModel();
@@ -100,6 +120,7 @@ void CoordinatorLink::session(const std::shared_ptr<Connection>& connection) {
     peer_.adopt_model(reply.envelope().getModelInfo());
   }
   register_worker(*connection);
+  on_registered();  // the backoff restarts only after a registration got through
   for (;;) {
     std::chrono::milliseconds interval;
     {

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -29,7 +30,14 @@ struct CoordinatorLinkOptions {
   std::chrono::milliseconds retry_min{100};
   std::chrono::milliseconds retry_max{2000};
   std::chrono::milliseconds request_timeout{3000};
+  // Consecutive `unauthorized` refusals (a wrong cluster token) after which the link gives up: it logs one
+  // line and tells the Peer (on_fatal), which stops the worker with a non-zero exit status.
+  unsigned max_auth_failures = 5;
 };
+
+// The next reconnect delay: a random point in [backoff / 2, backoff] (jitter, so workers that lost the
+// coordinator together do not reconnect in lockstep).
+std::chrono::milliseconds jittered(std::chrono::milliseconds backoff);
 
 class CoordinatorLink {
  public:
@@ -45,6 +53,8 @@ class CoordinatorLink {
     // Everything but the window's load and the worker id.
     virtual void fill_heartbeat(wire::Heartbeat::Builder heartbeat) = 0;
     virtual void on_heartbeat_reply(wire::HeartbeatReply::Reader reply) = 0;
+    // The link gave up for good (e.g. the coordinator keeps refusing the cluster token).
+    virtual void on_fatal(const std::string& why) = 0;
   };
 
   CoordinatorLink(CoordinatorLinkOptions options, boost::asio::io_context& io, Peer& peer, LoadWindow& load);
@@ -61,7 +71,8 @@ class CoordinatorLink {
 
  private:
   void run();
-  void session(const std::shared_ptr<Connection>& connection);
+  // Registers, then heartbeats until the connection fails; `on_registered` runs once registration worked.
+  void session(const std::shared_ptr<Connection>& connection, const std::function<void()>& on_registered);
   void register_worker(Connection& connection);
   // Sleeps up to `duration`; false when stopping.
   bool sleep_for(std::chrono::milliseconds duration);

@@ -70,8 +70,9 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
     int received = 0;
     sigwait(&signals, &received);
-    moe::worker_log("received " + moe::stop_signal_name(received) + ", shutting down");
+    if (!service.failed()) moe::worker_log("received " + moe::stop_signal_name(received) + ", shutting down");
     service.stop();
+    if (service.failed()) return 1;
   } catch (const std::exception& e) {
     moe::worker_log(std::string("error: ") + e.what());
     return 1;  // under mpirun the bootstrap aborts the job

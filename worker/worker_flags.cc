@@ -61,6 +61,10 @@ void add_worker_flags(CLI::App& app, WorkerOptions& o) {
   app.add_option("--fetch-timeout-ms", o.fetch_timeout_ms, "deadline of one streamed weight chunk")
       ->capture_default_str()
       ->envname("MOE_FETCH_TIMEOUT_MS");
+  app.add_option("--max-frame-bytes", o.max_frame_bytes,
+                 "largest request frame accepted from clients (clients split bigger calls to their own limit)")
+      ->capture_default_str()
+      ->envname("MOE_MAX_FRAME_BYTES");
 }
 
 void check_worker_options(const WorkerOptions& o) {
@@ -79,6 +83,8 @@ void check_worker_options(const WorkerOptions& o) {
   if (o.max_queue == 0) bad("--max-queue must be at least 1, got 0");
   if (o.max_batch_tokens == 0) bad("--max-batch-tokens must be at least 1, got 0");
   if (o.fetch_timeout_ms == 0) bad("--fetch-timeout-ms must be at least 1, got 0");
+  if (o.max_frame_bytes < 4096)
+    bad("--max-frame-bytes must be at least 4096, got " + std::to_string(o.max_frame_bytes));
 }
 
 }  // namespace moe

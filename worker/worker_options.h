@@ -26,6 +26,7 @@ struct WorkerOptions {
   bool no_shared_storage = false;        // keep loaded experts' weights to stream to peers, and stream gained
                                         // experts from the peers a prepare names (else: the model source)
   uint32_t fetch_timeout_ms = 30000;    // deadline of one streamed chunk (--no-shared-storage)
+  uint64_t max_frame_bytes = 64u << 20; // largest frame a client may send (bigger ones close the connection)
   // Coordinator link timings.
   uint32_t connect_timeout_ms = 1000;
   uint32_t retry_min_ms = 100;          // first reconnect delay, doubling up to retry_max_ms

@@ -85,10 +85,13 @@ WorkerService::~WorkerService() { stop(); }
 void WorkerService::start() {
   if (started_) throw std::logic_error("WorkerService::start called twice");
   started_ = true;
+  FrameLimits limits;
+  limits.max_message_bytes = options_.max_frame_bytes;
   server_ = std::make_unique<Server>(io_->context(), listen_host_, listen_port_,
                                      [this](Frame request, Responder responder) {
                                        handle(std::move(request), std::move(responder));
-                                     });
+                                     },
+                                     limits);
   std::string advertised_host = is_wildcard(listen_host_) ? boost::asio::ip::host_name() : listen_host_;
   address_ = HostPort{advertised_host, server_->port()}.to_string();
   worker_log("listening on " + server_->address() + " as " + address_ + " (backend " + store_.backend().name() +
@@ -151,10 +154,17 @@ void WorkerService::handle(Frame request, Responder responder) {
         check_cluster_token(request.envelope().getFetchExpert().getClusterToken(), "fetchExpert");
         handle_fetch(request, responder);
         return;
+      case wire::Envelope::GET_MODEL:  // a client whose coordinator is away
+        adopted_.reply_model(responder, current_epoch());
+        return;
+      case wire::Envelope::GET_PLACEMENT:
+        adopted_.reply_placement(responder, current_epoch());
+        return;
       default:
         throw RequestError(wire::ErrorCode::BAD_REQUEST,
                            "moe-worker does not serve " + message_kind_name(kind) +
-                               " requests (only forwardRequest, prepare, commit, release, fetchExpert)",
+                               " requests (only forwardRequest, prepare, commit, release, fetchExpert, getModel, "
+                               "getPlacement)",
                            current_epoch());
     }
   } catch (const RequestError& e) {
@@ -346,6 +356,7 @@ void WorkerService::handle_commit(const Frame& request, const Responder& respond
     epochs_.commit(epoch, mine);
     oldest = epochs_.oldest_served();
   }
+  adopted_.set_placement(placement);
   update_gauges();
   worker_log("committed epoch " + std::to_string(epoch) + " as worker " +
              (self ? std::to_string(*self) : std::string("(unknown id)")) + ": " + std::to_string(mine.size()) +
@@ -410,6 +421,7 @@ void WorkerService::adopt_model(wire::ModelInfo::Reader info) {
                              std::to_string(spec.experts_per_layer()) + " experts per layer)");
   }
   store_.set_model(std::move(source), source_text);
+  adopted_.set_model(info);
   worker_log("model '" + std::string(info.getName().cStr()) + "' from " + source_text + ": " + family_name(spec.family) +
              ", hidden " + std::to_string(spec.hidden_size) + ", " + std::to_string(spec.experts_per_layer()) +
              " experts in each of " + std::to_string(spec.moe_layers.size()) + " MoE layers; " +
@@ -425,6 +437,7 @@ void WorkerService::fill_registration(wire::RegisterWorker::Builder registration
   capacity.setExpertSlots(expert_slots());
   registration.setClusterToken(options_.cluster_token);
   registration.setServingEpoch(current_epoch());
+  registration.setPreviousId(link_->worker_id().value_or(0));
   std::set<ExpertKey> hosted = store_.loaded();
   auto list = registration.initHosted(static_cast<unsigned>(hosted.size()));
   unsigned i = 0;
@@ -455,6 +468,16 @@ void WorkerService::on_heartbeat_reply(wire::HeartbeatReply::Reader reply) {
     worker_log("drained by the coordinator: no experts left, shutting down");
     ::kill(::getpid(), SIGTERM);
   }
+}
+
+}  // namespace moe
+
+namespace moe {
+
+void WorkerService::on_fatal(const std::string& why) {
+  if (failed_.exchange(true)) return;
+  worker_log("error: " + why + "; exiting");
+  ::kill(::getpid(), SIGTERM);  // main's sigwait stops the service, then exits 1
 }
 
 }  // namespace moe

@@ -25,6 +25,7 @@
 #include "runtime/metrics/metrics_endpoint.h"
 #include "runtime/net/io_pool.h"
 #include "runtime/net/server.h"
+#include "worker/adopted_metadata.h"
 #include "worker/coordinator_link.h"
 #include "worker/epoch_state.h"
 #include "worker/expert_store.h"
@@ -64,6 +65,8 @@ class WorkerService : private CoordinatorLink::Peer {
   std::set<ExpertKey> hosted() const { return store_.loaded(); }
   uint64_t batches_run() const { return batcher_->batches_run(); }
   uint64_t forward_requests_run() const { return batcher_->jobs_run(); }
+  // The coordinator link gave up for good (a refused cluster token): main exits non-zero.
+  bool failed() const { return failed_; }
 
  private:
   void handle(Frame request, Responder responder);
@@ -89,6 +92,7 @@ class WorkerService : private CoordinatorLink::Peer {
   void on_registered(wire::RegisterReply::Reader reply) override;
   void fill_heartbeat(wire::Heartbeat::Builder heartbeat) override;
   void on_heartbeat_reply(wire::HeartbeatReply::Reader reply) override;
+  void on_fatal(const std::string& why) override;
 
   WorkerOptions options_;
   std::string listen_host_;
@@ -101,6 +105,7 @@ class WorkerService : private CoordinatorLink::Peer {
   std::unique_ptr<WorkerMetrics> metrics_;
   LoadWindow load_window_;
   ExpertStore store_;
+  AdoptedMetadata adopted_;  // answers getModel / getPlacement of clients while the coordinator is away
   mutable std::mutex epoch_mutex_;
   EpochState epochs_;
 
@@ -112,6 +117,7 @@ class WorkerService : private CoordinatorLink::Peer {
   std::unique_ptr<Server> server_;
   std::atomic<bool> stopping_{false};
   std::atomic<bool> drained_{false};  // the coordinator said drained: SIGTERM sent once
+  std::atomic<bool> failed_{false};   // on_fatal: SIGTERM sent once, exit status 1
   bool started_ = false;
 };
 

@@ -1,9 +1,11 @@
-// Options of a ClusterClient: how long a forward call may take, what dtype tokens travel in, and how
-// patient connects, single requests and retries are.
+// Options of a ClusterClient: how long a forward call may take, what dtype tokens travel in, how
+// patient connects, single requests and retries are, and where it learns the model and placement
+// (ClusterEndpoints: the coordinator first, then workers).
 #pragma once
 
 #include <chrono>
 #include <string>
+#include <vector>
 
 #include "runtime/wire/framing.h"
 #include "runtime/wire/moe.capnp.h"
@@ -22,9 +24,17 @@ struct ClusterClientOptions {
   std::chrono::milliseconds backoff_initial{2};      // sleep before a retry that has nothing new to try
   std::chrono::milliseconds backoff_max{200};
   unsigned io_threads = 2;                           // threads of the client's own io pool
-  FrameLimits frame_limits{};
+  FrameLimits frame_limits{};                        // also bounds each forward request: bigger shards are split
   prometheus::Registry* registry = nullptr;          // client metrics go here when set
   std::string cluster_token;                         // sent with every forward (workers with one require it)
+};
+
+// Where a client asks for the model (getModel) and the placement (getPlacement): the coordinator when it
+// answers, else these workers in order (a worker answers from what the coordinator gave it: the model it
+// adopted and the last placement it committed). Either may be empty, not both.
+struct ClusterEndpoints {
+  std::string coordinator;           // HOST:PORT
+  std::vector<std::string> workers;  // HOST:PORT each
 };
 
 }  // namespace moe

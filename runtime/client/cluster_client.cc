@@ -9,7 +9,9 @@
 #include <capnp/message.h>
 
 #include "runtime/client/forward_messages.h"
+#include "runtime/client/metadata_fetch.h"
 #include "runtime/client/shard_dispatch.h"
+#include "runtime/client/shard_split.h"
 #include "runtime/net/net_error.h"
 #include "runtime/routing/combine.h"
 #include "runtime/routing/dispatch_plan.h"
@@ -69,35 +71,29 @@ Failure classify(std::exception_ptr error) {
   }
 }
 
+std::string expert_list(const std::set<ExpertKey>& experts) {
+  std::string text;
+  for (const ExpertKey& key : experts) {
+    text += (text.empty() ? "(" : ", (") + std::to_string(key.layer) + ", " + std::to_string(key.expert) + ")";
+  }
+  return text;
+}
+
 }  // namespace
 
 ClusterClient::ClusterClient(const std::string& coordinator, ClusterClientOptions options)
-    : coordinator_(coordinator),
+    : ClusterClient(ClusterEndpoints{coordinator, {}}, std::move(options)) {}
+
+ClusterClient::ClusterClient(ClusterEndpoints endpoints, ClusterClientOptions options)
+    : endpoints_(std::move(endpoints)),
       options_(options),
       pool_(std::max(1u, options.io_threads)),
       links_(pool_, options.connect_timeout, options.frame_limits),
       metrics_(options.registry),
       placement_(std::make_shared<ClientPlacement>()) {
-  const auto deadline = Clock::now() + options_.deadline;
-  auto backoff = options_.backoff_initial;
-  for (int attempt = 1;; ++attempt) {
-    capnp::MallocMessageBuilder request;
-    request.initRoot<wire::Envelope>().setGetModel();
-    try {
-      Frame reply = call_coordinator(request, wire::Envelope::MODEL_INFO, options_.deadline);
-      model_ = decode_model_info(reply.envelope().getModelInfo());
-      break;
-    } catch (const RemoteError& e) {
-      if (e.code() != wire::ErrorCode::NOT_READY)
-        throw ClusterError("coordinator " + coordinator_ + " refused getModel: " + error_code_name(e.code()) + ": " +
-                           e.remote_message());
-      if (Clock::now() + backoff >= deadline)
-        throw ClusterError("coordinator " + coordinator_ + " still not ready to give the model after " +
-                           std::to_string(attempt) + " attempts: " + e.remote_message());
-    }
-    std::this_thread::sleep_for(backoff);
-    backoff = std::min(backoff * 2, options_.backoff_max);
-  }
+  if (endpoints_.coordinator.empty() && endpoints_.workers.empty())
+    throw std::invalid_argument("ClusterClient needs a coordinator address or a list of workers");
+  fetch_model();
   refresh_placement();
 }
 
@@ -106,10 +102,40 @@ ClusterClient::~ClusterClient() {
   pool_.stop();
 }
 
-Frame ClusterClient::call_coordinator(capnp::MallocMessageBuilder& request, wire::Envelope::Which expected,
-                                      milliseconds timeout) {
-  auto connection = links_.get(coordinator_);
-  return call_peer(*connection, request, timeout, expected);
+std::vector<std::string> ClusterClient::metadata_peers() const {
+  std::vector<std::string> peers;
+  auto add = [&](const std::string& address) {
+    if (!address.empty() && std::find(peers.begin(), peers.end(), address) == peers.end()) peers.push_back(address);
+  };
+  add(endpoints_.coordinator);
+  for (const std::string& w : endpoints_.workers) add(w);
+  for (const auto& [id, worker] : placement()->workers()) {
+    if (worker.state != wire::WorkerState::DEAD) add(worker.address);
+  }
+  return peers;
+}
+
+void ClusterClient::fetch_model() {
+  const auto deadline = Clock::now() + options_.deadline;
+  auto backoff = options_.backoff_initial;
+  const auto timeout = std::min(options_.request_timeout, options_.deadline);
+  for (int attempt = 1;; ++attempt) {
+    MetadataReply got = fetch_metadata(
+        links_, metadata_peers(), [](wire::Envelope::Builder e) { e.setGetModel(); }, wire::Envelope::MODEL_INFO,
+        timeout, [&](const std::string&, const Frame& reply) -> std::optional<std::string> {
+          model_ = decode_model_info(reply.envelope().getModelInfo());
+          return std::nullopt;
+        });
+    if (got.reply) return;
+    const std::string failures = join_failures(got.failures);
+    if (!got.not_ready)
+      throw ClusterError("no coordinator or worker gave the model (getModel): " + failures);
+    if (Clock::now() + backoff >= deadline)
+      throw ClusterError("no coordinator or worker was ready to give the model after " + std::to_string(attempt) +
+                         " attempts (" + std::to_string(options_.deadline.count()) + " ms): " + failures);
+    std::this_thread::sleep_for(backoff);
+    backoff = std::min(backoff * 2, options_.backoff_max);
+  }
 }
 
 std::shared_ptr<const ClientPlacement> ClusterClient::placement() const {
@@ -118,28 +144,29 @@ std::shared_ptr<const ClientPlacement> ClusterClient::placement() const {
 }
 
 bool ClusterClient::refresh_placement() {
+  const uint64_t cached = placement()->epoch();
   std::shared_ptr<const ClientPlacement> fresh;
-  try {
-    capnp::MallocMessageBuilder request;
-    request.initRoot<wire::Envelope>().setGetPlacement();
-    Frame reply = call_coordinator(request, wire::Envelope::PLACEMENT, std::min(options_.request_timeout, options_.deadline));
-    fresh = std::make_shared<ClientPlacement>(reply.envelope().getPlacement());
-  } catch (const NetError&) {
-    return false;  // coordinator unreachable: keep serving the cached placement
-  } catch (const RemoteError&) {
-    return false;  // notReady and the like
-  } catch (const WireError&) {
-    return false;
-  }
+  MetadataReply got = fetch_metadata(
+      links_, metadata_peers(), [](wire::Envelope::Builder e) { e.setGetPlacement(); }, wire::Envelope::PLACEMENT,
+      std::min(options_.request_timeout, options_.deadline),
+      [&](const std::string& peer, const Frame& reply) -> std::optional<std::string> {
+        auto candidate = std::make_shared<ClientPlacement>(reply.envelope().getPlacement());
+        // The coordinator's word is final; a worker's placement only when it is not older than ours.
+        if (peer != endpoints_.coordinator && candidate->epoch() < cached)
+          return "epoch " + std::to_string(candidate->epoch()) + " is older than the cached " + std::to_string(cached);
+        fresh = std::move(candidate);
+        return std::nullopt;
+      });
+  if (!got.reply) return false;  // keep serving the cached placement
   std::lock_guard lock(placement_mutex_);
   placement_ = std::move(fresh);
   return true;
 }
 
-void ClusterClient::refresh_after_failure(uint64_t planned_epoch) {
+bool ClusterClient::refresh_after_failure(uint64_t planned_epoch) {
   std::lock_guard lock(refresh_mutex_);
-  if (placement()->epoch() > planned_epoch) return;  // another caller already moved on
-  refresh_placement();
+  if (placement()->epoch() > planned_epoch) return true;  // another caller already moved on
+  return refresh_placement();
 }
 
 Matrix ClusterClient::forward(int32_t layer, const Matrix& x, RoutingResult* routing_out) {
@@ -164,6 +191,72 @@ Matrix ClusterClient::forward(int32_t layer, const Matrix& x, RoutingResult* rou
   }
 }
 
+// One attempt of a call: the placement it plans on and the pairs it sends, with their workers.
+struct ClusterClient::Round {
+  int32_t layer = 0;
+  const Matrix* x = nullptr;
+  Matrix* out = nullptr;
+  std::string what;  // "forward of layer L (T tokens)", for errors
+  std::shared_ptr<const ClientPlacement> view;
+  Clock::time_point deadline;  // of the call: each chunk's requests get at most what is left
+  const std::vector<TokenAssignment>* assignments = nullptr;
+  std::vector<size_t> items;           // indices into *assignments
+  std::vector<int32_t> worker_of_item;
+  std::set<uint32_t>* avoid = nullptr;
+  std::string* last_error = nullptr;
+  size_t failed_shards = 0;
+};
+
+void ClusterClient::run_chunk(Round& r, const std::vector<size_t>& chunk, std::vector<size_t>& failed) {
+  const milliseconds left = remaining_ms(r.deadline);
+  if (left.count() < 1) {  // an earlier chunk used the call's time up: the caller throws the deadline error
+    for (size_t p : chunk) failed.push_back(r.items[p]);
+    *r.last_error = "the call's deadline passed before all of its " + std::to_string(r.items.size()) +
+                    " pairs were sent";
+    return;
+  }
+  std::vector<TokenAssignment> subset;
+  subset.reserve(chunk.size());
+  std::map<int32_t, std::vector<size_t>> original_of;  // worker -> original indices, in shard order
+  for (size_t p : chunk) {
+    subset.push_back((*r.assignments)[r.items[p]]);
+    original_of[r.worker_of_item[p]].push_back(r.items[p]);
+  }
+  std::map<int32_t, WorkerShard> plan =
+      plan_by_worker(subset, [&](size_t i, const TokenAssignment&) { return r.worker_of_item[chunk[i]]; });
+
+  ShardRound round{r.view.get(), r.layer, options_.wire_dtype, r.x, std::min(options_.request_timeout, left),
+                   options_.cluster_token};
+  std::vector<ShardOutcome> outcomes = send_shards(links_, round, std::move(plan));
+  const int64_t hidden = r.x->cols;
+  for (ShardOutcome& o : outcomes) {
+    std::exception_ptr error = o.error;
+    if (!error) {
+      try {
+        // Kept by this thread between calls: a fresh multi-megabyte vector page-faults per 4 KiB.
+        thread_local std::vector<float> partial;
+        partial.resize(o.shard.tokens.size() * static_cast<size_t>(hidden));
+        decode_forward_reply_into(o.reply, o.shard.tokens.size(), hidden, std::span<float>(partial));
+        combine_partial(o.shard.tokens, partial, *r.out);
+        metrics_.record_request("ok");
+        metrics_.record_shard_done(r.layer, o.worker, o.shard, shard_payload_bytes(o.shard, hidden, options_.wire_dtype));
+        continue;
+      } catch (...) {
+        error = std::current_exception();
+      }
+    }
+    Failure f = classify(error);
+    metrics_.record_request(f.status);
+    const std::string where = "worker " + std::to_string(o.worker) + " (" + o.address + ")";
+    if (!f.retryable) throw ClusterError(r.what + ": " + where + " failed: " + f.text);
+    *r.last_error = where + ": " + f.text;
+    if (f.avoid_worker) r.avoid->insert(o.worker);
+    const auto& originals = original_of[static_cast<int32_t>(o.worker)];
+    failed.insert(failed.end(), originals.begin(), originals.end());
+    ++r.failed_shards;
+  }
+}
+
 Matrix ClusterClient::run_forward(int32_t layer, const Matrix& x, RoutingResult& routing) {
   const auto deadline = Clock::now() + options_.deadline;
   const std::vector<TokenAssignment> assignments = make_assignments(routing, model_.spec);
@@ -172,78 +265,72 @@ Matrix ClusterClient::run_forward(int32_t layer, const Matrix& x, RoutingResult&
   for (size_t i = 0; i < pending.size(); ++i) pending[i] = i;
   std::set<uint32_t> avoid;
   std::string last_error;
+  std::set<ExpertKey> unplaced;  // experts of pending pairs with no replica in the last placement planned on
+  bool fresh = false;            // the cached placement was fetched during this call
   auto backoff = options_.backoff_initial;
   const std::string what = "forward of layer " + std::to_string(layer) + " (" + std::to_string(x.rows) + " tokens)";
+  auto unavailable = [&](const std::string& when) {
+    return ClusterUnavailableError(what + ": experts " + expert_list(unplaced) + " are unavailable: no replica in " +
+                                       "placement epoch " + std::to_string(placement()->epoch()) + " (" + when + ")",
+                                   std::vector<ExpertKey>(unplaced.begin(), unplaced.end()));
+  };
 
   for (int attempts = 0; !pending.empty();) {
     const milliseconds left = remaining_ms(deadline);
     if (left.count() < 1) {
+      if (!unplaced.empty())
+        throw unavailable("deadline of " + std::to_string(options_.deadline.count()) + " ms reached after " +
+                          std::to_string(attempts) + " attempts");
       throw ClusterDeadlineError(what + ": deadline exceeded after " + std::to_string(attempts) + " attempts (" +
                                  std::to_string(options_.deadline.count()) + " ms): " + last_error);
     }
     ++attempts;
-    const std::shared_ptr<const ClientPlacement> view = placement();
+    Round r;
+    r.layer = layer;
+    r.x = &x;
+    r.out = &out;
+    r.what = what;
+    r.view = placement();
+    r.deadline = deadline;
+    r.assignments = &assignments;
+    r.avoid = &avoid;
+    r.last_error = &last_error;
 
     // Plan the pending pairs; pairs whose expert has no replica wait for a newer placement.
     std::vector<size_t> next;
-    std::vector<TokenAssignment> subset;
-    std::vector<int32_t> worker_of_subset;
-    std::map<int32_t, std::vector<size_t>> original_of;  // worker -> original indices, in shard order
+    unplaced.clear();
     for (size_t i : pending) {
       const TokenAssignment& a = assignments[i];
-      const int64_t w = view->choose_worker(layer, a.expert, a.token, avoid);
+      const int64_t w = r.view->choose_worker(layer, a.expert, a.token, avoid);
       if (w < 0) {
         next.push_back(i);
-        last_error = "expert (" + std::to_string(layer) + ", " + std::to_string(a.expert) +
-                     ") has no replica in placement epoch " + std::to_string(view->epoch());
+        unplaced.insert({layer, a.expert});
         continue;
       }
-      subset.push_back(a);
-      worker_of_subset.push_back(static_cast<int32_t>(w));
-      original_of[static_cast<int32_t>(w)].push_back(i);
+      r.items.push_back(i);
+      r.worker_of_item.push_back(static_cast<int32_t>(w));
     }
-    std::map<int32_t, WorkerShard> plan =
-        plan_by_worker(subset, [&](size_t i, const TokenAssignment&) { return worker_of_subset[i]; });
-
-    ShardRound round{view.get(), layer, options_.wire_dtype, &x, std::min(options_.request_timeout, left),
-                     options_.cluster_token};
-    std::vector<ShardOutcome> outcomes = send_shards(links_, round, std::move(plan));
-
-    size_t failed_shards = 0;
-    for (ShardOutcome& o : outcomes) {
-      std::exception_ptr error = o.error;
-      if (!error) {
-        try {
-          // Kept by this thread between calls: a fresh multi-megabyte vector page-faults per 4 KiB.
-          thread_local std::vector<float> partial;
-          partial.resize(o.shard.tokens.size() * static_cast<size_t>(x.cols));
-          decode_forward_reply_into(o.reply, o.shard.tokens.size(), x.cols, std::span<float>(partial));
-          combine_partial(o.shard.tokens, partial, out);
-          metrics_.record_request("ok");
-          metrics_.record_shard_done(layer, o.worker, o.shard,
-                                     shard_payload_bytes(o.shard, x.cols, options_.wire_dtype));
-          continue;
-        } catch (...) {
-          error = std::current_exception();
-        }
-      }
-      Failure f = classify(error);
-      metrics_.record_request(f.status);
-      const std::string where = "worker " + std::to_string(o.worker) + " (" + o.address + ")";
-      if (!f.retryable) throw ClusterError(what + ": " + where + " failed: " + f.text);
-      last_error = where + ": " + f.text;
-      if (f.avoid_worker) avoid.insert(o.worker);
-      const auto& originals = original_of[static_cast<int32_t>(o.worker)];
-      next.insert(next.end(), originals.begin(), originals.end());
-      ++failed_shards;
+    if (!unplaced.empty()) {
+      if (fresh && r.view->epoch() >= 1) throw unavailable("after a placement refresh, " + std::to_string(attempts) + " attempts");
+      last_error = "experts " + expert_list(unplaced) + " have no replica in placement epoch " +
+                   std::to_string(r.view->epoch());
     }
+    std::vector<std::vector<size_t>> chunks;
+    try {
+      chunks = split_by_frame_limit(assignments, r.items, r.worker_of_item, x.cols, options_.wire_dtype,
+                                    options_.frame_limits.max_message_bytes, options_.cluster_token.size());
+    } catch (const std::length_error& e) {
+      throw ClusterError(what + ": " + e.what());
+    }
+    for (const auto& chunk : chunks) run_chunk(r, chunk, next);
     if (next.empty()) break;
-    if (failed_shards) metrics_.record_retry(failed_shards);
+    if (r.failed_shards) metrics_.record_retry(r.failed_shards);
     pending = std::move(next);
 
-    refresh_after_failure(view->epoch());
-    if (placement()->epoch() == view->epoch()) {
-      // Nothing new to plan against: wait a little (never past the deadline) before trying again.
+    fresh = refresh_after_failure(r.view->epoch());
+    // Nothing new to plan against: wait a little (never past the deadline) before trying again. (Experts
+    // still unplaced in a fresh placement end the call at the next attempt: no wait.)
+    if (placement()->epoch() == r.view->epoch() && !(fresh && !unplaced.empty())) {
       const milliseconds wait = std::min(backoff, std::max(milliseconds(0), remaining_ms(deadline)));
       std::this_thread::sleep_for(wait);
       backoff = std::min(backoff * 2, options_.backoff_max);

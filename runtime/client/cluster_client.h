@@ -1,16 +1,25 @@
 // ClusterClient: one MoE layer's forward on a running cluster, behind the same MoeLayerExecutor
-// interface as LocalEngine. Given only the coordinator's address it fetches the model (spec + routers)
-// and the placement; forward() routes locally, plans the (token, expert) pairs by worker (a replicated
-// expert's pairs spread over its replicas by share, deterministically from the token index), sends all
-// worker shards at once over cached connections, and adds the partial sums up.
+// interface as LocalEngine. Given the coordinator's address (and/or a list of workers) it fetches the
+// model (spec + routers) and the placement; forward() routes locally, plans the (token, expert) pairs by
+// worker (a replicated expert's pairs spread over its replicas by share, deterministically from the
+// token index), sends all worker shards at once over cached connections, and adds the partial sums up.
+// A call whose shards would exceed options.frame_limits is cut into chunks of whole tokens (shard_split.h)
+// sent one chunk after the other; the output is the same as unsplit.
+//
+// Without the coordinator: model and placement come from the coordinator when it answers, else from
+// the workers (the listed ones, then those of the cached placement), which answer from what the
+// coordinator gave them; a worker's placement is taken only when its epoch is >= the cached one. A
+// client that has a placement keeps serving while no one answers.
 //
 // Failures: a shard that fails (staleEpoch, expertNotHosted, notReady, overloaded, a worker-side
 // deadline, a broken or closed connection, a request timeout) makes the client refresh the placement
 // from the coordinator (keeping the cached one when the coordinator is unreachable) and send again only
 // the pairs of the failed shards, with backoff, within the call's deadline. After the deadline it throws
-// ClusterDeadlineError("deadline exceeded after N attempts: <last error>"). Errors a retry cannot fix
-// (badRequest, unknownLayer, internal, unauthorized, a malformed reply) throw ClusterError at once. A
-// call never returns a partial result. Thread-safe: many threads may call forward at once.
+// ClusterDeadlineError("deadline exceeded after N attempts: <last error>"). Pairs whose expert has no
+// replica in the placement throw ClusterUnavailableError naming the experts: at once when a placement
+// fetched during the call (epoch >= 1) still lacks them, else at the deadline. Errors a retry cannot fix
+// (badRequest, unknownLayer, internal, unauthorized, a malformed reply, one token over the frame limit)
+// throw ClusterError at once. A call never returns a partial result. Thread-safe: many threads may call forward at once.
 #pragma once
 
 #include <chrono>
@@ -18,6 +27,7 @@
 #include <mutex>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "runtime/client/client_metrics.h"
 #include "runtime/client/client_options.h"
@@ -39,34 +49,54 @@ class ClusterDeadlineError : public ClusterError {
   using ClusterError::ClusterError;
 };
 
+// Experts of the call have no replica in the placement (the cluster lacks the capacity, or lost them).
+class ClusterUnavailableError : public ClusterError {
+ public:
+  ClusterUnavailableError(const std::string& message, std::vector<ExpertKey> experts)
+      : ClusterError(message), experts_(std::move(experts)) {}
+  const std::vector<ExpertKey>& experts() const { return experts_; }
+
+ private:
+  std::vector<ExpertKey> experts_;
+};
+
 class ClusterClient : public MoeLayerExecutor {
  public:
-  // Connects to the coordinator and fetches model and placement. Throws NetError when the coordinator
-  // cannot be reached, ClusterError when it will not give the model within options.deadline.
+  // Fetches model and placement from the coordinator, else from the workers in order. Throws
+  // ClusterError naming what each peer answered when none gives the model (waiting up to
+  // options.deadline while one answers notReady).
   explicit ClusterClient(const std::string& coordinator, ClusterClientOptions options = {});
+  ClusterClient(ClusterEndpoints endpoints, ClusterClientOptions options);
   ~ClusterClient() override;
 
   const ModelSpec& spec() const override { return model_.spec; }
   Matrix forward(int32_t layer, const Matrix& x, RoutingResult* routing_out = nullptr) override;
 
   const ClusterModel& model() const { return model_; }
-  const std::string& coordinator() const { return coordinator_; }
+  const std::string& coordinator() const { return endpoints_.coordinator; }
+  const ClusterEndpoints& endpoints() const { return endpoints_; }
   const ClusterClientOptions& options() const { return options_; }
   // The cached placement (never null; epoch 0 before the cluster placed anything).
   std::shared_ptr<const ClientPlacement> placement() const;
-  // Fetches the placement now. False (cache kept) when the coordinator is unreachable or not ready.
+  // Fetches the placement now: from the coordinator, else from the first worker (listed, then of the
+  // cached placement) whose committed epoch is >= the cached one. False (cache kept) when none answers.
   bool refresh_placement();
   ClientStats stats() const { return metrics_.stats(); }
 
  private:
-  struct Attempt;
-  Frame call_coordinator(capnp::MallocMessageBuilder& request, wire::Envelope::Which expected,
-                         std::chrono::milliseconds timeout);
-  // Refreshes unless another thread already brought a placement newer than `planned_epoch`.
-  void refresh_after_failure(uint64_t planned_epoch);
+  struct Round;
+  void fetch_model();
+  // Coordinator, listed workers, then the workers of the cached placement (each address once).
+  std::vector<std::string> metadata_peers() const;
+  // Refreshes unless another thread already brought a placement newer than `planned_epoch`. True when
+  // the cached placement is now one fetched after this call's failure (or newer).
+  bool refresh_after_failure(uint64_t planned_epoch);
   Matrix run_forward(int32_t layer, const Matrix& x, RoutingResult& routing);
+  // Sends the `chunk` positions of `items` (pairs planned on `workers`), adds the replies into `out`;
+  // the pairs of failed shards go to `failed`.
+  void run_chunk(Round& round, const std::vector<size_t>& chunk, std::vector<size_t>& failed);
 
-  std::string coordinator_;
+  ClusterEndpoints endpoints_;
   ClusterClientOptions options_;
   IoPool pool_;
   PeerLinks links_;

@@ -78,7 +78,7 @@ SyntheticModelOptions tiny_base(ModelFamily family) {
 }  // namespace
 
 std::vector<std::string> synthetic_preset_names() {
-  return {"default", "tiny", "tiny-mixtral", "tiny-qwen2", "tiny-qwen3", "tiny-deepseek", "wire"};
+  return {"default", "tiny", "tiny-mixtral", "tiny-qwen2", "tiny-qwen3", "tiny-deepseek", "wire", "wire-4096"};
 }
 
 SyntheticModelOptions synthetic_preset(const std::string& name) {
@@ -91,6 +91,13 @@ SyntheticModelOptions synthetic_preset(const std::string& name) {
     // Wide activations, almost no expert compute: what a forward costs in transport alone.
     SyntheticModelOptions o;
     o.hidden = 2048;
+    o.intermediate = 8;
+    return o;
+  }
+  if (name == "wire-4096") {
+    // "wire" at a large model's hidden size (4096): what a call of many tokens costs in transport.
+    SyntheticModelOptions o;
+    o.hidden = 4096;
     o.intermediate = 8;
     return o;
   }

@@ -43,6 +43,7 @@ struct SyntheticModelOptions {
 //   "tiny-deepseek"  deepseek_v3, 16 experts top-4, 4 groups keep 2, scaling 2.5, shared expert, layer 0 dense
 //   "wire"           mixtral, hidden 2048, intermediate 8, 8 experts, top-2, F32: wide tokens, trivial
 //                    experts, for measuring what the cluster's transport costs
+//   "wire-4096"      the same at hidden 4096 (calls of many tokens, split over the frame limit)
 // All tiny presets: hidden 64, F32, seed 0. Throws ModelError naming the known presets.
 SyntheticModelOptions synthetic_preset(const std::string& name);
 std::vector<std::string> synthetic_preset_names();

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <string>
 
+#include "runtime/placement/balance_bounds.h"
 #include "runtime/placement/balance_fresh.h"
 #include "runtime/placement/balance_moves.h"
 #include "runtime/placement/balance_shares.h"
@@ -134,16 +135,21 @@ LayerPlan balance_layer(std::span<const double> loads, const SlotGrid& current, 
   for (double v : loads) total += v;
   const double bound = target * total / current.workers;
 
+  const CopyBounds bounds{options.min_copies, options.max_copies};
+  auto fitted = [&](SlotGrid grid) {
+    fit_copy_bounds(grid, loads, bounds);
+    return evaluate_layer(loads, grid, current);
+  };
   const bool all_placed = std::find(counts.begin(), counts.end(), 0) == counts.end();
   std::vector<LayerPlan> candidates;  // in order of preference on a tie: fewest changes first
   if (all_placed) {
-    candidates.push_back(evaluate_layer(loads, current, current));
+    candidates.push_back(fitted(current));
     if (candidates.back().imbalance <= target) return candidates.back();
   }
   SlotGrid repaired = filled_grid(loads, current);
   const int budget = std::max(2, static_cast<int>(options.repair_budget * total_slots));
   repair_by_moves(repaired, current, loads, {bound, std::max(budget, slots_changed(current, repaired))});
-  candidates.push_back(evaluate_layer(loads, repaired, current));
+  candidates.push_back(fitted(repaired));
   if (candidates.back().imbalance <= target) return candidates.back();
 
   SlotGrid fresh = fresh_grid(loads, current);
@@ -152,7 +158,7 @@ LayerPlan balance_layer(std::span<const double> loads, const SlotGrid& current, 
   limits.max_changed_slots = total_slots;
   limits.max_steps = total_slots;
   improve_by_swaps(fresh, current, loads, limits);
-  candidates.push_back(evaluate_layer(loads, fresh, current));
+  candidates.push_back(fitted(fresh));
 
   // The fewest changes among the plans within the tolerance of the best one.
   double best = candidates[0].imbalance;

@@ -7,6 +7,7 @@
 //      within a budget of changed slots;
 //   3. if that stays above the tolerance, plan from scratch (balance_fresh.h) laid out to keep what it can,
 //      and take it only when it beats the repair by more than the tolerance.
+// Every candidate is first fitted to the copy bounds (balance_bounds.h: min_copies, max_copies).
 // Pure and deterministic: the same inputs give the same plan.
 #pragma once
 
@@ -21,6 +22,8 @@ struct BalancerOptions {
   double tolerance = 0.02;          // a layer at max/mean <= 1 + tolerance keeps its slots; a repair aims here
   double replan_tolerance = 0.01;   // a layer planned from scratch pays its moves anyway: it aims here
   double repair_budget = 0.1;       // slots a repair may change, as a fraction of the layer's slots
+  int min_copies = 1;               // copies of every expert (capped by the workers): --replicas
+  int max_copies = 0;               // copies in the whole layer (0: every slot may hold one): the replica budget
 };
 
 struct LayerPlan {

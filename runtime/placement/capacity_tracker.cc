@@ -42,6 +42,23 @@ void CapacityTracker::take(uint32_t worker_id, uint64_t bytes) {
   used.bytes += bytes;
 }
 
+void CapacityTracker::release(uint32_t worker_id, uint64_t bytes) {
+  Used& used = used_.at(worker_id);
+  used.slots -= std::min<uint32_t>(used.slots, 1);
+  used.bytes -= std::min(used.bytes, bytes);
+}
+
+bool CapacityTracker::fits(uint32_t worker_id, uint64_t bytes, uint64_t freed_bytes, bool frees_slot) const {
+  auto it = std::find_if(workers_.begin(), workers_.end(), [&](const WorkerCapacity& w) { return w.id == worker_id; });
+  if (it == workers_.end()) return false;
+  const Used& used = used_.at(worker_id);
+  const uint64_t slots = used.slots - (frees_slot && used.slots > 0 ? 1 : 0);
+  const uint64_t held = used.bytes - std::min(used.bytes, freed_bytes);
+  if (it->slots != 0 && slots >= it->slots) return false;
+  if (it->memory_bytes != 0 && held + bytes > it->memory_bytes) return false;
+  return true;
+}
+
 std::string CapacityTracker::describe() const {
   std::string out;
   for (const auto& worker : workers_) {

@@ -24,6 +24,11 @@ class CapacityTracker {
   // a free slot and `bytes` of free memory; nullopt when none.
   std::optional<uint32_t> pick(uint64_t bytes, const std::set<uint32_t>& exclude) const;
   void take(uint32_t worker_id, uint64_t bytes);
+  // Gives back what take() counted (an evicted copy).
+  void release(uint32_t worker_id, uint64_t bytes);
+  // Whether `worker_id` (tracked) has a free slot and `bytes` of free memory after freeing one copy of
+  // `freed_bytes` (0: nothing freed).
+  bool fits(uint32_t worker_id, uint64_t bytes, uint64_t freed_bytes = 0, bool frees_slot = false) const;
   // "worker 1 (10.0.0.1:7501): 3/4 slots, 100/1000 bytes used; ..." for error messages.
   std::string describe() const;
   const std::vector<WorkerCapacity>& workers() const { return workers_; }

@@ -89,6 +89,8 @@ struct RegisterWorker {
   clusterToken @4 :Text;
   servingEpoch @5 :UInt64;  # a worker re-registering after a coordinator restart keeps serving this
   hosted @6 :List(ExpertRef);  # ... with these experts loaded
+  previousId @7 :UInt32;    # the id a coordinator gave this worker before (0: none): a worker that
+                            # registers again with the same name and address keeps its id
 }
 
 struct RegisterReply {

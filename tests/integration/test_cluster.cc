@@ -89,6 +89,18 @@ size_t TestCluster::start_worker() {
   return index;
 }
 
+void TestCluster::restart_worker(size_t i) {
+  workers_.at(i).kill_now();
+  const std::string name = "worker" + std::to_string(i);
+  std::vector<std::string> argv{bin_path("moe-worker"), "--coordinator", coordinator_address_, "--listen",
+                                worker_addresses_.at(i), "--name", name, "--threads", "1"};
+  for (const auto& f : options_.worker_flags) argv.push_back(f);
+  const std::string log = "moe-" + name + "-restart-" + std::to_string(++restarts_) + ".log";  // a log of its own
+  workers_.at(i) = DaemonProcess(argv, dir_ / log);
+  worker_expected_.at(i) = true;
+  workers_.at(i).wait_for_log_line("moe-worker listening on " + worker_addresses_.at(i), 10s);
+}
+
 void TestCluster::kill_worker(size_t i) {
   worker_expected_.at(i) = false;
   workers_.at(i).kill_now();

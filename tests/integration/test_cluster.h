@@ -76,6 +76,9 @@ class TestCluster {
   size_t worker_count() const { return workers_.size(); }
   // SIGKILL worker i (waits do not count it as a daemon that should run any more).
   void kill_worker(size_t i);
+  // Starts worker i again (SIGKILLing it first when it still runs) with the same name and address, and
+  // waits for its listen line: a restarted process on the same node. It gets a log of its own.
+  void restart_worker(size_t i);
 
   // One getPlacement / status round trip; nullopt (reason in `why`) when the coordinator does not answer.
   std::optional<ClientPlacement> placement(std::string* why = nullptr) const;
@@ -110,6 +113,7 @@ class TestCluster {
   std::vector<std::string> worker_addresses_;
   bool coordinator_expected_ = false;
   std::vector<bool> worker_expected_;
+  int restarts_ = 0;
 };
 
 // Folder of the binaries and a per-test scratch folder (removed first when it exists).

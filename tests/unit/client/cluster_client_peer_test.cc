@@ -15,57 +15,12 @@
 #include "runtime/model/synthetic_model.h"
 #include "tests/unit/client/client_test_util.h"
 #include "tests/unit/client/cluster_test_peer.h"
+#include "tests/unit/client/client_peer_fixture.h"
 
 namespace moe::test {
 namespace {
 
 using namespace std::chrono_literals;
-
-std::vector<ExpertKey> experts_of(const ModelSpec& spec, int32_t first, int32_t last) {
-  std::vector<ExpertKey> keys;
-  for (int32_t layer : spec.moe_layers)
-    for (int32_t e = first; e <= last; ++e) keys.push_back({layer, e});
-  return keys;
-}
-
-// A tiny model on three test workers: A hosts the first half of the experts, B the rest (shared expert
-// included), C a second copy of expert 0 (share 0.5 each with A).
-class ClusterClientPeerTest : public ::testing::Test {
- protected:
-  void start(const std::string& preset) {
-    source = SyntheticLayerSource::from_preset(preset);
-    const ModelSpec& spec = source->spec();
-    const int32_t half = spec.num_experts / 2;
-    coordinator = std::make_unique<TestCoordinator>(pool, *source);
-    a = std::make_unique<TestWorker>(pool, *source, experts_of(spec, 0, half - 1));
-    b = std::make_unique<TestWorker>(pool, *source, experts_of(spec, half, spec.experts_per_layer() - 1));
-    c = std::make_unique<TestWorker>(pool, *source, experts_of(spec, 0, 0));
-    placement.epoch = 1;
-    placement.workers = {{0, a->address()}, {1, b->address()}, {2, c->address()}};
-    for (int32_t layer : spec.moe_layers) {
-      for (int32_t e = 0; e < spec.experts_per_layer(); ++e) {
-        if (e == 0) placement.replicas[{layer, e}] = {{0, 0.5f}, {2, 0.5f}};
-        else placement.replicas[{layer, e}] = {{e < half ? 0u : 1u, 1.f}};
-      }
-    }
-    coordinator->set_placement(placement);
-    reference = local_engine(*source);
-  }
-
-  ClusterClientOptions f32_options() {
-    ClusterClientOptions o;
-    o.wire_dtype = wire::DType::F32;
-    o.deadline = 5000ms;
-    return o;
-  }
-
-  IoPool pool{2};
-  std::unique_ptr<SyntheticLayerSource> source;
-  std::unique_ptr<TestCoordinator> coordinator;
-  std::unique_ptr<TestWorker> a, b, c;
-  PeerPlacement placement;
-  std::unique_ptr<LocalEngine> reference;
-};
 
 TEST_F(ClusterClientPeerTest, MatchesLocalEngineWithF32OnTheWire) {
   start("tiny");
@@ -190,23 +145,6 @@ TEST_F(ClusterClientPeerTest, ThrowsADeadlineErrorNamingAttemptsAndTheLastError)
   EXPECT_LT(elapsed, 2000ms);
   EXPECT_EQ(client.stats().calls_deadline_exceeded, 1u);
   EXPECT_GE(b->received().size(), 3u) << "it should have retried with backoff";
-}
-
-TEST_F(ClusterClientPeerTest, DeadlineAppliesWhenAnExpertHasNoReplica) {
-  start("tiny");
-  placement.replicas.erase({0, 5});
-  coordinator->set_placement(placement);
-  ClusterClientOptions options = f32_options();
-  options.deadline = 200ms;
-  ClusterClient client(coordinator->address(), options);
-  Matrix x = random_input(64, client.spec().hidden_size, 12);  // 64 tokens top-2 of 8: expert 5 is hit
-  try {
-    client.forward(0, x);
-    FAIL() << "forward returned although expert 5 is placed nowhere";
-  } catch (const ClusterDeadlineError& e) {
-    EXPECT_NE(std::string(e.what()).find("expert (0, 5) has no replica in placement epoch 1"), std::string::npos)
-        << e.what();
-  }
 }
 
 TEST_F(ClusterClientPeerTest, ErrorsARetryCannotFixThrowAtOnce) {

@@ -121,8 +121,8 @@ TEST(RebalancePlan, ExpertsMovedCountsCopiesAHostLoadsAnew) {
 
 TEST(RebalancePlan, EmptyNewHostReceivesExperts) {
   const PlacementTable current = two_worker_table();
-  RebalanceResult result = plan_rebalance(current, catalog(), hosts({1, 2, 3}), uniform_loads(10.0), 1.0);
-  EXPECT_EQ(result.slots_per_layer, 2);  // ceil(4 / 3)
+  RebalanceResult result = plan_rebalance(current, catalog(), hosts({1, 2, 3}), uniform_loads(10.0), 1.5);
+  EXPECT_EQ(result.slots_per_layer, 2);  // ceil(4 * 1.5 / 3)
   expect_valid(result.next, {1, 2, 3}, result.slots_per_layer);
   ASSERT_EQ(result.next.workers.size(), 3u);
   EXPECT_EQ(result.next.workers[2], (PlacedWorker{3, "10.0.0.3:7000", WorkerState::Active}));
@@ -138,7 +138,7 @@ TEST(RebalancePlan, EmptyNewHostReceivesExperts) {
 TEST(RebalancePlan, EmptyNewHostReceivesExpertsWithoutAnyTraffic) {
   // No estimates at all: every expert still counts (the 1% floor), so the new host is not left empty.
   const PlacementTable current = two_worker_table();
-  RebalanceResult result = plan_rebalance(current, catalog(), hosts({1, 2, 3}), {}, 1.0);
+  RebalanceResult result = plan_rebalance(current, catalog(), hosts({1, 2, 3}), {}, 1.5);
   expect_valid(result.next, {1, 2, 3}, result.slots_per_layer);
   EXPECT_FALSE(result.next.experts_on(3).empty());
   EXPECT_EQ(result.next.find_worker(3)->state, WorkerState::Active);
@@ -202,12 +202,13 @@ TEST(RebalancePlan, SlotsPerLayerFollowTheReplicaBudget) {
   EXPECT_EQ(slots({1, 2}, 10.0), kExperts);   // a worker cannot hold more than every expert of a layer
 }
 
-TEST(RebalancePlan, SlotsPerLayerNeverBelowWhatAHostAlreadyHolds) {
+TEST(RebalancePlan, CopiesAHostHoldsBeyondTheSlotsPerLayerAreDropped) {
   PlacementTable current = two_worker_table();
-  current.assignments[{0, 2}] = {{1, 1.f}};  // layer 0: worker 1 holds 0, 1, 2
+  current.assignments[{0, 2}] = {{1, 0.5f}, {2, 0.5f}};  // layer 0: worker 1 holds 0, 1, 2
   RebalanceResult result = plan_rebalance(current, catalog(), hosts({1, 2}), uniform_loads(10.0), 1.0);
-  EXPECT_EQ(result.slots_per_layer, 3);
-  expect_valid(result.next, {1, 2}, 3);
+  EXPECT_EQ(result.slots_per_layer, 2);  // what the budget gives, not what worker 1 holds today
+  expect_valid(result.next, {1, 2}, 2);
+  EXPECT_EQ(result.next.assignments.at({0, 2}), (std::vector<Replica>{{2, 1.f}}));  // the surplus replica went
 }
 
 TEST(RebalancePlan, SlotsPerLayerCappedByTheSmallestFiniteOffer) {
@@ -215,8 +216,14 @@ TEST(RebalancePlan, SlotsPerLayerCappedByTheSmallestFiniteOffer) {
   const auto loads = uniform_loads(10.0);
   // 2 layers: an offer of 4 slots is 2 per layer, below the budget's 3.
   EXPECT_EQ(plan_rebalance(current, catalog(), hosts({1, 2}, 4), loads, 1.5).slots_per_layer, 2);
-  // An offer of 2 (1 per layer) is below the minimum ceil(4 / 2) = 2: the minimum wins.
-  EXPECT_EQ(plan_rebalance(current, catalog(), hosts({1, 2}, 2), loads, 1.5).slots_per_layer, 2);
+  // An offer of 2 (1 per layer) is below the minimum ceil(4 / 2) = 2: no plan fits, and the error says why.
+  try {
+    plan_rebalance(current, catalog(), hosts({1, 2}, 2), loads, 1.5);
+    FAIL() << "planned 8 experts into 2 workers x 2 slots";
+  } catch (const PlacementError& e) {
+    EXPECT_NE(std::string(e.what()).find("worker 1 (10.0.0.1:7000) holds 1 per layer (2 slots over 2 layers"), std::string::npos)
+        << e.what();
+  }
   // The smallest finite offer counts; 0 means no limit.
   std::vector<WorkerCapacity> mixed = hosts({1, 2, 3});
   mixed[0].slots = 0;
@@ -235,6 +242,77 @@ TEST(RebalancePlan, CatalogWithAGapInExpertIdsIsAPlacementError) {
   ExpertCatalog broken = catalog();
   broken.experts.erase(broken.experts.begin() + 1);  // layer 0: experts 0, 2, 3
   EXPECT_THROW(plan_rebalance(two_worker_table(), broken, hosts({1, 2}), uniform_loads(10.0), 1.0), PlacementError);
+}
+
+// Copies per layer and per worker (over all layers) of a table.
+struct Copies {
+  std::map<int32_t, int> per_layer;
+  std::map<uint32_t, int> per_worker;
+  std::map<ExpertKey, int> per_expert;
+};
+
+Copies count_copies(const PlacementTable& table) {
+  Copies out;
+  for (const auto& [key, replicas] : table.assignments) {
+    out.per_layer[key.layer] += static_cast<int>(replicas.size());
+    out.per_expert[key] = static_cast<int>(replicas.size());
+    for (const auto& replica : replicas) ++out.per_worker[replica.worker_id];
+  }
+  return out;
+}
+
+TEST(RebalancePlan, ScaleOutFromOneWorkerHoldingEverythingStaysWithinTheReplicaBudget) {
+  // The issue: --min-workers 1 put every expert on worker 1; workers 2 and 3 joined; --replica-budget 1.5
+  // must not copy every expert onto every worker.
+  PlacementTable current = two_worker_table();
+  current.workers = {{1, "10.0.0.1:7000", WorkerState::Active}};
+  for (auto& [key, replicas] : current.assignments) replicas = {{1, 1.f}};
+  std::map<ExpertKey, double> loads;  // most experts without traffic, one hot
+  loads[{0, 0}] = 100.0;
+  loads[{1, 3}] = 100.0;
+  const RebalanceResult result = plan_rebalance(current, catalog(), hosts({1, 2, 3}), loads, 1.5);
+  expect_valid(result.next, {1, 2, 3}, result.slots_per_layer);
+  const Copies copies = count_copies(result.next);
+  for (const auto& [layer, n] : copies.per_layer) EXPECT_LE(n, 6) << "layer " << layer << ": ceil(1.5 x 4)";
+  for (uint32_t id : {2u, 3u}) EXPECT_FALSE(result.next.experts_on(id).empty()) << "worker " << id << " got nothing";
+  int everywhere = 0;
+  for (const auto& [key, n] : copies.per_expert) everywhere += n == 3;
+  EXPECT_LT(everywhere, static_cast<int>(copies.per_expert.size()));
+}
+
+TEST(RebalancePlan, NeverGivesAWorkerMoreCopiesThanItsDeclaredSlots) {
+  // 2 layers x 8 experts on 3 workers with --slots 8 (4 per layer): the starting table puts 6 experts of
+  // layer 0 on worker 1, more than its share per layer (but within its 8 slots).
+  ExpertCatalog eight;
+  for (int32_t layer = 0; layer < 2; ++layer)
+    for (int32_t expert = 0; expert < 8; ++expert) eight.experts.push_back({{layer, expert}, 1000});
+  PlacementTable current;
+  current.epoch = 3;
+  for (uint32_t id = 1; id <= 3; ++id) current.workers.push_back({id, "10.0.0." + std::to_string(id) + ":7000", WorkerState::Active});
+  for (int32_t e = 0; e < 8; ++e) current.assignments[{0, e}] = {{e < 6 ? 1u : 2u, 1.f}};
+  for (int32_t e = 0; e < 8; ++e) current.assignments[{1, e}] = {{e < 4 ? 2u : 3u, 1.f}};
+  std::map<ExpertKey, double> loads;
+  for (const auto& expert : eight.experts) loads[expert.key] = expert.key.expert == 0 ? 500.0 : 10.0;
+  for (double budget : {1.0, 1.5, 3.0}) {
+    const RebalanceResult result = plan_rebalance(current, eight, hosts({1, 2, 3}, 8), loads, budget);
+    EXPECT_LE(result.slots_per_layer, 4);
+    const Copies copies = count_copies(result.next);
+    for (const auto& [id, n] : copies.per_worker) EXPECT_LE(n, 8) << "worker " << id << " at budget " << budget;
+    EXPECT_EQ(copies.per_expert.size(), 16u);
+  }
+}
+
+TEST(RebalancePlan, KeepsAtLeastReplicasCopiesOfEveryExpert) {
+  const PlacementTable current = two_worker_table();
+  std::map<ExpertKey, double> skewed = uniform_loads(1.0);
+  skewed[{0, 0}] = 1000.0;
+  for (double budget : {1.0, 1.5, 2.0}) {  // --replicas 2 wins over a smaller budget
+    const RebalanceResult result = plan_rebalance(current, catalog(), hosts({1, 2, 3}), skewed, budget, 2);
+    expect_valid(result.next, {1, 2, 3}, result.slots_per_layer);
+    for (const auto& [key, n] : count_copies(result.next).per_expert) {
+      EXPECT_GE(n, 2) << key.layer << "/" << key.expert << " at budget " << budget;
+    }
+  }
 }
 
 }  // namespace

@@ -44,12 +44,15 @@ class TestWorker {
   std::string address() const { return server_.address(); }
   // Answer prepare with an `internal` error from now on.
   void fail_prepares() { fail_prepare_ = true; }
+  // Leave prepares unanswered from now on (the coordinator waits for its prepare timeout).
+  void stall_prepares() { stall_prepare_ = true; }
 
   // Opens the connection to the coordinator unless one is open.
   void connect(const std::string& coordinator) {
     if (!coordinator_ || !coordinator_->is_open()) coordinator_ = Connection::connect(pool_.context(), coordinator, 2000ms);
   }
-  // Connects (unless connected) and registers; returns the reply or throws RemoteError.
+  // Connects (unless connected) and registers, reporting what its last commit gave it as moe-worker does;
+  // returns the reply or throws RemoteError.
   wire::RegisterReply::Reader register_with(const std::string& coordinator, const std::string& token = "",
                                             std::optional<std::string> address_override = std::nullopt) {
     connect(coordinator);
@@ -60,6 +63,20 @@ class TestWorker {
     request.setBackend("cpu");
     request.getCapacity().setExpertSlots(0);
     request.setClusterToken(token);
+    {  // like moe-worker: the epoch it serves, the experts its last commit gave it and the id it had
+      std::lock_guard lock(mutex_);
+      if (!commits_.empty()) {
+        const PlacementTable& last = commits_.back();
+        request.setServingEpoch(last.epoch);
+        const auto mine = last.experts_on(id_);
+        auto hosted = request.initHosted(static_cast<unsigned>(mine.size()));
+        for (unsigned i = 0; i < mine.size(); ++i) {
+          hosted[i].setLayer(mine[i].layer);
+          hosted[i].setExpert(mine[i].expert);
+        }
+      }
+      request.setPreviousId(id_);
+    }
     register_reply_ = coordinator_->request(message, 2000ms).get();
     expect_kind(register_reply_.envelope(), wire::Envelope::REGISTER_REPLY);
     id_ = register_reply_.envelope().getRegisterReply().getWorkerId();
@@ -126,6 +143,7 @@ class TestWorker {
         ToldPrepare told{envelope.getPrepare().getEpoch(), {}};
         for (auto ref : envelope.getPrepare().getLoad()) told.load.push_back({ref.getLayer(), ref.getExpert()});
         prepares_.push_back(told);
+        if (stall_prepare_) return;
         if (fail_prepare_) {
           responder.reply_error(wire::ErrorCode::INTERNAL, "test worker refuses to load");
           return;
@@ -156,6 +174,7 @@ class TestWorker {
   Frame register_reply_;
   uint32_t id_ = 0;
   std::atomic<bool> fail_prepare_{false};
+  std::atomic<bool> stall_prepare_{false};
   std::atomic<bool> beating_{false};
   std::thread beat_thread_;
   std::mutex mutex_;
