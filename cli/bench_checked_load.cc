@@ -36,6 +36,7 @@ const char* outcome_name(LoadCall::Outcome outcome) {
   switch (outcome) {
     case LoadCall::Outcome::kRight: return "right";
     case LoadCall::Outcome::kDeadline: return "deadline error";
+    case LoadCall::Outcome::kUnavailable: return "unavailable error";
     case LoadCall::Outcome::kWrong: return "WRONG ANSWER";
     case LoadCall::Outcome::kError: return "error";
   }
@@ -133,6 +134,9 @@ void CheckedLoad::run(int thread) {
       judge(job, client_->forward(job.layer, job.x), call);
     } catch (const ClusterDeadlineError& e) {
       call.outcome = LoadCall::Outcome::kDeadline;
+      call.detail = e.what();
+    } catch (const ClusterUnavailableError& e) {
+      call.outcome = LoadCall::Outcome::kUnavailable;
       call.detail = e.what();
     } catch (const std::exception& e) {
       call.outcome = LoadCall::Outcome::kError;

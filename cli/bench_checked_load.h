@@ -1,7 +1,7 @@
 // Checked load on a running cluster, for `moectl bench faults` and the chaos suite (tests/chaos/): a few
 // client threads send forward calls (one shared ClusterClient, a per-call deadline) with inputs whose
 // LocalEngine outputs were computed up front, and record every call: when it started and ended, and
-// whether it gave the right output, a deadline error, a wrong output or another error. Figures over a
+// whether it gave the right output, a deadline or unavailable error, a wrong output or another error. Figures over a
 // time window come from the record: calls failed, the longest stretch without a successful call, the
 // time until every call succeeds again after a fault, wrong answers. Every loop is bounded in count and
 // time.
@@ -42,7 +42,9 @@ struct CheckedLoadOptions {
 using LoadClock = std::chrono::steady_clock;
 
 struct LoadCall {
-  enum class Outcome { kRight, kDeadline, kWrong, kError };
+  // kDeadline and kUnavailable are the clear errors a call may end with (ClusterDeadlineError, and
+  // ClusterUnavailableError when experts have no replica anywhere); kError is any other.
+  enum class Outcome { kRight, kDeadline, kUnavailable, kWrong, kError };
   LoadClock::time_point start, end;
   Outcome outcome = Outcome::kRight;
   int thread = 0;

@@ -205,7 +205,7 @@ ChaosResult run_chaos(const ChaosPlan& plan, std::ostream& progress) {
         first_late = where + " took " + fmt(c.seconds());
     }
     if (wrong) fail(std::to_string(wrong) + " wrong answers; first: " + first_wrong);
-    if (errors) fail(std::to_string(errors) + " calls failed with an error other than a deadline; first: " + first_error);
+    if (errors) fail(std::to_string(errors) + " calls failed with an error other than a deadline or unavailable-experts error; first: " + first_error);
     if (late) fail(std::to_string(late) + " calls outlived their 3 s deadline; first: " + first_late);
 
     report << "timeline (load from +0.00 s, " << calls.size() << " calls):\n";

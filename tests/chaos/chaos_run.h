@@ -2,7 +2,8 @@
 // cli/bench_checked_load.h: two client threads, 3 s deadline per call, every output compared with
 // LocalEngine's), apply the plan's faults one after another, heal each, and after the last one check
 // the invariants:
-//   - every answered call equals LocalEngine's output (no wrong answer, no error but a deadline error);
+//   - every answered call equals LocalEngine's output (no wrong answer; a call fails only with a clear
+//     deadline or unavailable-experts error);
 //   - no call outlives its deadline (plus 500 ms of slack for scheduling on a loaded machine);
 //   - no process crashes (every daemon not killed by the plan still runs; a drained worker exits 0);
 //   - after the last fault is healed, full service within 5 s (no failed call ends later), and a new
