@@ -50,6 +50,7 @@ void Core::control_loop() {
     plan_and_change();
     release_if_due();
     rebalance_step();
+    ++control_rounds;
   }
 }
 
@@ -102,7 +103,7 @@ void Core::plan_and_change() {
           for (const auto& worker : placeable) {
             if (!draining.count(worker.id)) hosts.push_back(worker);
           }
-          next = reassign_lost(table, dead, hosts, model.experts(), estimates.per_expert());
+          next = reassign_lost(table, dead, hosts, model.experts(), estimates.per_expert_with_departed());
           if (dead.empty() && next.assignments == table.assignments) {
             plan_blocked = "capacity is short: " + experts_text(unplaced) + " have no replica and no worker has room";
             failed_plan_version = membership_version;
@@ -110,7 +111,11 @@ void Core::plan_and_change() {
           }
           why = dead.empty() ? "unplaced experts return" : "experts of dead worker(s) " + ids_text(dead) + " move to the survivors";
         }
-        check_capacity(next, placeable, model.experts());
+        std::vector<WorkerCapacity> gainers;  // a worker over its capacity from before gains nothing here
+        for (const auto& worker : placeable) {
+          if (!table.gained_by(worker.id, next).empty()) gainers.push_back(worker);
+        }
+        check_capacity(next, gainers, model.experts());
       } catch (const PlacementError& e) {
         coordinator_log("cannot plan a placement: " + std::string(e.what()) + "; waiting for a membership change");
         plan_blocked = e.what();

@@ -16,10 +16,25 @@ void LoadEstimates::add_window(uint32_t worker_id, uint32_t window_ms, const std
   }
   for (const auto& [key, count] : tokens) {
     if (!rates.count(key)) rates[key] = static_cast<double>(count) / seconds;  // first sighting: no history
+    if (count > 0) departed_.erase(key);  // served again: live estimates take over
   }
 }
 
-void LoadEstimates::forget_worker(uint32_t worker_id) { rates_.erase(worker_id); }
+void LoadEstimates::forget_worker(uint32_t worker_id) {
+  auto it = rates_.find(worker_id);
+  if (it == rates_.end()) return;
+  for (const auto& [key, rate] : it->second) departed_[key] += rate;
+  rates_.erase(it);
+}
+
+std::map<ExpertKey, double> LoadEstimates::per_expert_with_departed() const {
+  std::map<ExpertKey, double> out = per_expert();
+  for (const auto& [key, rate] : departed_) {
+    double& live = out[key];
+    live = std::max(live, rate);
+  }
+  return out;
+}
 
 std::map<ExpertKey, double> LoadEstimates::per_expert() const {
   std::map<ExpertKey, double> out;

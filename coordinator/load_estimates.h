@@ -24,10 +24,14 @@ class LoadEstimates {
 
   // Tokens per second of every expert seen so far (summed over workers).
   std::map<ExpertKey, double> per_expert() const;
+  // Like per_expert, but an expert that dead workers served and no live worker has reported since keeps
+  // the rate those workers last had: what orders the re-homing of their orphans.
+  std::map<ExpertKey, double> per_expert_with_departed() const;
 
  private:
   double alpha_;
   std::map<uint32_t, std::map<ExpertKey, double>> rates_;  // worker -> expert -> EWMA tokens/s
+  std::map<ExpertKey, double> departed_;                   // forgotten workers' last rates, until served again
 };
 
 // Expected tokens/s per worker of `layer` when each replica takes its share of the expert's load, over the

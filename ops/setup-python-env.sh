@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Creates or updates the Python virtual environment that the peer tests (tests/peer/) run in:
-# CPU torch + HF transformers + safetensors + numpy + pycapnp + prometheus-client, pinned in
+# Creates or updates the Python virtual environment that the peer tests (tests/peer/) and the Python
+# client (python/, built against its pybind11; tests/python/) run in:
+# CPU torch + HF transformers + safetensors + numpy + pycapnp + prometheus-client + pybind11, pinned in
 # ops/requirements-test.txt. Idempotent: when the venv already holds exactly that list and imports,
 # it returns in a few seconds without touching pip.
 #
@@ -38,7 +39,7 @@ wanted_stamp=$(cat "$requirements" "${BASH_SOURCE[0]}" | sha256sum | cut -d' ' -
 
 import_check() {
   "$venv_python" - <<'EOF'
-import torch, transformers, safetensors, numpy, capnp, prometheus_client
+import torch, transformers, safetensors, numpy, capnp, prometheus_client, pybind11
 x = torch.arange(6, dtype=torch.float32).reshape(2, 3)
 assert torch.equal(x @ x.T, torch.tensor([[5.0, 14.0], [14.0, 50.0]])), "torch CPU matmul is wrong"
 assert torch.ones(2, dtype=torch.bfloat16).float().sum().item() == 2.0

@@ -26,6 +26,8 @@ class Router {
   // x: [T, hidden]. Throws std::invalid_argument on a wrong hidden size.
   RoutingResult route(const Matrix& x) const;
   const ModelSpec& spec() const { return spec_; }
+  // The weights it routes with (f32), e.g. for a host to check that it runs the same router.
+  const RouterWeights& weights() const { return weights_; }
 
  private:
   ModelSpec spec_;

@@ -50,6 +50,19 @@ TEST(LoadEstimates, UnreportedExpertDecaysTowardZero) {
   EXPECT_GE(loads.at({0, 0}), 0.0);
 }
 
+TEST(LoadEstimates, DeadWorkersRatesOrderTheirOrphansUntilALiveWorkerServesThem) {
+  LoadEstimates estimates(0.5);
+  estimates.add_window(1, 1000, {{{0, 0}, 100}, {{0, 1}, 10}});
+  estimates.add_window(2, 1000, {{{0, 1}, 30}});
+  estimates.forget_worker(1);  // worker 1 died
+  EXPECT_EQ(estimates.per_expert().count({0, 0}), 0u);
+  auto with_departed = estimates.per_expert_with_departed();
+  EXPECT_DOUBLE_EQ(with_departed.at({0, 0}), 100.0);
+  EXPECT_DOUBLE_EQ(with_departed.at({0, 1}), 30.0);  // the live estimate is larger
+  estimates.add_window(2, 1000, {{{0, 0}, 20}});      // re-homed and served again: live rates take over
+  EXPECT_DOUBLE_EQ(estimates.per_expert_with_departed().at({0, 0}), 20.0);
+}
+
 TEST(LoadEstimates, ZeroLengthWindowIsIgnored) {
   LoadEstimates estimates(0.3);
   estimates.add_window(1, 0, {{{0, 0}, 100}});
