@@ -60,8 +60,10 @@ Failure classify(std::exception_ptr error) {
     f.retryable = code == wire::ErrorCode::STALE_EPOCH || code == wire::ErrorCode::EXPERT_NOT_HOSTED ||
                   code == wire::ErrorCode::NOT_READY || code == wire::ErrorCode::OVERLOADED ||
                   code == wire::ErrorCode::DEADLINE_EXCEEDED;
+    // staleEpoch too: a replica that serves another epoch range should not take the retry when another
+    // replica may (after a refresh the plan is made again anyway).
     f.avoid_worker = code == wire::ErrorCode::EXPERT_NOT_HOSTED || code == wire::ErrorCode::OVERLOADED ||
-                     code == wire::ErrorCode::DEADLINE_EXCEEDED;
+                     code == wire::ErrorCode::DEADLINE_EXCEEDED || code == wire::ErrorCode::STALE_EPOCH;
     return f;
   } catch (const NetError& e) {
     if (e.kind() == NetError::Kind::BadAddress) return {false, false, net_kind_label(e.kind()), e.what()};
