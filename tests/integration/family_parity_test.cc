@@ -59,6 +59,37 @@ TEST_P(FamilyMoectl, ForwardModelMatchesHfOnEveryCase) {
   fs::remove_all(test_dir_);
 }
 
+// --dequant-dtype bf16: the FP8 weights are rounded to bf16 after dequantization, so the output moves
+// off the f32 reference by about bf16's precision, no more.
+TEST(FamilyMoectlFlags, DequantDtypeBf16RoundsTheDequantizedWeights) {
+  require_binaries({"moectl"});
+  const fs::path dir = testdata::family_data_dir() / "deepseek_v3_fp8";
+  const auto cases = testdata::cases_of(dir);
+  ASSERT_FALSE(cases.empty());
+  const auto& c = cases.front();
+  const fs::path work = fs::temp_directory_path() / ("moe_family_dequant_" + std::to_string(::getpid()));
+  fs::create_directories(work);
+  TensorToWrite tensor{"hidden_states", DType::F32, {c.input.rows, c.input.cols},
+                       std::as_bytes(std::span<const float>(c.input.data))};
+  write_safetensors(work / "in.safetensors", std::span<const TensorToWrite>(&tensor, 1));
+  double err[2] = {};
+  const char* dtypes[2] = {"f32", "bf16"};
+  for (int i = 0; i < 2; ++i) {
+    const fs::path out = work / (std::string("out_") + dtypes[i] + ".safetensors");
+    const std::string status = run_to_completion(
+        {bin_path("moectl"), "forward", "--model", dir.string(), "--layer", std::to_string(c.layer), "--input",
+         (work / "in.safetensors").string(), "--output", out.string(), "--dequant-dtype", dtypes[i]},
+        work / "log.txt", 30s);
+    ASSERT_EQ(status, "exit 0") << read_text(work / "log.txt");
+    err[i] = relative_error(read_matrix(*SafetensorsFile::open(out), "hidden_states"), c.expected);
+  }
+  EXPECT_LT(err[0], kTolerance);
+  EXPECT_GT(err[1], 1e-5) << "bf16 dequantization should round the weights";
+  EXPECT_LT(err[1], 2e-2);
+  std::printf("  deepseek_v3_fp8 %s: dequant f32 %.2e, bf16 %.2e\n", c.name.c_str(), err[0], err[1]);
+  fs::remove_all(work);
+}
+
 class FamilyCluster : public ClusterTest, public ::testing::WithParamInterface<std::string> {};
 
 TEST_P(FamilyCluster, LoopbackClusterMatchesHfOnEveryCase) {
