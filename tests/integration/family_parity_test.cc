@@ -90,6 +90,25 @@ TEST(FamilyMoectlFlags, DequantDtypeBf16RoundsTheDequantizedWeights) {
   fs::remove_all(work);
 }
 
+// Dense layers stay refused, with one line naming the MoE layers.
+TEST(FamilyMoectlFlags, DenseLayerIsRefusedWithOneLine) {
+  require_binaries({"moectl"});
+  const fs::path work = fs::temp_directory_path() / ("moe_family_dense_" + std::to_string(::getpid()));
+  fs::create_directories(work);
+  Matrix x(1, 32);
+  TensorToWrite tensor{"hidden_states", DType::F32, {1, 32}, std::as_bytes(std::span<const float>(x.data))};
+  write_safetensors(work / "in.safetensors", std::span<const TensorToWrite>(&tensor, 1));
+  const std::string status = run_to_completion(
+      {bin_path("moectl"), "forward", "--model", (testdata::family_data_dir() / "glm4_moe_f32").string(), "--layer",
+       "0", "--input", (work / "in.safetensors").string(), "--output", (work / "out.safetensors").string()},
+      work / "log.txt", 30s);
+  const std::string log = read_text(work / "log.txt");
+  EXPECT_EQ(status, "exit 1") << log;
+  EXPECT_NE(log.find("layer 0 is not an MoE layer (MoE layers: 1, 2)"), std::string::npos) << log;
+  EXPECT_EQ(std::count(log.begin(), log.end(), '\n'), 1) << log;
+  fs::remove_all(work);
+}
+
 class FamilyCluster : public ClusterTest, public ::testing::WithParamInterface<std::string> {};
 
 TEST_P(FamilyCluster, LoopbackClusterMatchesHfOnEveryCase) {
