@@ -61,6 +61,23 @@ TEST_P(FamilyParity, LocalEngineMatchesHfMoeBlockOnEveryMoeLayer) {
   EXPECT_EQ(cases, 2 * static_cast<int>(moe.size()));
 }
 
+// What a backend holds for quantized experts is what it reports (moe_worker_weight_bytes is its
+// resident_bytes): the CPU backend keeps the dequantized F32 matrices, and gpt_oss's biases.
+TEST(FamilyWeightBytes, CpuBackendReportsTheDequantizedBytesItHolds) {
+  for (const char* name : {"deepseek_v3_fp8", "gpt_oss_mxfp4"}) {
+    HfLayerSource source(family_data_dir() / name);
+    const ModelSpec& s = source.spec();
+    const int32_t layer = s.moe_layers.front();
+    auto backend = make_cpu_backend(1);
+    ExpertWeights w = source.expert_weights(layer, 0);
+    EXPECT_EQ(w.view.gate.dtype, DType::F32) << name;
+    backend->load_expert({layer, 0}, w.view);
+    const size_t h = static_cast<size_t>(s.hidden_size), i = static_cast<size_t>(s.moe_intermediate_size);
+    const size_t biases = s.expert_biases() ? 2 * i + h : 0;
+    EXPECT_EQ(backend->resident_bytes(), (3 * h * i + biases) * sizeof(float)) << name;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Checkpoints, FamilyParity, ::testing::ValuesIn(expected_checkpoints()),
                          [](const auto& info) { return info.param; });
 
