@@ -13,11 +13,11 @@
 
 namespace moe {
 
-using nlohmann::json;
-
 // Typed access to config keys; every failure names the key and where the config came from.
 class ConfigReader {
  public:
+  using json = nlohmann::json;
+
   ConfigReader(const json& config, std::string source, std::string model_type)
       : config_(config), source_(std::move(source)), model_type_(std::move(model_type)) {}
 

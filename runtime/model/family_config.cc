@@ -11,6 +11,9 @@
 #include "runtime/model/model_error.h"
 
 namespace moe {
+
+using nlohmann::json;
+
 namespace {
 
 std::string join(const std::vector<int32_t>& layers) {

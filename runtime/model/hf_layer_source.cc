@@ -91,7 +91,10 @@ RouterWeights HfLayerSource::router_weights(int32_t layer) const {
 
 ExpertWeights HfLayerSource::expert_weights(int32_t layer, int32_t expert) const {
   spec_.require_moe_layer(layer);
-  if (expert < 0 || expert >= spec_.experts_per_layer()) spec_.expert_weight_name(layer, expert, ExpertProj::Gate);
+  if (expert < 0 || expert >= spec_.experts_per_layer())
+    throw ModelError("expert " + std::to_string(expert) + " is out of range (" + std::to_string(spec_.num_experts) +
+                     " routed experts" +
+                     (spec_.has_shared_expert ? " + shared expert " + std::to_string(spec_.num_experts) : "") + ")");
   ExpertWeights w = spec_.fused_expert(expert) ? fused_expert(layer, expert) : per_expert(layer, expert);
   w.view.math = spec_.math_of(expert);
   return w;
