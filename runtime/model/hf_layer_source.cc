@@ -159,7 +159,10 @@ ExpertWeights HfLayerSource::fused_expert(int32_t layer, int32_t expert) const {
   // column c (of 2I) that holds row r of gate (is_up false) or up
   auto column = [&](int64_t r, bool is_up) { return interleaved ? 2 * r + (is_up ? 1 : 0) : (is_up ? i + r : r); };
 
-  if (spec_.quant == WeightQuant::Mxfp4) {
+  // An mxfp4 config over experts stored unquantized (a dequantized re-release) reads them as they are.
+  const bool mxfp4 = spec_.quant == WeightQuant::Mxfp4 &&
+                     !checkpoint_.contains(spec_.fused_expert_name(layer, "gate_up_proj"));
+  if (mxfp4) {
     const DType out = options_.dequant_dtype;
     auto pair = [&](const std::string& proj, int64_t rows, int64_t cols) {
       const std::string blocks_name = spec_.fused_expert_name(layer, proj + "_blocks");
