@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "runtime/client/local_cluster_process.h"
+#include "runtime/net/tls_context.h"
 
 namespace moe {
 
@@ -17,7 +18,7 @@ struct LocalClusterOptions {
   std::string bin_dir;             // holds moe-coordinator and moe-worker
   int workers = 3;
   std::string model;               // "hf:DIR" or "synthetic:NAME:SEED"
-  std::string log_dir;             // children's stderr go to <log_dir>/<name>.log; empty: inherited
+  std::string log_dir;             // children's stdout and stderr go to <log_dir>/<name>.log; empty: inherited
   uint32_t heartbeat_ms = 200;
   uint32_t lease_ms = 1500;
   uint32_t grace_ms = 500;
@@ -26,6 +27,11 @@ struct LocalClusterOptions {
   int min_workers = -1;            // workers the first placement waits for; < 0: all `workers`
   std::vector<std::string> coordinator_args;  // extra flags
   std::vector<std::string> worker_args;
+  // Mutual TLS between every daemon (and wait_ready's queries) when all three files are set. Without TLS
+  // the daemons get --allow-cleartext-token (the cluster is on loopback), so an inherited
+  // MOE_CLUSTER_TOKEN still starts them.
+  TlsFiles tls;
+  bool tls_enabled() const { return !tls.cert.empty(); }
 };
 
 class LocalCluster {
@@ -46,6 +52,9 @@ class LocalCluster {
   uint64_t wait_ready(std::chrono::milliseconds timeout);
 
   ChildProcess& coordinator() { return coordinator_; }
+  // SIGKILL the coordinator and start it again on the same address with the same flags (its log is
+  // appended to): with the state file it had, if coordinator_args named one.
+  void restart_coordinator();
   ChildProcess& worker(size_t i) { return workers_.at(i); }
   size_t worker_count() const { return workers_.size(); }
   // Starts one more worker (same flags); returns its index.
@@ -56,9 +65,11 @@ class LocalCluster {
 
  private:
   std::string log_path(const std::string& name) const;
+  void add_transport_flags(std::vector<std::string>& argv) const;
 
   LocalClusterOptions options_;
   std::string coordinator_address_;
+  std::vector<std::string> coordinator_argv_;
   ChildProcess coordinator_;
   std::vector<ChildProcess> workers_;
 };
