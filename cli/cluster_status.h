@@ -15,6 +15,7 @@ void print_cluster_status(const std::string& coordinator, wire::StatusReply::Rea
 
 // Asks the coordinator and prints the table; throws (NetError, RemoteError) when it is unreachable or
 // refuses, which moectl turns into a non-zero exit.
-int run_cluster_status(const std::string& coordinator, std::chrono::milliseconds timeout, std::ostream& out);
+int run_cluster_status(const std::string& coordinator, std::chrono::milliseconds timeout, std::ostream& out,
+                       const std::string& cluster_token = {});
 
 }  // namespace moe::cli

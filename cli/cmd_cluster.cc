@@ -19,14 +19,16 @@ namespace {
 void register_status(CLI::App& app, Action& action) {
   auto cluster = std::make_shared<std::string>();
   auto timeout_ms = std::make_shared<int>(3000);
+  auto token = std::make_shared<std::string>();
   CLI::App* cmd = app.add_subcommand("status", "Workers, their state, address, experts and lease; the epoch");
   cmd->add_option("--cluster", *cluster, "coordinator HOST:PORT")->required()->envname("MOE_CLUSTER");
+  add_cluster_token_flag(cmd, *token);
   cmd->add_option("--timeout-ms", *timeout_ms, "give up when the coordinator does not answer within this")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  cmd->callback([cluster, timeout_ms, &action] {
-    action = [cluster, timeout_ms] {
-      return run_cluster_status(*cluster, std::chrono::milliseconds(*timeout_ms), std::cout);
+  cmd->callback([cluster, timeout_ms, token, &action] {
+    action = [cluster, timeout_ms, token] {
+      return run_cluster_status(*cluster, std::chrono::milliseconds(*timeout_ms), std::cout, *token);
     };
   });
 }

@@ -78,9 +78,9 @@ void Core::stop() {
     wake = true;
   }
   wake_cv.notify_all();
+  links.close_all();  // fails the prepares / commits the control thread may be waiting on: it returns now
   if (control.joinable()) control.join();
   if (server) server->stop();
-  links.close_all();
   pool.stop();
   coordinator_log("stopped");
 }
@@ -97,6 +97,7 @@ void Core::mark_dead_locked(WorkerRecord& worker, const std::string& reason) {
   if (!worker.live()) return;
   worker.state = WorkerState::Dead;
   worker.registration = 0;
+  worker.registered_on = nullptr;
   worker.dead_since = Clock::now();
   estimates.forget_worker(worker.id);
   coordinator_log(worker.label() + " is dead: " + reason);

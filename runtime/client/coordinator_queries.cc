@@ -9,13 +9,14 @@
 namespace moe {
 
 Frame query_coordinator(const std::string& coordinator, std::chrono::milliseconds timeout,
-                        wire::Envelope::Which expected, const std::function<void(wire::Envelope::Builder)>& init) {
+                        wire::Envelope::Which expected, const std::function<void(wire::Envelope::Builder)>& init,
+                        std::string_view cluster_token) {
   IoPool pool(1);
   auto connection = Connection::connect(pool.context(), coordinator, timeout);
   capnp::MallocMessageBuilder request;
   init(request.initRoot<wire::Envelope>());
   try {
-    Frame reply = call_peer(*connection, request, timeout, expected);
+    Frame reply = call_peer(*connection, request, timeout, expected, cluster_token);
     connection->close();
     return reply;
   } catch (...) {
@@ -24,12 +25,16 @@ Frame query_coordinator(const std::string& coordinator, std::chrono::millisecond
   }
 }
 
-Frame query_status(const std::string& coordinator, std::chrono::milliseconds timeout) {
-  return query_coordinator(coordinator, timeout, wire::Envelope::STATUS_REPLY, [](wire::Envelope::Builder e) { e.setStatus(); });
+Frame query_status(const std::string& coordinator, std::chrono::milliseconds timeout, std::string_view cluster_token) {
+  return query_coordinator(
+      coordinator, timeout, wire::Envelope::STATUS_REPLY, [](wire::Envelope::Builder e) { e.setStatus(); }, cluster_token);
 }
 
-Frame query_placement(const std::string& coordinator, std::chrono::milliseconds timeout) {
-  return query_coordinator(coordinator, timeout, wire::Envelope::PLACEMENT, [](wire::Envelope::Builder e) { e.setGetPlacement(); });
+Frame query_placement(const std::string& coordinator, std::chrono::milliseconds timeout,
+                      std::string_view cluster_token) {
+  return query_coordinator(
+      coordinator, timeout, wire::Envelope::PLACEMENT, [](wire::Envelope::Builder e) { e.setGetPlacement(); },
+      cluster_token);
 }
 
 }  // namespace moe
