@@ -137,6 +137,7 @@ void CoordinatorService::stop() { core_->stop(); }
 std::string CoordinatorService::address() const { return core_->server->address(); }
 uint16_t CoordinatorService::port() const { return core_->server->port(); }
 uint16_t CoordinatorService::metrics_port() const { return core_->metrics_endpoint.port(); }
+prometheus::Registry& CoordinatorService::metrics_registry() { return core_->metrics_endpoint.registry(); }
 
 uint64_t CoordinatorService::epoch() const {
   std::lock_guard lock(core_->mutex);

@@ -9,6 +9,8 @@
 #include <memory>
 #include <string>
 
+#include <prometheus/registry.h>
+
 #include "coordinator/coordinator_config.h"
 #include "runtime/placement/placement_table.h"
 
@@ -26,6 +28,7 @@ class CoordinatorService {
   std::string address() const;  // "host:port" with the bound port
   uint16_t port() const;
   uint16_t metrics_port() const;  // 0 when disabled
+  prometheus::Registry& metrics_registry();
   uint64_t epoch() const;         // the committed epoch (0 before the first placement)
   PlacementTable placement() const;
 

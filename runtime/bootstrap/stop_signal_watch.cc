@@ -1,42 +1,42 @@
-// The stop signal thread (see stop_signal_watch.h).
+// The stop signal watch (see stop_signal_watch.h).
 #include "runtime/bootstrap/stop_signal_watch.h"
 
 #include <cstdio>
 #include <cstdlib>
-#include <thread>
+#include <ctime>
 
 namespace moe {
 
-StopSignalWatch::StopSignalWatch(sigset_t signals, std::function<void(int)> on_early_stop) {
-  // Detached: it lives until a signal comes or the process ends; it touches only this object, which
-  // main keeps for the whole life of the process.
-  std::thread([this, signals, on_early_stop = std::move(on_early_stop)] {
-    int received = 0;
-    while (sigwait(&signals, &received) != 0) {
-    }
-    {
-      std::lock_guard lock(mutex_);
+StopSignalWatch::StopSignalWatch(sigset_t signals, std::function<void(int)> on_early_stop) : signals_(signals) {
+  thread_ = std::thread([this, on_early_stop = std::move(on_early_stop)] {
+    while (!serving_) {
+      timespec poll{0, 50 * 1000 * 1000};
+      const int signal = sigtimedwait(&signals_, nullptr, &poll);
+      if (signal <= 0) continue;  // timeout or EINTR
       if (serving_) {
-        received_ = received;
-        arrived_.notify_all();
+        received_ = signal;
         return;
       }
+      on_early_stop(signal);
+      std::fflush(nullptr);
+      std::_Exit(0);
     }
-    on_early_stop(received);
-    std::fflush(nullptr);
-    std::_Exit(0);
-  }).detach();
+  });
 }
 
+StopSignalWatch::~StopSignalWatch() { serving(); }
+
 void StopSignalWatch::serving() {
-  std::lock_guard lock(mutex_);
   serving_ = true;
+  if (thread_.joinable()) thread_.join();
 }
 
 int StopSignalWatch::wait() {
-  std::unique_lock lock(mutex_);
-  arrived_.wait(lock, [&] { return received_ != 0; });
-  return received_;
+  if (const int signal = received_) return signal;
+  int signal = 0;
+  while (sigwait(&signals_, &signal) != 0) {
+  }
+  return signal;
 }
 
 }  // namespace moe

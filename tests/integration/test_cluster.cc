@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <fstream>
 #include <stdexcept>
 #include <thread>
 
@@ -42,6 +43,15 @@ fs::path scratch_dir(const std::string& name) {
 TestCluster::TestCluster(const std::string& name, TestClusterOptions options)
     : options_(std::move(options)), dir_(scratch_dir(name)) {
   coordinator_address_ = "127.0.0.1:" + std::to_string(pick_free_port());
+  if (!options_.cluster_token.empty()) {
+    {
+      std::ofstream out(token_file());
+      out << options_.cluster_token << "\n";
+    }
+    fs::permissions(token_file(), fs::perms::owner_read | fs::perms::owner_write, fs::perm_options::replace);
+    options_.coordinator_flags.insert(options_.coordinator_flags.begin(), {"--cluster-token-file", token_file().string()});
+    options_.worker_flags.insert(options_.worker_flags.begin(), {"--cluster-token-file", token_file().string()});
+  }
   start_coordinator();
   for (int i = 0; i < options_.workers; ++i) start_worker();
 }
@@ -108,7 +118,7 @@ void TestCluster::kill_worker(size_t i) {
 
 std::optional<ClientPlacement> TestCluster::placement(std::string* why) const {
   try {
-    Frame reply = query_placement(coordinator_address_, 1000ms);
+    Frame reply = query_placement(coordinator_address_, 1000ms, options_.cluster_token);
     return ClientPlacement(reply.envelope().getPlacement());
   } catch (const std::exception& e) {
     if (why) *why = e.what();
@@ -118,7 +128,7 @@ std::optional<ClientPlacement> TestCluster::placement(std::string* why) const {
 
 std::optional<ClusterStatus> TestCluster::status(std::string* why) const {
   try {
-    Frame reply = query_status(coordinator_address_, 1000ms);
+    Frame reply = query_status(coordinator_address_, 1000ms, options_.cluster_token);
     auto s = reply.envelope().getStatusReply();
     ClusterStatus out;
     out.epoch = s.getEpoch();

@@ -32,6 +32,9 @@ struct TestClusterOptions {
   bool state_file = false;                // --state-file DIR/coordinator-state.json
   std::vector<std::string> worker_flags;  // extra flags of every worker
   std::vector<std::string> coordinator_flags;  // extra flags of the coordinator
+  // Not empty: written to DIR/cluster-token (0600) and given to every daemon as --cluster-token-file;
+  // placement() and status() send it.
+  std::string cluster_token;
 };
 
 // One worker as the coordinator's status reply shows it.
@@ -62,6 +65,8 @@ class TestCluster {
   const std::string& coordinator_address() const { return coordinator_address_; }
   const std::filesystem::path& dir() const { return dir_; }
   std::filesystem::path state_file() const { return dir_ / "coordinator-state.json"; }
+  std::filesystem::path token_file() const { return dir_ / "cluster-token"; }
+  const std::string& cluster_token() const { return options_.cluster_token; }
 
   DaemonProcess& coordinator() { return coordinator_; }
   // (Re)starts the coordinator on the same address and state file; its log is appended to.

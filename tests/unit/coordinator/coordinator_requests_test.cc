@@ -28,7 +28,7 @@ TEST(CoordinatorRequests, RegistrationWithoutTheClusterTokenIsUnauthorized) {
       FAIL() << "registered with token '" << token << "'";
     } catch (const RemoteError& e) {
       EXPECT_EQ(e.code(), wire::ErrorCode::UNAUTHORIZED);
-      EXPECT_NE(e.remote_message().find(worker.address()), std::string::npos) << e.remote_message();
+      EXPECT_NE(e.remote_message().find("registerWorker"), std::string::npos) << e.remote_message();
     }
   }
   std::this_thread::sleep_for(100ms);
