@@ -6,6 +6,7 @@
 
 #include "runtime/client/client_placement.h"
 #include "runtime/client/coordinator_queries.h"
+#include "runtime/wire/wire_error.h"
 
 namespace moe {
 
@@ -23,6 +24,12 @@ uint64_t wait_for_active_workers(const std::string& coordinator, size_t min_acti
       seen = "epoch " + std::to_string(placement.epoch()) + ", " + std::to_string(active) + " of " +
              std::to_string(min_active) + " workers active";
       if (placement.epoch() >= 1 && active >= min_active) return placement.epoch();
+    } catch (const RemoteError& e) {
+      if (e.code() == wire::ErrorCode::UNAUTHORIZED) {  // waiting cannot help: say so at once
+        throw std::runtime_error("cluster at " + coordinator + " refused the readiness query: " +
+                                 e.remote_message() + " (give the cluster's token: --cluster-token or --cluster-token-file)");
+      }
+      seen = e.what();
     } catch (const std::exception& e) {
       seen = e.what();
     }
