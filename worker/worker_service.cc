@@ -38,12 +38,20 @@ std::string mib(size_t bytes) { return std::to_string(bytes / (1024 * 1024)) + "
 
 int default_batch_threads(const std::string& backend) { return backend == "cuda" ? 1 : 2; }
 
+constexpr size_t kMaxAddressBytes = 256;  // a peer's "host:port" in prepare.sources
+
 // prepare.sources as expert -> peer addresses, in the coordinator's order.
 std::map<ExpertKey, std::vector<std::string>> source_map(capnp::List<wire::ExpertSource>::Reader list) {
   std::map<ExpertKey, std::vector<std::string>> sources;
   for (auto source : list) {
     auto& addresses = sources[{source.getExpert().getLayer(), source.getExpert().getExpert()}];
-    for (auto address : source.getAddresses()) addresses.emplace_back(address.cStr());
+    for (auto address : source.getAddresses()) {
+      if (address.size() > kMaxAddressBytes) {
+        throw ServiceError(wire::ErrorCode::BAD_REQUEST, "prepare: a source address of " + std::to_string(address.size()) +
+                                                             " bytes, at most " + std::to_string(kMaxAddressBytes));
+      }
+      addresses.emplace_back(address.cStr());
+    }
   }
   return sources;
 }
@@ -237,11 +245,12 @@ void WorkerService::handle_prepare(const Frame& request, const Responder& respon
   const uint64_t epoch = prepare.getEpoch();
   std::set<ExpertKey> experts = expert_set(prepare.getLoad());
   for (const ExpertKey& key : experts) store_.check_expert(key);
+  const auto sources = source_map(prepare.getSources());  // checked before anything changes
   {
     std::lock_guard lock(epoch_mutex_);
     epochs_.prepare(epoch, experts);
   }
-  if (options_.no_shared_storage) stream_from_peers(experts, source_map(prepare.getSources()));
+  if (options_.no_shared_storage) stream_from_peers(experts, sources);
   std::vector<ExpertKey> loaded_now = store_.load(experts);  // what no peer sent: from the model source
   update_gauges();
   const size_t hosted = store_.loaded().size();
