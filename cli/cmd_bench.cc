@@ -8,6 +8,7 @@
 
 #include "cli/bench_balance.h"
 #include "cli/bench_engine.h"
+#include "cli/bench_faults.h"
 #include "cli/commands.h"
 
 namespace moe::cli {
@@ -69,12 +70,37 @@ void register_bench_balance(CLI::App& bench, Action& action) {
   cmd->callback([o, &action] { action = [o] { return run_bench_balance(*o, std::cout); }; });
 }
 
+void register_bench_faults(CLI::App& bench, Action& action) {
+  auto o = std::make_shared<BenchFaultsOptions>();
+  CLI::App* cmd = bench.add_subcommand(
+      "faults", "Fault types one after another under checked load: calls failed, longest interruption, time to full "
+                "service, wrong answers, targets");
+  cmd->add_option("--seconds", o->seconds, "load after each fault is over")
+      ->check(CLI::PositiveNumber)->capture_default_str()->envname("MOE_SECONDS");
+  cmd->add_option("--workers", o->workers, "moe-worker processes (>= 2)")
+      ->check(CLI::Range(2, 64))->capture_default_str()->envname("MOE_WORKERS");
+  cmd->add_option("--threads", o->threads, "client threads")
+      ->check(CLI::Range(1, 64))->capture_default_str()->envname("MOE_THREADS");
+  cmd->add_option("--deadline-ms", o->deadline_ms, "deadline of each forward call")
+      ->check(CLI::PositiveNumber)->capture_default_str()->envname("MOE_DEADLINE_MS");
+  cmd->add_option("--lease-ms", o->lease_ms, "the coordinator's --lease-ms")
+      ->check(CLI::PositiveNumber)->capture_default_str()->envname("MOE_LEASE_MS");
+  cmd->add_option("--heartbeat-ms", o->heartbeat_ms, "the coordinator's --heartbeat-ms")
+      ->check(CLI::PositiveNumber)->capture_default_str()->envname("MOE_HEARTBEAT_MS");
+  cmd->add_option("--synthetic", o->synthetic, "synthetic preset served")->capture_default_str()->envname("MOE_SYNTHETIC");
+  cmd->add_option("--only", o->only, "run only the fault types whose name contains this text")->envname("MOE_ONLY");
+  cmd->add_option("--bin-dir", o->bin_dir, "folder of moe-coordinator and moe-worker (default: next to moectl)")
+      ->envname("MOE_BIN_DIR");
+  cmd->callback([o, &action] { action = [o] { return run_bench_faults(*o, std::cout); }; });
+}
+
 void register_bench(CLI::App& app, Action& action) {
   CLI::App* bench = app.add_subcommand("bench", "Benchmarks: each figure beside its peer and ceiling");
   bench->require_subcommand(1);
   register_bench_engine(*bench, action);
   register_bench_cluster(*bench, action);
   register_bench_balance(*bench, action);
+  register_bench_faults(*bench, action);
 }
 
 }  // namespace moe::cli

@@ -17,5 +17,6 @@ void register_bench(CLI::App& app, Action& action);             // cmd_bench.cc
 void register_cluster_commands(CLI::App& app, Action& action);  // cmd_cluster.cc: demo, status, ...
 void register_bench_cluster(CLI::App& bench, Action& action);   // cmd_cluster.cc: `bench cluster`
 void register_bench_balance(CLI::App& bench, Action& action);   // cmd_bench.cc: `bench balance`
+void register_bench_faults(CLI::App& bench, Action& action);    // cmd_bench.cc: `bench faults`
 
 }  // namespace moe::cli

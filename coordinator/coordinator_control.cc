@@ -51,6 +51,7 @@ void Core::control_loop() {
     plan_and_change();
     release_if_due();
     rebalance_step();
+    ++control_rounds;
   }
 }
 

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -116,6 +117,7 @@ struct CoordinatorService::Core : std::enable_shared_from_this<CoordinatorServic
   WorkerLinks links;  // control thread only
   std::unique_ptr<Server> server;
   std::thread control;
+  std::atomic<uint64_t> control_rounds{0};  // finished control-loop rounds (tests)
 
   mutable std::mutex mutex;
   std::condition_variable wake_cv;

@@ -144,6 +144,8 @@ uint64_t CoordinatorService::epoch() const {
   return core_->table.epoch;
 }
 
+uint64_t CoordinatorService::control_rounds() const { return core_->control_rounds.load(); }
+
 PlacementTable CoordinatorService::placement() const {
   std::lock_guard lock(core_->mutex);
   return core_->table;

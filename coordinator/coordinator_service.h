@@ -30,6 +30,9 @@ class CoordinatorService {
   uint16_t metrics_port() const;  // 0 when disabled
   prometheus::Registry& metrics_registry();
   uint64_t epoch() const;         // the committed epoch (0 before the first placement)
+  // Rounds the control thread has finished (lease checks, planning, release, rebalance): a test waits for
+  // one that began after an event instead of sleeping.
+  uint64_t control_rounds() const;
   PlacementTable placement() const;
 
   // Stops serving and joins the threads. Idempotent.

@@ -4,7 +4,6 @@
 #include <capnp/message.h>
 
 #include <algorithm>
-#include <random>
 
 #include "runtime/wire/cluster_auth.h"
 #include "runtime/wire/envelope_util.h"
@@ -12,13 +11,6 @@
 #include "worker/worker_log.h"
 
 namespace moe {
-
-std::chrono::milliseconds jittered(std::chrono::milliseconds backoff) {
-  thread_local std::mt19937_64 random{std::random_device{}()};
-  const auto full = backoff.count();
-  if (full < 2) return backoff;
-  return std::chrono::milliseconds(std::uniform_int_distribution<long long>(full / 2, full)(random));
-}
 
 CoordinatorLink::CoordinatorLink(CoordinatorLinkOptions options, boost::asio::io_context& io, Peer& peer,
                                  LoadWindow& load)

@@ -18,6 +18,7 @@
 
 #include <boost/asio/io_context.hpp>
 
+#include "runtime/net/backoff.h"
 #include "runtime/net/connection.h"
 #include "runtime/wire/moe.capnp.h"
 #include "worker/load_window.h"
@@ -36,9 +37,6 @@ struct CoordinatorLinkOptions {
   unsigned max_auth_failures = 5;
 };
 
-// The next reconnect delay: a random point in [backoff / 2, backoff] (jitter, so workers that lost the
-// coordinator together do not reconnect in lockstep).
-std::chrono::milliseconds jittered(std::chrono::milliseconds backoff);
 
 class CoordinatorLink {
  public:

@@ -12,6 +12,7 @@
 #include "runtime/client/metadata_fetch.h"
 #include "runtime/client/shard_dispatch.h"
 #include "runtime/client/shard_split.h"
+#include "runtime/net/backoff.h"
 #include "runtime/net/net_error.h"
 #include "runtime/routing/combine.h"
 #include "runtime/routing/dispatch_plan.h"
@@ -60,8 +61,10 @@ Failure classify(std::exception_ptr error) {
     f.retryable = code == wire::ErrorCode::STALE_EPOCH || code == wire::ErrorCode::EXPERT_NOT_HOSTED ||
                   code == wire::ErrorCode::NOT_READY || code == wire::ErrorCode::OVERLOADED ||
                   code == wire::ErrorCode::DEADLINE_EXCEEDED;
+    // staleEpoch too: a replica that serves another epoch range should not take the retry when another
+    // replica may (after a refresh the plan is made again anyway).
     f.avoid_worker = code == wire::ErrorCode::EXPERT_NOT_HOSTED || code == wire::ErrorCode::OVERLOADED ||
-                     code == wire::ErrorCode::DEADLINE_EXCEEDED;
+                     code == wire::ErrorCode::DEADLINE_EXCEEDED || code == wire::ErrorCode::STALE_EPOCH;
     return f;
   } catch (const NetError& e) {
     if (e.kind() == NetError::Kind::BadAddress) return {false, false, net_kind_label(e.kind()), e.what()};
@@ -134,7 +137,7 @@ void ClusterClient::fetch_model() {
     if (Clock::now() + backoff >= deadline)
       throw ClusterError("no coordinator or worker was ready to give the model after " + std::to_string(attempt) +
                          " attempts (" + std::to_string(options_.deadline.count()) + " ms): " + failures);
-    std::this_thread::sleep_for(backoff);
+    std::this_thread::sleep_for(jittered(backoff));
     backoff = std::min(backoff * 2, options_.backoff_max);
   }
 }
@@ -334,7 +337,7 @@ Matrix ClusterClient::run_forward(int32_t layer, const Matrix& x, RoutingResult&
     // still unplaced in a fresh placement end the call at the next attempt: no wait.)
     if (placement()->epoch() == r.view->epoch() && !(fresh && !unplaced.empty())) {
       const milliseconds wait = std::min(backoff, std::max(milliseconds(0), remaining_ms(deadline)));
-      std::this_thread::sleep_for(wait);
+      std::this_thread::sleep_for(jittered(wait));
       backoff = std::min(backoff * 2, options_.backoff_max);
     }
   }

@@ -64,11 +64,17 @@ LocalCluster::LocalCluster(LocalClusterOptions options) : options_(std::move(opt
                                 std::to_string(std::max(1, options_.min_workers < 0 ? options_.workers : options_.min_workers))};
   for (auto& f : model_flags(options_.model)) argv.push_back(f);
   for (auto& f : options_.coordinator_args) argv.push_back(f);
-  coordinator_ = ChildProcess(argv, log_path("moe-coordinator"));
+  coordinator_argv_ = argv;
+  coordinator_ = ChildProcess(argv, log_path("moe-coordinator"), ChildProcess::Output::kStdoutAndStderr);
   for (int i = 0; i < options_.workers; ++i) add_worker();
 }
 
 LocalCluster::~LocalCluster() { stop(); }
+
+void LocalCluster::restart_coordinator() {
+  coordinator_.kill_now();
+  coordinator_ = ChildProcess(coordinator_argv_, log_path("moe-coordinator"), ChildProcess::Output::kStdoutAndStderr);
+}
 
 std::string LocalCluster::log_path(const std::string& name) const {
   if (options_.log_dir.empty()) return "";
@@ -85,7 +91,7 @@ size_t LocalCluster::add_worker() {
     argv.push_back(std::to_string(options_.worker_threads));
   }
   for (auto& f : options_.worker_args) argv.push_back(f);
-  workers_.emplace_back(argv, log_path("moe-" + name));
+  workers_.emplace_back(argv, log_path("moe-" + name), ChildProcess::Output::kStdoutAndStderr);
   return index;
 }
 

@@ -17,7 +17,7 @@ struct LocalClusterOptions {
   std::string bin_dir;             // holds moe-coordinator and moe-worker
   int workers = 3;
   std::string model;               // "hf:DIR" or "synthetic:NAME:SEED"
-  std::string log_dir;             // children's stderr go to <log_dir>/<name>.log; empty: inherited
+  std::string log_dir;             // children's stdout and stderr go to <log_dir>/<name>.log; empty: inherited
   uint32_t heartbeat_ms = 200;
   uint32_t lease_ms = 1500;
   uint32_t grace_ms = 500;
@@ -48,6 +48,9 @@ class LocalCluster {
   uint64_t wait_ready(std::chrono::milliseconds timeout);
 
   ChildProcess& coordinator() { return coordinator_; }
+  // SIGKILL the coordinator and start it again on the same address with the same flags (its log is
+  // appended to): with the state file it had, if coordinator_args named one.
+  void restart_coordinator();
   ChildProcess& worker(size_t i) { return workers_.at(i); }
   size_t worker_count() const { return workers_.size(); }
   // Starts one more worker (same flags); returns its index.
@@ -61,6 +64,7 @@ class LocalCluster {
 
   LocalClusterOptions options_;
   std::string coordinator_address_;
+  std::vector<std::string> coordinator_argv_;
   ChildProcess coordinator_;
   std::vector<ChildProcess> workers_;
 };

@@ -1,6 +1,7 @@
 // check_placement: the table invariants, with messages naming the expert and the worker.
 #include "runtime/placement/placement_check.h"
 
+#include <algorithm>
 #include <set>
 
 #include "runtime/placement/placement_error.h"
@@ -29,11 +30,15 @@ void check_placement(const PlacementTable& table) {
         throw PlacementError(where + ": expert " + expert_name(key) + " lists worker " +
                              std::to_string(replica.worker_id) + " twice");
       }
-      if (!(replica.share > 0.f && replica.share <= 1.f)) {
+      // Share 0 is a copy the balancer keeps loaded but sends nothing to (a spare slot): valid.
+      if (!(replica.share >= 0.f && replica.share <= 1.f)) {
         throw PlacementError(where + ": expert " + expert_name(key) + " replica on worker " +
                              std::to_string(replica.worker_id) + " has share " + std::to_string(replica.share) +
-                             ", expected (0, 1]");
+                             ", expected [0, 1]");
       }
+    }
+    if (std::none_of(replicas.begin(), replicas.end(), [](const Replica& r) { return r.share > 0.f; })) {
+      throw PlacementError(where + ": every replica of expert " + expert_name(key) + " has share 0");
     }
   }
 }

@@ -13,6 +13,8 @@ import argparse
 import json
 import os
 import re
+import atexit
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -47,6 +49,15 @@ def check_our_service(name, service, repo, bin_dir, empty_models_dir):
     if not command or command[0] not in OUR_BINARIES:
         fail(f"service {name}: command {command!r} does not start one of {sorted(OUR_BINARIES)}")
         return
+    # Paths inside the service's named volumes (the state file's folder) exist in the container: stand in a
+    # scratch folder for each, so --check-config can check that they are writable.
+    for volume in service.get("volumes") or []:
+        source, _, target = str(volume).partition(":")
+        target = target.split(":")[0]
+        if target and not source.startswith((".", "/", "$")):
+            stand_in = tempfile.mkdtemp(prefix=f"compose-{name}-volume-")
+            atexit.register(shutil.rmtree, stand_in, True)
+            command = [c.replace(target, stand_in, 1) if c.startswith(target) else c for c in command]
     env = {"PATH": bin_dir + os.pathsep + "/usr/bin:/bin", "MOE_MODELS_DIR": empty_models_dir}
     for key, value in (service.get("environment") or {}).items():
         env[key] = substitute(value)

@@ -24,7 +24,9 @@ TEST(CoordinatorPlacement, FirstPlacementAfterMinWorkersPlacesEveryExpertInEpoch
   Frame early = client.get_placement();
   ASSERT_EQ(early.envelope().which(), wire::Envelope::ERROR);
   EXPECT_EQ(early.envelope().getError().getCode(), wire::ErrorCode::NOT_READY);
-  std::this_thread::sleep_for(150ms);
+  // Two control rounds after the registration: the second began after it, so it saw worker a.
+  const uint64_t rounds = coordinator.control_rounds();
+  ASSERT_TRUE(eventually([&] { return coordinator.control_rounds() >= rounds + 2; }));
   EXPECT_EQ(coordinator.epoch(), 0u) << "placed before min-workers registered";
 
   b.register_with(coordinator.address());

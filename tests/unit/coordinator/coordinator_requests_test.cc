@@ -31,7 +31,13 @@ TEST(CoordinatorRequests, RegistrationWithoutTheClusterTokenIsUnauthorized) {
       EXPECT_NE(e.remote_message().find("registerWorker"), std::string::npos) << e.remote_message();
     }
   }
-  std::this_thread::sleep_for(100ms);
+  // Refused registrations leave no member behind (status is answered under the same lock they took).
+  {
+    Client client(coordinator.address());
+    Frame status = client.status();
+    ASSERT_EQ(status.envelope().which(), wire::Envelope::STATUS_REPLY);
+    EXPECT_EQ(status.envelope().getStatusReply().getWorkers().size(), 0u);
+  }
   EXPECT_EQ(coordinator.epoch(), 0u);
   auto reply = worker.register_with(coordinator.address(), "s3cret");
   EXPECT_GT(reply.getWorkerId(), 0u);

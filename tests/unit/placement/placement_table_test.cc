@@ -56,6 +56,21 @@ TEST(PlacementTable, JsonRoundTripKeepsEverything) {
   EXPECT_EQ(back, table);
 }
 
+// The rebalancer keeps spare copies with share 0; the coordinator saves them in its state file and must
+// read that file back (chaos process seed 1: "has share 0.000000, expected (0, 1]" stopped a restart).
+TEST(PlacementTable, ZeroShareSpareCopiesRoundTripButNotAllZero) {
+  PlacementTable table;
+  table.epoch = 3;
+  table.workers = {{1, "a:1", WorkerState::Active}, {2, "b:2", WorkerState::Active}};
+  table.assignments[{0, 1}] = {{1, 1.f}, {2, 0.f}};
+  EXPECT_EQ(placement_from_json(nlohmann::json::parse(placement_to_json(table).dump())), table);
+  capnp::MallocMessageBuilder message;
+  placement_to_wire(table, message.initRoot<wire::Placement>());
+  EXPECT_EQ(placement_from_wire(message.getRoot<wire::Placement>().asReader()), table);
+  table.assignments[{0, 1}] = {{1, 0.f}, {2, 0.f}};
+  EXPECT_THROW(placement_from_json(placement_to_json(table)), PlacementError);
+}
+
 TEST(PlacementTable, ReadersRejectReplicaOnUnknownWorker) {
   PlacementTable table;
   table.epoch = 2;
