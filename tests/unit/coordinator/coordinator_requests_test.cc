@@ -33,7 +33,7 @@ TEST(CoordinatorRequests, RegistrationWithoutTheClusterTokenIsUnauthorized) {
   }
   // Refused registrations leave no member behind (status is answered under the same lock they took).
   {
-    Client client(coordinator.address());
+    Client client(coordinator.address(), "s3cret");
     Frame status = client.status();
     ASSERT_EQ(status.envelope().which(), wire::Envelope::STATUS_REPLY);
     EXPECT_EQ(status.envelope().getStatusReply().getWorkers().size(), 0u);
