@@ -1,5 +1,8 @@
-// The coordinator's request handlers (io threads): registerWorker, heartbeat, getModel, getPlacement,
-// status (rebalance and drain: coordinator_rebalance.cc). Each takes the lock briefly and replies at once; the control thread does the slow work.
+// The coordinator's request handlers (io threads): handle() checks the cluster token of every request
+// first, then dispatches to registerWorker, heartbeat (counted only on the worker's registration
+// connection), getModel, getPlacement, status (rebalance and drain: coordinator_rebalance.cc). Each takes
+// the lock briefly and replies at once; the control thread does the slow work. Every refusal is a
+// ServiceError, answered and counted by send_error.
 #include <algorithm>
 #include <map>
 #include <set>
