@@ -4,6 +4,7 @@
 #include <cblas.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <mutex>
 #include <stdexcept>
@@ -50,7 +51,32 @@ struct ExpertGroup {
   float* act = nullptr;  // [n, I]  silu(gate) * up, in the call's scratch
   float* y = nullptr;    // [n, H]  expert output, in the call's scratch
   int64_t n() const { return static_cast<int64_t>(tokens.size()); }
+  // Factor on gate·x and up·x of token j (the routing weight when it scales the input), and on its output.
+  float input_scale(int64_t j) const { return weights->math.weight_scales_input ? routing_weights[j] : 1.f; }
+  float output_scale(int64_t j) const { return weights->math.weight_scales_input ? 1.f : routing_weights[j]; }
 };
+
+// act[0:n) from the raw products gate·x, up·x of rows [i0, i0 + n) of one token: scale (linear, so
+// gate·(s·x) = s·(gate·x)), add the biases, apply the expert's activation. gate/up are overwritten.
+void activate(const CpuExpert& e, float* gate, float* up, float* act, int64_t i0, int64_t n, float scale) {
+  if (scale != 1.f)
+    for (int64_t i = 0; i < n; ++i) gate[i] *= scale, up[i] *= scale;
+  if (!e.gate_up_bias.empty()) {
+    const float* bg = e.gate_up_bias.data() + i0;
+    const float* bu = e.gate_up_bias.data() + e.intermediate + i0;
+    for (int64_t i = 0; i < n; ++i) gate[i] += bg[i], up[i] += bu[i];
+  }
+  if (e.math.activation == ExpertActivation::SiluGlu) {
+    silu_mul(gate, up, act, n);
+    return;
+  }
+  const float limit = e.math.swiglu_limit, alpha = e.math.swiglu_alpha;
+  for (int64_t i = 0; i < n; ++i) {
+    const float g = std::min(gate[i], limit);
+    const float u = std::clamp(up[i], -limit, limit);
+    act[i] = (u + 1.f) * (g / (1.f + std::exp(-alpha * g)));
+  }
+}
 
 // Streaming path, gate+up pass: task `block` of group g computes rows [i0, i1) of gate and of up for
 // all of the group's tokens and writes silu(gate)·up into act[:, i0:i1].
@@ -65,7 +91,8 @@ void gate_up_block(ExpertGroup& g, const float* x, int64_t hidden, int64_t i0) {
   float up[kMaxStreamingTokens * kRowBlock];
   rows_dot_tokens(e.gate_up.data(), hidden, i0, i1, rows, n, hidden, gate, kRowBlock);
   rows_dot_tokens(e.gate_up.data(), hidden, inter + i0, inter + i1, rows, n, hidden, up, kRowBlock);
-  for (int j = 0; j < n; ++j) silu_mul(gate + j * kRowBlock, up + j * kRowBlock, g.act + j * inter + i0, i1 - i0);
+  for (int j = 0; j < n; ++j)
+    activate(e, gate + j * kRowBlock, up + j * kRowBlock, g.act + j * inter + i0, i0, i1 - i0, g.input_scale(j));
 }
 
 // Streaming path, down pass: rows [h0, h1) of the down projection for all of the group's tokens.
@@ -96,7 +123,8 @@ void gemm_group(ExpertGroup& g, const float* x, int64_t hidden, float* scratch) 
     std::memcpy(xs + j * hidden, x + static_cast<int64_t>(g.tokens[j]) * hidden, hidden * sizeof(float));
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, 2 * inter, hidden, 1.f, xs, hidden,
               e.gate_up.data(), hidden, 0.f, gu, 2 * inter);
-  for (int64_t j = 0; j < n; ++j) silu_mul(gu + j * 2 * inter, gu + j * 2 * inter + inter, g.act + j * inter, inter);
+  for (int64_t j = 0; j < n; ++j)
+    activate(e, gu + j * 2 * inter, gu + j * 2 * inter + inter, g.act + j * inter, 0, inter, g.input_scale(j));
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, hidden, inter, 1.f, g.act, inter,
               e.down.data(), inter, 0.f, g.y, hidden);
 }
@@ -139,6 +167,22 @@ void CpuBackend::load_expert(ExpertKey key, const ExpertWeightsView& w) {
   convert_to_f32(w.gate.dtype, w.gate.data, e->gate_up.data(), block);
   convert_to_f32(w.up.dtype, w.up.data, e->gate_up.data() + block, block);
   convert_to_f32(w.down.dtype, w.down.data, e->down.data(), block);
+  e->math = w.math;
+  if (w.has_biases()) {
+    auto check_bias = [&](const char* what, const WeightVectorView& b, int64_t size) {
+      if (b.data == nullptr || b.size != size)
+        throw std::invalid_argument(where + what + " bias has " + std::to_string(b.data ? b.size : 0) +
+                                    " values, expected " + std::to_string(size) + " (all three biases or none)");
+    };
+    check_bias("gate", w.gate_bias, inter);
+    check_bias("up", w.up_bias, inter);
+    check_bias("down", w.down_bias, hidden);
+    e->gate_up_bias.resize(static_cast<size_t>(2 * inter));
+    e->down_bias.resize(static_cast<size_t>(hidden));
+    convert_to_f32(w.gate_bias.dtype, w.gate_bias.data, e->gate_up_bias.data(), static_cast<size_t>(inter));
+    convert_to_f32(w.up_bias.dtype, w.up_bias.data, e->gate_up_bias.data() + inter, static_cast<size_t>(inter));
+    convert_to_f32(w.down_bias.dtype, w.down_bias.data, e->down_bias.data(), static_cast<size_t>(hidden));
+  }
 
   std::unique_lock lock(mutex_);
   auto& slot = experts_[key];
@@ -245,11 +289,15 @@ void CpuBackend::forward(int32_t layer, const float* x, int64_t num_tokens, int6
   // may be the same buffer as x.
   std::memset(out, 0, static_cast<size_t>(num_tokens * hidden) * sizeof(float));
   for (auto& [id, g] : by_expert) {
+    const float* bias = g.weights->down_bias.empty() ? nullptr : g.weights->down_bias.data();
     for (int64_t j = 0; j < g.n(); ++j) {
-      float w = g.routing_weights[j];
+      float w = g.output_scale(j);
       float* dst = out + static_cast<int64_t>(g.tokens[j]) * hidden;
       const float* src = g.y + j * hidden;
-      for (int64_t h = 0; h < hidden; ++h) dst[h] += w * src[h];
+      if (bias)
+        for (int64_t h = 0; h < hidden; ++h) dst[h] += w * (src[h] + bias[h]);
+      else
+        for (int64_t h = 0; h < hidden; ++h) dst[h] += w * src[h];
     }
   }
 }
