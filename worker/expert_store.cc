@@ -89,7 +89,7 @@ void ExpertStore::load_weights(ExpertKey key, ExpertWeights weights) {
   const ModelSpec& spec = model()->spec();
   weights.view.math = spec.math_of(key.expert);
   if (spec.expert_biases() && spec.fused_expert(key.expert) && !weights.view.has_biases())
-    throw RequestError(wire::ErrorCode::INTERNAL, "cannot load streamed " + expert_name(key) + ": " +
+    throw ServiceError(wire::ErrorCode::INTERNAL, "cannot load streamed " + expert_name(key) + ": " +
                                                       family_name(spec.family) + " experts have biases, which weight "
                                                       "streaming does not carry (run the workers on shared storage)");
   try {
