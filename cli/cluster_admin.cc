@@ -14,7 +14,7 @@ namespace {
 Frame ask(const AdminOptions& options, wire::Envelope::Which expected,
           const std::function<void(wire::Envelope::Builder)>& fill) {
   return query_coordinator(options.cluster, std::chrono::milliseconds(options.timeout_ms), expected, fill,
-                           options.cluster_token);
+                           make_tls(options.transport), options.cluster_token);
 }
 
 }  // namespace

@@ -11,13 +11,14 @@
 namespace moe {
 
 uint64_t wait_for_active_workers(const std::string& coordinator, size_t min_active, std::chrono::milliseconds timeout,
-                                 const std::function<void()>& check_alive, const std::string& cluster_token) {
+                                 const std::function<void()>& check_alive, std::shared_ptr<TlsContext> tls,
+                                 const std::string& cluster_token) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   std::string seen = "no reply from the coordinator at " + coordinator;
   while (true) {
     if (check_alive) check_alive();
     try {
-      Frame reply = query_placement(coordinator, std::chrono::milliseconds(1000), cluster_token);
+      Frame reply = query_placement(coordinator, std::chrono::milliseconds(1000), tls, cluster_token);
       ClientPlacement placement(reply.envelope().getPlacement());
       size_t active = 0;
       for (const auto& [id, w] : placement.workers()) active += w.state == wire::WorkerState::ACTIVE;

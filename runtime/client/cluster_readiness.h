@@ -7,7 +7,10 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
+
+#include "runtime/net/tls_context.h"
 
 namespace moe {
 
@@ -17,6 +20,7 @@ namespace moe {
 // once when the coordinator refuses the query as unauthorized (a wrong or missing cluster token).
 // `cluster_token` goes with every query when not empty.
 uint64_t wait_for_active_workers(const std::string& coordinator, size_t min_active, std::chrono::milliseconds timeout,
-                                 const std::function<void()>& check_alive = {}, const std::string& cluster_token = {});
+                                 const std::function<void()>& check_alive = {},
+                                 std::shared_ptr<TlsContext> tls = nullptr, const std::string& cluster_token = {});
 
 }  // namespace moe

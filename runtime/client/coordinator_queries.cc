@@ -10,8 +10,8 @@ namespace moe {
 
 Frame query_coordinator(const std::string& coordinator, std::chrono::milliseconds timeout,
                         wire::Envelope::Which expected, const std::function<void(wire::Envelope::Builder)>& init,
-                        std::string_view cluster_token) {
-  IoPool pool(1);
+                        std::shared_ptr<TlsContext> tls, std::string_view cluster_token) {
+  IoPool pool(1, std::move(tls));
   auto connection = Connection::connect(pool.context(), coordinator, timeout);
   capnp::MallocMessageBuilder request;
   init(request.initRoot<wire::Envelope>());
@@ -25,16 +25,18 @@ Frame query_coordinator(const std::string& coordinator, std::chrono::millisecond
   }
 }
 
-Frame query_status(const std::string& coordinator, std::chrono::milliseconds timeout, std::string_view cluster_token) {
+Frame query_status(const std::string& coordinator, std::chrono::milliseconds timeout, std::shared_ptr<TlsContext> tls,
+                   std::string_view cluster_token) {
   return query_coordinator(
-      coordinator, timeout, wire::Envelope::STATUS_REPLY, [](wire::Envelope::Builder e) { e.setStatus(); }, cluster_token);
+      coordinator, timeout, wire::Envelope::STATUS_REPLY, [](wire::Envelope::Builder e) { e.setStatus(); }, std::move(tls),
+      cluster_token);
 }
 
 Frame query_placement(const std::string& coordinator, std::chrono::milliseconds timeout,
-                      std::string_view cluster_token) {
+                      std::shared_ptr<TlsContext> tls, std::string_view cluster_token) {
   return query_coordinator(
       coordinator, timeout, wire::Envelope::PLACEMENT, [](wire::Envelope::Builder e) { e.setGetPlacement(); },
-      cluster_token);
+      std::move(tls), cluster_token);
 }
 
 }  // namespace moe

@@ -31,8 +31,31 @@ fs::path scratch_dir(const std::string& name) {
   return dir;
 }
 
+TlsFiles test_tls_files(const std::string& name) {
+  const fs::path dir(MOE_TEST_CERTS_DIR);
+  return {(dir / (name + ".pem")).string(), (dir / (name + ".key")).string(), (dir / "ca.pem").string()};
+}
+
+TlsFiles other_ca_tls_files(const std::string& name) {
+  const fs::path dir(MOE_TEST_OTHER_CA_DIR);
+  return {(dir / (name + ".pem")).string(), (dir / (name + ".key")).string(), (dir / "ca.pem").string()};
+}
+
+void TestCluster::add_transport_flags(std::vector<std::string>& argv, const std::string& name) const {
+  if (!options_.tls) {
+    argv.push_back("--allow-cleartext-token");
+    return;
+  }
+  const TlsFiles files = test_tls_files(name);
+  for (const std::string& f : {std::string("--tls"), std::string("on"), std::string("--tls-cert"), files.cert,
+                               std::string("--tls-key"), files.key, std::string("--tls-ca"), files.ca}) {
+    argv.push_back(f);
+  }
+}
+
 TestCluster::TestCluster(const std::string& name, TestClusterOptions options)
     : options_(std::move(options)), dir_(scratch_dir(name)) {
+  if (options_.tls) client_tls_ = TlsContext::load(test_tls_files("client"));
   coordinator_address_ = "127.0.0.1:" + std::to_string(pick_free_port());
   if (!options_.cluster_token.empty()) {
     {
@@ -65,6 +88,7 @@ void TestCluster::start_coordinator() {
     argv.push_back(state_file().string());
   }
   for (const auto& f : options_.model_flags) argv.push_back(f);
+  add_transport_flags(argv, "coordinator");
   for (const auto& f : options_.coordinator_flags) argv.push_back(f);
   coordinator_ = DaemonProcess(argv, dir_ / "moe-coordinator.log");
   coordinator_expected_ = true;
@@ -81,6 +105,7 @@ size_t TestCluster::start_worker() {
   std::vector<std::string> argv{bin_path("moe-worker"), "--coordinator", coordinator_address_, "--listen",
                                 "127.0.0.1:0",          "--name",        name,                 "--threads",
                                 "1"};
+  add_transport_flags(argv, "worker");
   for (const auto& f : options_.worker_flags) argv.push_back(f);
   workers_.emplace_back(argv, dir_ / ("moe-" + name + ".log"));
   worker_expected_.push_back(true);
@@ -95,6 +120,7 @@ void TestCluster::restart_worker(size_t i) {
   const std::string name = "worker" + std::to_string(i);
   std::vector<std::string> argv{bin_path("moe-worker"), "--coordinator", coordinator_address_, "--listen",
                                 worker_addresses_.at(i), "--name", name, "--threads", "1"};
+  add_transport_flags(argv, "worker");
   for (const auto& f : options_.worker_flags) argv.push_back(f);
   const std::string log = "moe-" + name + "-restart-" + std::to_string(++restarts_) + ".log";  // a log of its own
   workers_.at(i) = DaemonProcess(argv, dir_ / log);
@@ -109,7 +135,7 @@ void TestCluster::kill_worker(size_t i) {
 
 std::optional<ClientPlacement> TestCluster::placement(std::string* why) const {
   try {
-    Frame reply = query_placement(coordinator_address_, 1000ms, options_.cluster_token);
+    Frame reply = query_placement(coordinator_address_, 1000ms, client_tls_, options_.cluster_token);
     return ClientPlacement(reply.envelope().getPlacement());
   } catch (const std::exception& e) {
     if (why) *why = e.what();
@@ -128,7 +154,7 @@ ClusterStatus status_from_reply(wire::StatusReply::Reader s) {
 
 std::optional<ClusterStatus> TestCluster::status(std::string* why) const {
   try {
-    Frame reply = query_status(coordinator_address_, 1000ms, options_.cluster_token);
+    Frame reply = query_status(coordinator_address_, 1000ms, client_tls_, options_.cluster_token);
     return status_from_reply(reply.envelope().getStatusReply());
   } catch (const std::exception& e) {
     if (why) *why = e.what();
