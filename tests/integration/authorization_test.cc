@@ -135,12 +135,12 @@ TEST_F(Authorization, ReadsNeedTheTokenAndATokenFileKeepsItOutOfPs) {
   cluster.wait_ready();
   for (auto query : {&query_status, &query_placement}) {
     try {
-      query(cluster.coordinator_address(), 2000ms, {});
+      query(cluster.coordinator_address(), 2000ms, nullptr, {});
       ADD_FAILURE() << "a read without the token was answered";
     } catch (const RemoteError& e) {
       EXPECT_EQ(e.code(), wire::ErrorCode::UNAUTHORIZED) << e.what();
     }
-    EXPECT_NO_THROW(query(cluster.coordinator_address(), 2000ms, "tok-out-of-ps"));
+    EXPECT_NO_THROW(query(cluster.coordinator_address(), 2000ms, nullptr, "tok-out-of-ps"));
   }
   ClusterClientOptions no_token = f32_client(2s);
   EXPECT_THROW(ClusterClient(cluster.coordinator_address(), no_token), std::exception);  // the router weights
