@@ -82,6 +82,7 @@ TEST(WorkerAuthorization, TwoFramesWithoutTheControlKeyCannotMoveTheEpochOfAToke
 TEST(WorkerAuthorization, EveryRequestNeedsTheTokenWhenTheWorkerHasOne) {
   WorkerOptions options;
   options.cluster_token = "secret";
+  options.transport.allow_cleartext_token = true;  // loopback test without TLS
   WorkerHarness h("synthetic:tiny:0", options);
   h.place(1, {{0, 0}});
   EXPECT_EQ(h.coordinator.registrations().back().cluster_token, "secret");  // its own requests carry it
@@ -140,6 +141,7 @@ TEST(WorkerAuthorization, TokenFromAFile) {
   }
   WorkerOptions options;
   options.cluster_token_file = path;
+  options.transport.allow_cleartext_token = true;  // loopback test without TLS
   WorkerHarness h("synthetic:tiny:0", options);
   EXPECT_EQ(h.coordinator.registrations().back().cluster_token, "from-a-file");
   h.control_token = "from-a-file";
@@ -151,8 +153,14 @@ TEST(WorkerAuthorization, TokenFromAFile) {
   EXPECT_THROW(check_worker_options(both), std::invalid_argument);
   WorkerOptions missing;
   missing.coordinator = "127.0.0.1:1";
+  missing.transport.allow_cleartext_token = true;
   missing.cluster_token_file = path + ".missing";
   EXPECT_THROW(check_worker_options(missing), std::invalid_argument);
+  // A token from a file counts as a token for the cleartext rule too.
+  WorkerOptions cleartext;
+  cleartext.coordinator = "127.0.0.1:1";
+  cleartext.cluster_token_file = path;
+  EXPECT_THROW(check_worker_options(cleartext), std::invalid_argument);
 }
 
 }  // namespace
