@@ -120,7 +120,7 @@ uint64_t LocalCluster::wait_ready(std::chrono::milliseconds timeout) {
                                  ") before the cluster was ready" +
                                  (options_.log_dir.empty() ? "" : "; see " + log_path("moe-worker" + std::to_string(i))));
     }
-  }, tls, inherited_cluster_token());
+  }, tls, options_.cluster_token.empty() ? inherited_cluster_token() : options_.cluster_token);
 }
 
 // The daemons inherit this process's environment: a MOE_CLUSTER_TOKEN there is theirs too.

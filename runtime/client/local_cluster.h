@@ -31,6 +31,9 @@ struct LocalClusterOptions {
   // the daemons get --allow-cleartext-token (the cluster is on loopback), so an inherited
   // MOE_CLUSTER_TOKEN still starts them.
   TlsFiles tls;
+  // The token the daemons were given in coordinator_args / worker_args, for wait_ready's queries; empty:
+  // MOE_CLUSTER_TOKEN of this process's environment (which they inherit).
+  std::string cluster_token;
   bool tls_enabled() const { return !tls.cert.empty(); }
 };
 
