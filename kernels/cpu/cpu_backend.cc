@@ -4,12 +4,14 @@
 #include <cblas.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "kernels/cpu/amx_forward.h"
 #include "kernels/cpu/streaming_kernels.h"
 
 namespace moe {
@@ -110,10 +112,71 @@ float* thread_scratch(size_t floats) {
   return buffer.data();
 }
 
+CpuKernel resolve_kernel(CpuKernel requested) {
+  if (requested == CpuKernel::Auto) {
+    const char* env = std::getenv("MOE_CPU_KERNEL");
+    if (env != nullptr && *env != '\0') requested = parse_cpu_kernel(env);
+  }
+  if (requested == CpuKernel::Auto) return amx_available() ? CpuKernel::Amx : CpuKernel::Blas;
+  if (requested == CpuKernel::Amx && !amx_available())
+    throw std::invalid_argument("CpuBackend: kernel amx asked for, but this CPU (or its kernel) offers no AMX-BF16");
+  return requested;
+}
+
+// Adds each group's outputs, weighted, into out (zeroed first) in ascending expert order:
+// deterministic and free of races. x is no longer read, so out may be the same buffer as x.
+void combine(const std::map<int32_t, ExpertGroup>& by_expert, int64_t num_tokens, int64_t hidden, float* out) {
+  std::memset(out, 0, static_cast<size_t>(num_tokens * hidden) * sizeof(float));
+  for (const auto& [id, g] : by_expert) {
+    for (int64_t j = 0; j < g.n(); ++j) {
+      float w = g.routing_weights[j];
+      float* dst = out + static_cast<int64_t>(g.tokens[j]) * hidden;
+      const float* src = g.y + j * hidden;
+      for (int64_t h = 0; h < hidden; ++h) dst[h] += w * src[h];
+    }
+  }
+}
+
+// Kernel amx: every group through amx_forward, outputs in the calling thread's scratch.
+void forward_amx(ThreadPool& pool, std::map<int32_t, ExpertGroup>& by_expert, const float* x, int64_t num_tokens,
+                 int64_t hidden, float* out) {
+  int64_t y_floats = 0;
+  for (auto& [id, g] : by_expert) y_floats += g.n() * hidden;
+  float* y = thread_scratch(static_cast<size_t>(y_floats));
+  std::vector<AmxGroupWork> work;
+  work.reserve(by_expert.size());
+  for (auto& [id, g] : by_expert) {
+    AmxGroupWork w;
+    w.expert = &g.weights->amx;
+    for (int32_t t : g.tokens) w.rows.push_back(x + static_cast<int64_t>(t) * hidden);
+    w.y = g.y = y;
+    y += g.n() * hidden;
+    work.push_back(std::move(w));
+  }
+  amx_forward(pool, work, hidden);
+  combine(by_expert, num_tokens, hidden, out);
+}
+
 }  // namespace
 
+CpuKernel parse_cpu_kernel(const std::string& name) {
+  if (name == "auto") return CpuKernel::Auto;
+  if (name == "amx") return CpuKernel::Amx;
+  if (name == "blas") return CpuKernel::Blas;
+  throw std::invalid_argument("unknown CPU kernel '" + name + "': expected auto, amx or blas");
+}
+
+const char* cpu_kernel_name(CpuKernel kernel) {
+  switch (kernel) {
+    case CpuKernel::Auto: return "auto";
+    case CpuKernel::Amx: return "amx";
+    case CpuKernel::Blas: return "blas";
+  }
+  return "?";
+}
+
 CpuBackend::CpuBackend(const CpuBackendOptions& options)
-    : options_(options), pool_(resolve_threads(options.threads)) {
+    : options_(options), kernel_(resolve_kernel(options.kernel)), pool_(resolve_threads(options.threads)) {
   options_.max_streaming_tokens = std::clamp(options_.max_streaming_tokens, 0, kMaxStreamingTokens);
 }
 
@@ -133,6 +196,20 @@ void CpuBackend::load_expert(ExpertKey key, const ExpertWeightsView& w) {
   auto e = std::make_shared<CpuExpert>();
   e->hidden = hidden;
   e->intermediate = inter;
+  if (kernel_ == CpuKernel::Amx) {
+    // bf16 weights stay bf16 (one plane); any other dtype becomes two bf16 planes (hi + lo).
+    const bool bf16 = w.gate.dtype == DType::BF16 && w.up.dtype == DType::BF16 && w.down.dtype == DType::BF16;
+    const int planes = bf16 ? 1 : 2;
+    e->amx.gate = pack_amx_matrix(w.gate, planes);
+    e->amx.up = pack_amx_matrix(w.up, planes);
+    e->amx.down = pack_amx_matrix(w.down, planes);
+    std::unique_lock lock(mutex_);
+    auto& slot = experts_[key];
+    if (slot) resident_bytes_ -= slot->bytes();
+    resident_bytes_ += e->bytes();
+    slot = std::move(e);
+    return;
+  }
   e->gate_up = AlignedFloats(static_cast<size_t>(2 * inter * hidden));
   e->down = AlignedFloats(static_cast<size_t>(hidden * inter));
   const size_t block = static_cast<size_t>(inter * hidden);
@@ -204,6 +281,11 @@ void CpuBackend::forward(int32_t layer, const float* x, int64_t num_tokens, int6
     return;
   }
 
+  if (kernel_ == CpuKernel::Amx) {
+    forward_amx(pool_, by_expert, x, num_tokens, hidden, out);
+    return;
+  }
+
   // Scratch of the calling thread, so concurrent calls share nothing but read-only weights.
   std::vector<ExpertGroup*> streaming, gemm;
   int64_t results_floats = 0, gemm_floats = 0;
@@ -241,17 +323,7 @@ void CpuBackend::forward(int32_t layer, const float* x, int64_t num_tokens, int6
   }
   for (ExpertGroup* g : gemm) gemm_group(*g, x, hidden, scratch);
 
-  // Combine in ascending expert order: deterministic and free of races. x is no longer read, so out
-  // may be the same buffer as x.
-  std::memset(out, 0, static_cast<size_t>(num_tokens * hidden) * sizeof(float));
-  for (auto& [id, g] : by_expert) {
-    for (int64_t j = 0; j < g.n(); ++j) {
-      float w = g.routing_weights[j];
-      float* dst = out + static_cast<int64_t>(g.tokens[j]) * hidden;
-      const float* src = g.y + j * hidden;
-      for (int64_t h = 0; h < hidden; ++h) dst[h] += w * src[h];
-    }
-  }
+  combine(by_expert, num_tokens, hidden, out);
 }
 
 std::unique_ptr<ExpertBackend> make_cpu_backend(int threads) {

@@ -1,0 +1,231 @@
+// AMX expert kernels (see amx_experts.h). Every function that touches tiles or AVX-512 carries its own
+// target attribute, so the file builds without -march flags and the binary runs on any x86-64; callers
+// reach these functions only after amx_available() said yes.
+#include "kernels/cpu/amx_experts.h"
+
+#include <immintrin.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <new>
+#include <stdexcept>
+#include <string>
+
+#include "kernels/cpu/streaming_kernels.h"
+
+#define MOE_AMX __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512vl,avx512bf16")))
+
+namespace moe {
+namespace {
+
+constexpr long kArchReqXcompPerm = 0x1023;  // arch_prctl: ask for an extended state component
+constexpr long kXfeatureXtiledata = 18;
+
+// Palette 1, all eight tiles 16 rows x 64 bytes.
+struct alignas(64) TileConfig {
+  uint8_t palette = 1;
+  uint8_t start_row = 0;
+  uint8_t reserved[14] = {};
+  uint16_t colsb[16] = {};
+  uint8_t rows[16] = {};
+  TileConfig() {
+    for (int t = 0; t < 8; ++t) {
+      colsb[t] = 64;
+      rows[t] = 16;
+    }
+  }
+};
+
+// Tiles configured for the calling thread for the life of one kernel call.
+class TileScope {
+ public:
+  MOE_AMX TileScope() {
+    static const TileConfig config;
+    _tile_loadconfig(&config);
+  }
+  MOE_AMX ~TileScope() { _tile_release(); }
+};
+
+// 16 floats -> bf16 hi (round to nearest even) and bf16 lo of the remainder.
+MOE_AMX inline void split16(__m512 v, uint16_t* hi, uint16_t* lo) {
+  __m256i h = reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(v));
+  __m512 back = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+  __m256i l = reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(_mm512_sub_ps(v, back)));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(hi), h);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(lo), l);
+}
+
+template <int Planes>
+MOE_AMX void gate_up_kernel(const AmxExpert& e, const AmxActivations& x, int64_t p0, int64_t p1, AmxActivations& act) {
+  TileScope tiles;
+  alignas(64) float cg[256], cu[256], a[256];
+  const int64_t ks = x.ksteps;
+  for (int64_t tb = 0; tb < x.token_blocks; ++tb) {
+    const uint16_t* ah = x.hi + tb * ks * 512;
+    const uint16_t* al = x.lo + tb * ks * 512;
+    for (int64_t p = p0; p < p1; ++p) {
+      _tile_zero(0);
+      _tile_zero(1);
+      for (int64_t s = 0; s < ks; ++s) {
+        _tile_loadd(2, ah + s * 512, 64);
+        _tile_loadd(3, al + s * 512, 64);
+        _tile_loadd(4, e.gate.tile(0, p, s), 64);
+        _tile_loadd(5, e.up.tile(0, p, s), 64);
+        _tile_dpbf16ps(0, 2, 4);
+        _tile_dpbf16ps(0, 3, 4);
+        _tile_dpbf16ps(1, 2, 5);
+        _tile_dpbf16ps(1, 3, 5);
+        if constexpr (Planes == 2) {
+          _tile_loadd(6, e.gate.tile(1, p, s), 64);
+          _tile_loadd(7, e.up.tile(1, p, s), 64);
+          _tile_dpbf16ps(0, 2, 6);
+          _tile_dpbf16ps(1, 2, 7);
+        }
+      }
+      _tile_stored(0, cg, 64);
+      _tile_stored(1, cu, 64);
+      silu_mul(cg, cu, a, 256);
+      // Columns p*16.. of act: k step p/2, offset (p%2)*16 within each 32-wide row.
+      const size_t base = static_cast<size_t>((tb * act.ksteps + p / 2) * 512 + (p % 2) * 16);
+      for (int r = 0; r < 16; ++r) split16(_mm512_load_ps(a + r * 16), act.hi + base + r * 32, act.lo + base + r * 32);
+    }
+  }
+}
+
+template <int Planes>
+MOE_AMX void down_kernel(const AmxExpert& e, const AmxActivations& act, int64_t n, int64_t pair0, int64_t pair1,
+                         float* y, int64_t ldy) {
+  TileScope tiles;
+  alignas(64) float c[2][256];
+  const int64_t ks = act.ksteps;
+  const int64_t hidden = e.down.rows;
+  for (int64_t tb = 0; tb < act.token_blocks; ++tb) {
+    const uint16_t* ah = act.hi + tb * ks * 512;
+    const uint16_t* al = act.lo + tb * ks * 512;
+    const int rows = static_cast<int>(std::min<int64_t>(16, n - tb * 16));
+    for (int64_t pair = pair0; pair < pair1; ++pair) {
+      const int64_t p = 2 * pair;
+      _tile_zero(0);
+      _tile_zero(1);
+      for (int64_t s = 0; s < ks; ++s) {
+        _tile_loadd(2, ah + s * 512, 64);
+        _tile_loadd(3, al + s * 512, 64);
+        _tile_loadd(4, e.down.tile(0, p, s), 64);
+        _tile_loadd(5, e.down.tile(0, p + 1, s), 64);
+        _tile_dpbf16ps(0, 2, 4);
+        _tile_dpbf16ps(0, 3, 4);
+        _tile_dpbf16ps(1, 2, 5);
+        _tile_dpbf16ps(1, 3, 5);
+        if constexpr (Planes == 2) {
+          _tile_loadd(6, e.down.tile(1, p, s), 64);
+          _tile_loadd(7, e.down.tile(1, p + 1, s), 64);
+          _tile_dpbf16ps(0, 2, 6);
+          _tile_dpbf16ps(1, 2, 7);
+        }
+      }
+      _tile_stored(0, c[0], 64);
+      _tile_stored(1, c[1], 64);
+      for (int half = 0; half < 2; ++half) {
+        const int64_t h0 = (p + half) * 16;
+        const int64_t cols = std::min<int64_t>(16, hidden - h0);
+        if (cols <= 0) continue;
+        for (int r = 0; r < rows; ++r)
+          std::memcpy(y + (tb * 16 + r) * ldy + h0, c[half] + r * 16, static_cast<size_t>(cols) * sizeof(float));
+      }
+    }
+  }
+}
+
+MOE_AMX void split_rows(const float* const* rows, int n, int64_t cols, AmxActivations& a) {
+  for (int j = 0; j < n; ++j) {
+    const float* src = rows[j];
+    const size_t row_base = static_cast<size_t>((j / 16) * a.ksteps * 512 + (j % 16) * 32);
+    for (int64_t k = 0; k < cols; k += 16) {
+      const int64_t left = cols - k;
+      const __mmask16 mask = left >= 16 ? __mmask16(0xffff) : static_cast<__mmask16>((1u << left) - 1);
+      const __m512 v = _mm512_maskz_loadu_ps(mask, src + k);
+      const size_t at = row_base + static_cast<size_t>((k / 32) * 512 + k % 32);
+      split16(v, a.hi + at, a.lo + at);
+    }
+  }
+}
+
+}  // namespace
+
+bool amx_available() {
+  static const bool ok = [] {
+    if (!__builtin_cpu_supports("amx-bf16") || !__builtin_cpu_supports("amx-tile") ||
+        !__builtin_cpu_supports("avx512bf16") || !__builtin_cpu_supports("avx512bw"))
+      return false;
+    return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+  }();
+  return ok;
+}
+
+AlignedBf16::AlignedBf16(size_t n) : size_(n) {
+  if (n == 0) return;
+  const size_t bytes = (n * sizeof(uint16_t) + 63) / 64 * 64;
+  void* p = std::aligned_alloc(64, bytes);
+  if (!p) throw std::bad_alloc();
+  std::memset(p, 0, bytes);
+  data_.reset(static_cast<uint16_t*>(p));
+}
+
+AmxMatrix pack_amx_matrix(const WeightMatrixView& w, int planes) {
+  if (w.data == nullptr || w.rows <= 0 || w.cols <= 0)
+    throw std::invalid_argument("pack_amx_matrix: empty matrix [" + std::to_string(w.rows) + ", " +
+                                std::to_string(w.cols) + "]");
+  if (planes != 2 && !(planes == 1 && w.dtype == DType::BF16))
+    throw std::invalid_argument(std::string("pack_amx_matrix: ") + std::to_string(planes) + " plane(s) for " +
+                                dtype_name(w.dtype) + " weights; one plane needs BF16, else two");
+  AmxMatrix m;
+  m.rows = w.rows;
+  m.cols = w.cols;
+  m.panels = (w.rows + 31) / 32 * 2;
+  m.ksteps = (w.cols + 31) / 32;
+  m.planes = planes;
+  m.data = AlignedBf16(static_cast<size_t>(m.planes * m.panels * m.ksteps) * 512);
+  const size_t plane_size = static_cast<size_t>(m.panels * m.ksteps) * 512;
+  std::vector<float> row(static_cast<size_t>(w.cols));
+  const size_t row_bytes = static_cast<size_t>(w.cols) * dtype_size(w.dtype);
+  for (int64_t r = 0; r < w.rows; ++r) {
+    const void* src = static_cast<const char*>(w.data) + static_cast<size_t>(r) * row_bytes;
+    const size_t panel_base = static_cast<size_t>((r / 16) * m.ksteps) * 512 + static_cast<size_t>(r % 16) * 2;
+    if (m.planes == 1) {
+      const auto* bits = static_cast<const uint16_t*>(src);
+      for (int64_t k = 0; k < w.cols; ++k)
+        m.data.data()[panel_base + static_cast<size_t>((k / 32) * 512 + ((k % 32) / 2) * 32 + k % 2)] = bits[k];
+      continue;
+    }
+    convert_to_f32(w.dtype, src, row.data(), row.size());
+    for (int64_t k = 0; k < w.cols; ++k) {
+      const size_t at = panel_base + static_cast<size_t>((k / 32) * 512 + ((k % 32) / 2) * 32 + k % 2);
+      const uint16_t hi = f32_to_bf16(row[static_cast<size_t>(k)]);
+      m.data.data()[at] = hi;
+      m.data.data()[plane_size + at] = f32_to_bf16(row[static_cast<size_t>(k)] - bf16_to_f32(hi));
+    }
+  }
+  return m;
+}
+
+void amx_split_rows(const float* const* rows, int n, int64_t cols, AmxActivations& a) { split_rows(rows, n, cols, a); }
+
+void amx_gate_up(const AmxExpert& e, const AmxActivations& x, int64_t p0, int64_t p1, AmxActivations& act) {
+  if (e.gate.planes == 2) {
+    gate_up_kernel<2>(e, x, p0, p1, act);
+  } else {
+    gate_up_kernel<1>(e, x, p0, p1, act);
+  }
+}
+
+void amx_down(const AmxExpert& e, const AmxActivations& act, int64_t n, int64_t pair0, int64_t pair1, float* y,
+              int64_t ldy) {
+  if (e.down.planes == 2) {
+    down_kernel<2>(e, act, n, pair0, pair1, y, ldy);
+  } else {
+    down_kernel<1>(e, act, n, pair0, pair1, y, ldy);
+  }
+}
+
+}  // namespace moe
