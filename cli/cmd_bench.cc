@@ -93,6 +93,12 @@ void register_bench_balance(CLI::App& bench, Action& action) {
   cmd->add_option("--drift", o->drift, "second window: each load times 1 + U(-drift, drift)")
       ->check(CLI::Range(0.0, 1.0))->capture_default_str();
   cmd->add_option("--seed", o->seed, "seed of the expert ranks and the drift")->capture_default_str();
+  cmd->add_option("--eplb-groups", o->eplb_groups, "EPLB baseline: expert groups (hierarchical)")
+      ->check(CLI::PositiveNumber)->capture_default_str()->envname("MOE_EPLB_GROUPS");
+  cmd->add_option("--eplb-nodes", o->eplb_nodes, "EPLB baseline: nodes (0: workers / 8 when it divides, else 1)")
+      ->check(CLI::NonNegativeNumber)->capture_default_str()->envname("MOE_EPLB_NODES");
+  cmd->add_option("--pairs", o->pairs, "planning time: runs of ours and EPLB, alternated")
+      ->check(CLI::Range(1, 99))->capture_default_str()->envname("MOE_PAIRS");
   cmd->callback([o, &action] { action = [o] { return run_bench_balance(*o, std::cout); }; });
 }
 
