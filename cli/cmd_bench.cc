@@ -48,7 +48,7 @@ void register_bench_engine(CLI::App& bench, Action& action) {
   auto dtypes = std::make_shared<std::vector<std::string>>();
   cmd->add_option("--dtypes", *dtypes, "expert weight dtypes: f32,bf16 (default both)")->delimiter(',')->envname("MOE_DTYPES");
   auto kernel = std::make_shared<std::string>("auto");
-  cmd->add_option("--kernel", *kernel, "CPU kernel: auto, amx or blas")->capture_default_str()->envname("MOE_CPU_KERNEL");
+  cmd->add_option("--kernel", *kernel, "CPU kernel: auto, amx, avx512bf16 or blas")->capture_default_str()->envname("MOE_CPU_KERNEL");
   cmd->add_option("--pairs", opts->pairs, "ABAB pairs of ours and the peer per row")
       ->check(CLI::Range(1, 99))->capture_default_str()->envname("MOE_PAIRS");
   cmd->add_flag("!--no-peer", opts->peer, "do not run the PyTorch peer")->envname("MOE_PEER");

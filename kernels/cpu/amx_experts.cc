@@ -16,6 +16,7 @@
 #include "kernels/cpu/streaming_kernels.h"
 
 #define MOE_AMX __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512vl,avx512bf16")))
+#define MOE_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
 
 namespace moe {
 namespace {
@@ -38,15 +39,66 @@ struct alignas(64) TileConfig {
   }
 };
 
-// Tiles configured for the calling thread for the life of one kernel call.
+// Tiles configured for the calling thread for the life of one kernel call (engine AMX only).
+template <PackedEngine Engine>
 class TileScope {
  public:
   MOE_AMX TileScope() {
-    static const TileConfig config;
-    _tile_loadconfig(&config);
+    if constexpr (Engine == PackedEngine::Amx) {
+      static const TileConfig config;
+      _tile_loadconfig(&config);
+    }
   }
-  MOE_AMX ~TileScope() { _tile_release(); }
+  MOE_AMX ~TileScope() {
+    if constexpr (Engine == PackedEngine::Amx) _tile_release();
+  }
 };
+
+// The same products as tile_products (below) with AVX512_BF16 dot products, for CPUs without AMX: one
+// weight row pair-vector (16 rows x 2 k) times the broadcast (x[k], x[k+1]) pair of 8 tokens at a time,
+// 16 accumulators; x hi and lo (and the weights' lo plane) as in the tiles. Whole k range in one pass.
+template <int Planes, int TB>
+MOE_BF16 void vector_products(const uint16_t* ah, const uint16_t* al, int64_t a_block, const AmxMatrix& m0,
+                              int64_t p0, const AmxMatrix& m1, int64_t p1, int64_t ks, float (*c)[2][256]) {
+  for (int tb = 0; tb < TB; ++tb) {
+    for (int half = 0; half < 2; ++half) {
+      __m512 acc[8][2];
+      for (int r = 0; r < 8; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+      for (int64_t s = 0; s < ks; ++s) {
+        const uint16_t* w0 = m0.tile(0, p0, s);
+        const uint16_t* w1 = m1.tile(0, p1, s);
+        const uint16_t* xh = ah + tb * a_block + s * 512 + half * 8 * 32;
+        const uint16_t* xl = al + tb * a_block + s * 512 + half * 8 * 32;
+        for (int kk = 0; kk < 16; ++kk) {
+          const __m512bh v0 = reinterpret_cast<__m512bh>(_mm512_load_si512(w0 + kk * 32));
+          const __m512bh v1 = reinterpret_cast<__m512bh>(_mm512_load_si512(w1 + kk * 32));
+          __m512bh l0, l1;
+          if constexpr (Planes == 2) {
+            l0 = reinterpret_cast<__m512bh>(_mm512_load_si512(m0.tile(1, p0, s) + kk * 32));
+            l1 = reinterpret_cast<__m512bh>(_mm512_load_si512(m1.tile(1, p1, s) + kk * 32));
+          }
+          for (int r = 0; r < 8; ++r) {
+            int32_t hbits, lbits;
+            std::memcpy(&hbits, xh + r * 32 + 2 * kk, 4);
+            std::memcpy(&lbits, xl + r * 32 + 2 * kk, 4);
+            const __m512bh bh = reinterpret_cast<__m512bh>(_mm512_set1_epi32(hbits));
+            const __m512bh bl = reinterpret_cast<__m512bh>(_mm512_set1_epi32(lbits));
+            acc[r][0] = _mm512_dpbf16_ps(acc[r][0], v0, bh);
+            acc[r][1] = _mm512_dpbf16_ps(acc[r][1], v1, bh);
+            acc[r][0] = _mm512_dpbf16_ps(acc[r][0], v0, bl);
+            acc[r][1] = _mm512_dpbf16_ps(acc[r][1], v1, bl);
+            if constexpr (Planes == 2) {
+              acc[r][0] = _mm512_dpbf16_ps(acc[r][0], l0, bh);
+              acc[r][1] = _mm512_dpbf16_ps(acc[r][1], l1, bh);
+            }
+          }
+        }
+      }
+      for (int r = 0; r < 8; ++r)
+        for (int j = 0; j < 2; ++j) _mm512_store_ps(c[tb][j] + (half * 8 + r) * 16, acc[r][j]);
+    }
+  }
+}
 
 // 16 floats -> bf16 hi (round to nearest even) and bf16 lo of the remainder.
 MOE_AMX inline void split16(__m512 v, uint16_t* hi, uint16_t* lo) {
@@ -158,9 +210,9 @@ MOE_AMX inline void tile_products(const uint16_t* ah, const uint16_t* al, int64_
   }
 }
 
-template <int Planes>
+template <PackedEngine Engine, int Planes>
 MOE_AMX void gate_up_kernel(const AmxExpert& e, const AmxActivations& x, int64_t p0, int64_t p1, AmxActivations& act) {
-  TileScope tiles;
+  TileScope<Engine> tiles;
   alignas(64) float c[2][2][256];
   alignas(64) float a[256];
   std::vector<float> carry_buffer(static_cast<size_t>(p1 - p0) * 1024 + 16);
@@ -170,11 +222,18 @@ MOE_AMX void gate_up_kernel(const AmxExpert& e, const AmxActivations& x, int64_t
     const int pair = x.token_blocks - tb >= 2 ? 2 : 1;
     const uint16_t* ah = x.hi + tb * ks * 512;
     const uint16_t* al = x.lo + tb * ks * 512;
-    for (int64_t s0 = 0; s0 < ks; s0 += kChunk) {
-    const int64_t s1 = std::min(ks, s0 + kChunk);
+    const int64_t chunk = Engine == PackedEngine::Amx ? kChunk : ks;
+    for (int64_t s0 = 0; s0 < ks; s0 += chunk) {
+    const int64_t s1 = std::min(ks, s0 + chunk);
     for (int64_t p = p0; p < p1; ++p) {
       float* carry = carries + (p - p0) * 1024;
-      if (pair == 2) {
+      if constexpr (Engine == PackedEngine::Avx512Bf16) {
+        if (pair == 2) {
+          vector_products<Planes, 2>(ah, al, ks * 512, e.gate, p, e.up, p, ks, c);
+        } else {
+          vector_products<Planes, 1>(ah, al, ks * 512, e.gate, p, e.up, p, ks, c);
+        }
+      } else if (pair == 2) {
         tile_products<Planes, 2>(ah, al, ks * 512, e.gate, p, e.up, p, s0, s1, ks, carry, c);
       } else {
         tile_products<Planes, 1>(ah, al, ks * 512, e.gate, p, e.up, p, s0, s1, ks, carry, c);
@@ -192,10 +251,10 @@ MOE_AMX void gate_up_kernel(const AmxExpert& e, const AmxActivations& x, int64_t
   }
 }
 
-template <int Planes>
+template <PackedEngine Engine, int Planes>
 MOE_AMX void down_kernel(const AmxExpert& e, const AmxActivations& act, int64_t n, int64_t pair0, int64_t pair1,
                          float* y, int64_t ldy) {
-  TileScope tiles;
+  TileScope<Engine> tiles;
   alignas(64) float c[2][2][256];
   std::vector<float> carry_buffer(static_cast<size_t>(pair1 - pair0) * 1024 + 16);
   float* carries = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(carry_buffer.data()) + 63) & ~uintptr_t{63});
@@ -205,12 +264,19 @@ MOE_AMX void down_kernel(const AmxExpert& e, const AmxActivations& act, int64_t 
     const int blocks = act.token_blocks - tb >= 2 ? 2 : 1;
     const uint16_t* ah = act.hi + tb * ks * 512;
     const uint16_t* al = act.lo + tb * ks * 512;
-    for (int64_t s0 = 0; s0 < ks; s0 += kChunk) {
-    const int64_t s1 = std::min(ks, s0 + kChunk);
+    const int64_t chunk = Engine == PackedEngine::Amx ? kChunk : ks;
+    for (int64_t s0 = 0; s0 < ks; s0 += chunk) {
+    const int64_t s1 = std::min(ks, s0 + chunk);
     for (int64_t pair = pair0; pair < pair1; ++pair) {
       const int64_t p = 2 * pair;
       float* carry = carries + (pair - pair0) * 1024;
-      if (blocks == 2) {
+      if constexpr (Engine == PackedEngine::Avx512Bf16) {
+        if (blocks == 2) {
+          vector_products<Planes, 2>(ah, al, ks * 512, e.down, p, e.down, p + 1, ks, c);
+        } else {
+          vector_products<Planes, 1>(ah, al, ks * 512, e.down, p, e.down, p + 1, ks, c);
+        }
+      } else if (blocks == 2) {
         tile_products<Planes, 2>(ah, al, ks * 512, e.down, p, e.down, p + 1, s0, s1, ks, carry, c);
       } else {
         tile_products<Planes, 1>(ah, al, ks * 512, e.down, p, e.down, p + 1, s0, s1, ks, carry, c);
@@ -255,6 +321,11 @@ bool amx_available() {
     return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
   }();
   return ok;
+}
+
+bool avx512bf16_available() {
+  return __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512vl");
 }
 
 AlignedBf16::AlignedBf16(size_t n) : size_(n) {
@@ -305,20 +376,26 @@ AmxMatrix pack_amx_matrix(const WeightMatrixView& w, int planes) {
 
 void amx_split_rows(const float* const* rows, int n, int64_t cols, AmxActivations& a) { split_rows(rows, n, cols, a); }
 
-void amx_gate_up(const AmxExpert& e, const AmxActivations& x, int64_t p0, int64_t p1, AmxActivations& act) {
-  if (e.gate.planes == 2) {
-    gate_up_kernel<2>(e, x, p0, p1, act);
+void amx_gate_up(PackedEngine engine, const AmxExpert& e, const AmxActivations& x, int64_t p0, int64_t p1,
+                 AmxActivations& act) {
+  const bool two = e.gate.planes == 2;
+  if (engine == PackedEngine::Amx) {
+    two ? gate_up_kernel<PackedEngine::Amx, 2>(e, x, p0, p1, act) : gate_up_kernel<PackedEngine::Amx, 1>(e, x, p0, p1, act);
   } else {
-    gate_up_kernel<1>(e, x, p0, p1, act);
+    two ? gate_up_kernel<PackedEngine::Avx512Bf16, 2>(e, x, p0, p1, act)
+        : gate_up_kernel<PackedEngine::Avx512Bf16, 1>(e, x, p0, p1, act);
   }
 }
 
-void amx_down(const AmxExpert& e, const AmxActivations& act, int64_t n, int64_t pair0, int64_t pair1, float* y,
-              int64_t ldy) {
-  if (e.down.planes == 2) {
-    down_kernel<2>(e, act, n, pair0, pair1, y, ldy);
+void amx_down(PackedEngine engine, const AmxExpert& e, const AmxActivations& act, int64_t n, int64_t pair0,
+              int64_t pair1, float* y, int64_t ldy) {
+  const bool two = e.down.planes == 2;
+  if (engine == PackedEngine::Amx) {
+    two ? down_kernel<PackedEngine::Amx, 2>(e, act, n, pair0, pair1, y, ldy)
+        : down_kernel<PackedEngine::Amx, 1>(e, act, n, pair0, pair1, y, ldy);
   } else {
-    down_kernel<1>(e, act, n, pair0, pair1, y, ldy);
+    two ? down_kernel<PackedEngine::Avx512Bf16, 2>(e, act, n, pair0, pair1, y, ldy)
+        : down_kernel<PackedEngine::Avx512Bf16, 1>(e, act, n, pair0, pair1, y, ldy);
   }
 }
 

@@ -1,4 +1,5 @@
-// Expert GEMMs on Intel AMX (TDPBF16PS) for the CPU backend, on CPUs that have AMX-BF16.
+// Expert GEMMs on Intel AMX (TDPBF16PS) for the CPU backend, on CPUs that have AMX-BF16, and the same
+// products with AVX512_BF16 dot products (vdpbf16ps) on CPUs that have that but no AMX.
 //
 // Weights are packed once, at load, into the tile layout: for each matrix [rows, cols] (HF Linear
 // layout, out x in), panels of 16 output rows; in each panel, k in pairs (VNNI), so one 1 KiB block
@@ -24,6 +25,12 @@ namespace moe {
 
 // True when the CPU has AMX-BF16 and the kernel granted this process the tile state (asked once).
 bool amx_available();
+// True when the CPU has AVX512_BF16 (with AVX512BW/VL): the same packed weights, multiplied with
+// vdpbf16ps instead of tiles (AMD Zen 4/5, Intel Cooper Lake and later).
+bool avx512bf16_available();
+
+// What multiplies the packed weights: AMX tiles, or AVX512_BF16 dot products on the same layout.
+enum class PackedEngine { Amx, Avx512Bf16 };
 
 // A 64-byte aligned array of bf16 bit patterns, zero-filled.
 class AlignedBf16 {
@@ -79,11 +86,12 @@ void amx_split_rows(const float* const* rows, int n, int64_t cols, AmxActivation
 
 // For gate/up panels [p0, p1) and every token block: act = silu(x·gateᵀ) ⊙ (x·upᵀ) into `act`
 // (blocked, hi + lo; its k steps are the intermediate columns).
-void amx_gate_up(const AmxExpert& e, const AmxActivations& x, int64_t p0, int64_t p1, AmxActivations& act);
+void amx_gate_up(PackedEngine engine, const AmxExpert& e, const AmxActivations& x, int64_t p0, int64_t p1,
+                 AmxActivations& act);
 
 // For down panel pairs [pair0, pair1) and every token block: y[t, h] = act[t]·down[h] for t < n and the
 // panels' rows h < hidden; y is row-major with leading dimension ldy.
-void amx_down(const AmxExpert& e, const AmxActivations& act, int64_t n, int64_t pair0, int64_t pair1, float* y,
-              int64_t ldy);
+void amx_down(PackedEngine engine, const AmxExpert& e, const AmxActivations& act, int64_t n, int64_t pair0,
+              int64_t pair1, float* y, int64_t ldy);
 
 }  // namespace moe

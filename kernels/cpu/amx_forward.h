@@ -1,4 +1,4 @@
-// The grouped expert forward on AMX: the CPU backend hands over its (expert, tokens) groups and gets
+// The grouped expert forward on the packed bf16 weights (AMX tiles or AVX512_BF16): the CPU backend hands over its (expert, tokens) groups and gets
 // each group's expert outputs back; combining them stays with the backend. Work is split into
 // (group, block of weight panels) tasks on the backend's thread pool, for decode and prefill alike:
 // every task streams its panels' weights once and runs every token of its group against them.
@@ -20,6 +20,6 @@ struct AmxGroupWork {
 };
 
 // Computes y = expert(rows) for every group. Scratch is the calling thread's, reused across calls.
-void amx_forward(ThreadPool& pool, std::span<AmxGroupWork> groups, int64_t hidden);
+void amx_forward(PackedEngine engine, ThreadPool& pool, std::span<AmxGroupWork> groups, int64_t hidden);
 
 }  // namespace moe

@@ -117,9 +117,13 @@ CpuKernel resolve_kernel(CpuKernel requested) {
     const char* env = std::getenv("MOE_CPU_KERNEL");
     if (env != nullptr && *env != '\0') requested = parse_cpu_kernel(env);
   }
+  // Auto never picks avx512bf16: on the one CPU it was measured on (a shared 2-core Xeon with AMX) it ran
+  // at about 1/3 of blas per CPU-second; it stays opt-in until measured where it is meant for (Zen 4/5).
   if (requested == CpuKernel::Auto) return amx_available() ? CpuKernel::Amx : CpuKernel::Blas;
   if (requested == CpuKernel::Amx && !amx_available())
     throw std::invalid_argument("CpuBackend: kernel amx asked for, but this CPU (or its kernel) offers no AMX-BF16");
+  if (requested == CpuKernel::Avx512Bf16 && !avx512bf16_available())
+    throw std::invalid_argument("CpuBackend: kernel avx512bf16 asked for, but this CPU has no AVX512_BF16");
   return requested;
 }
 
@@ -137,8 +141,8 @@ void combine(const std::map<int32_t, ExpertGroup>& by_expert, int64_t num_tokens
   }
 }
 
-// Kernel amx: every group through amx_forward, outputs in the calling thread's scratch.
-void forward_amx(ThreadPool& pool, std::map<int32_t, ExpertGroup>& by_expert, const float* x, int64_t num_tokens,
+// Kernels amx and avx512bf16: every group through amx_forward, outputs in the calling thread's scratch.
+void forward_packed(PackedEngine engine, ThreadPool& pool, std::map<int32_t, ExpertGroup>& by_expert, const float* x, int64_t num_tokens,
                  int64_t hidden, float* out) {
   int64_t y_floats = 0;
   for (auto& [id, g] : by_expert) y_floats += g.n() * hidden;
@@ -153,7 +157,7 @@ void forward_amx(ThreadPool& pool, std::map<int32_t, ExpertGroup>& by_expert, co
     y += g.n() * hidden;
     work.push_back(std::move(w));
   }
-  amx_forward(pool, work, hidden);
+  amx_forward(engine, pool, work, hidden);
   combine(by_expert, num_tokens, hidden, out);
 }
 
@@ -162,14 +166,16 @@ void forward_amx(ThreadPool& pool, std::map<int32_t, ExpertGroup>& by_expert, co
 CpuKernel parse_cpu_kernel(const std::string& name) {
   if (name == "auto") return CpuKernel::Auto;
   if (name == "amx") return CpuKernel::Amx;
+  if (name == "avx512bf16") return CpuKernel::Avx512Bf16;
   if (name == "blas") return CpuKernel::Blas;
-  throw std::invalid_argument("unknown CPU kernel '" + name + "': expected auto, amx or blas");
+  throw std::invalid_argument("unknown CPU kernel '" + name + "': expected auto, amx, avx512bf16 or blas");
 }
 
 const char* cpu_kernel_name(CpuKernel kernel) {
   switch (kernel) {
     case CpuKernel::Auto: return "auto";
     case CpuKernel::Amx: return "amx";
+    case CpuKernel::Avx512Bf16: return "avx512bf16";
     case CpuKernel::Blas: return "blas";
   }
   return "?";
@@ -196,7 +202,7 @@ void CpuBackend::load_expert(ExpertKey key, const ExpertWeightsView& w) {
   auto e = std::make_shared<CpuExpert>();
   e->hidden = hidden;
   e->intermediate = inter;
-  if (kernel_ == CpuKernel::Amx) {
+  if (kernel_ == CpuKernel::Amx || kernel_ == CpuKernel::Avx512Bf16) {
     // bf16 weights stay bf16 (one plane); any other dtype becomes two bf16 planes (hi + lo).
     const bool bf16 = w.gate.dtype == DType::BF16 && w.up.dtype == DType::BF16 && w.down.dtype == DType::BF16;
     const int planes = bf16 ? 1 : 2;
@@ -281,8 +287,9 @@ void CpuBackend::forward(int32_t layer, const float* x, int64_t num_tokens, int6
     return;
   }
 
-  if (kernel_ == CpuKernel::Amx) {
-    forward_amx(pool_, by_expert, x, num_tokens, hidden, out);
+  if (kernel_ == CpuKernel::Amx || kernel_ == CpuKernel::Avx512Bf16) {
+    forward_packed(kernel_ == CpuKernel::Amx ? PackedEngine::Amx : PackedEngine::Avx512Bf16, pool_, by_expert, x,
+                   num_tokens, hidden, out);
     return;
   }
 

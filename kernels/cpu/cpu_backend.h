@@ -8,10 +8,10 @@
 //     of a small machine busy where one small sgemm per expert would not (measured: T=128 on 2 cores);
 //   - more tokens: gather the rows, one OpenBLAS sgemm for gate+up, SiLU·up, one sgemm for down
 //     (OpenBLAS threads inside each GEMM).
-// On CPUs with AMX-BF16 (kernel "amx", the default there), experts are instead packed at load for the
-// AMX kernels (kernels/cpu/amx_experts.h: bf16 weights stay bf16, f32 are split into two bf16 planes)
-// and every group runs through amx_forward, decode and prefill alike; OpenBLAS and the streaming
-// kernels remain the path ("blas") for every other CPU.
+// On CPUs with AMX-BF16 (kernel "amx", the default there) or, opt-in, AVX512_BF16 (kernel "avx512bf16"),
+// experts are instead packed at load (kernels/cpu/amx_experts.h: bf16 weights stay bf16, f32 are split
+// into two bf16 planes) and every group runs through amx_forward, decode and prefill alike; OpenBLAS
+// and the streaming kernels remain the path ("blas") for every other CPU.
 // Results are combined in ascending expert order on the calling thread, so output is deterministic.
 // forward() may write its output over its input (out == x). Threading: OpenBLAS's thread count is
 // process-wide; make_cpu_backend(threads > 0) sets it.
@@ -33,18 +33,18 @@ struct CpuExpert {
   int64_t intermediate = 0;
   AlignedFloats gate_up;  // [2 * intermediate, hidden]: gate rows, then up rows
   AlignedFloats down;     // [hidden, intermediate]
-  AmxExpert amx;          // kernel "amx": the weights packed for AMX instead (gate_up and down empty)
+  AmxExpert amx;          // kernels amx, avx512bf16: the weights packed instead (gate_up and down empty)
   size_t bytes() const { return (gate_up.size() + down.size()) * sizeof(float) + amx.bytes(); }
 };
 
 // Most tokens of one expert the streaming kernels take (the per-task stack buffers are sized by it).
 inline constexpr int kMaxStreamingTokens = 64;
 
-// Which kernels run the experts. Auto: MOE_CPU_KERNEL (auto | amx | blas) when set, else amx where
-// amx_available(), else blas.
-enum class CpuKernel { Auto, Amx, Blas };
+// Which kernels run the experts. Auto: MOE_CPU_KERNEL (auto | amx | avx512bf16 | blas) when set, else
+// amx where amx_available(), else blas (avx512bf16 only when asked for: see resolve_kernel).
+enum class CpuKernel { Auto, Amx, Avx512Bf16, Blas };
 
-// Parses "auto", "amx" or "blas"; throws std::invalid_argument naming the value otherwise.
+// Parses "auto", "amx", "avx512bf16" or "blas"; throws std::invalid_argument naming the value otherwise.
 CpuKernel parse_cpu_kernel(const std::string& name);
 const char* cpu_kernel_name(CpuKernel kernel);
 
@@ -53,7 +53,7 @@ struct CpuBackendOptions {
   // Experts with at most this many tokens (clamped to kMaxStreamingTokens) use the streaming kernels,
   // others OpenBLAS sgemm. 0: every expert through sgemm.
   int max_streaming_tokens = 48;
-  CpuKernel kernel = CpuKernel::Auto;  // Amx on a CPU without it: std::invalid_argument
+  CpuKernel kernel = CpuKernel::Auto;  // Amx or Avx512Bf16 on a CPU without it: std::invalid_argument
 };
 
 class CpuBackend : public ExpertBackend {
@@ -69,7 +69,7 @@ class CpuBackend : public ExpertBackend {
                std::span<const TokenAssignment> assignments, float* out) override;
 
   int threads() const { return pool_.threads(); }
-  CpuKernel kernel() const { return kernel_; }  // Amx or Blas, resolved
+  CpuKernel kernel() const { return kernel_; }  // resolved: never Auto
 
  private:
   std::shared_ptr<const CpuExpert> find(ExpertKey key) const;

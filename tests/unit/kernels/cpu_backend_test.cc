@@ -34,9 +34,11 @@ void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
 
 class CpuBackendForward : public ::testing::TestWithParam<std::tuple<Case, CpuKernel>> {};
 
-// Kernel amx only where the CPU has it; blas everywhere.
-#define SKIP_WITHOUT(kernel) \
-  if ((kernel) == CpuKernel::Amx && !amx_available()) GTEST_SKIP() << "no AMX-BF16 on this CPU"
+// Kernels amx and avx512bf16 only where the CPU has them; blas everywhere.
+#define SKIP_WITHOUT(kernel)                                                                              \
+  if (((kernel) == CpuKernel::Amx && !amx_available()) ||                                                 \
+      ((kernel) == CpuKernel::Avx512Bf16 && !avx512bf16_available()))                                     \
+  GTEST_SKIP() << "no " << cpu_kernel_name(kernel) << " on this CPU"
 
 TEST_P(CpuBackendForward, MatchesDoubleReference) {
   const Case c = std::get<0>(GetParam());
@@ -106,7 +108,7 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"f32_wide_hidden_1_column", 1, 3, 0, 2, 1, 3, DType::F32, 24},
                       Case{"bf16_tokens_past_tile_70", 64, 96, 0, 4, 2, 70, DType::BF16, 24},
                       Case{"f32_tokens_past_tile_33", 70, 40, 0, 3, 2, 33, DType::F32, 0}),
-                       ::testing::Values(CpuKernel::Blas, CpuKernel::Amx)),
+                       ::testing::Values(CpuKernel::Blas, CpuKernel::Amx, CpuKernel::Avx512Bf16)),
     [](const ::testing::TestParamInfo<std::tuple<Case, CpuKernel>>& info) {
       return std::string(std::get<0>(info.param).name) + "_" + cpu_kernel_name(std::get<1>(info.param));
     });
@@ -161,23 +163,30 @@ TEST(CpuBackend, LoadUnloadHasExpertAndResidentBytes) {
   EXPECT_EQ(backend.resident_bytes(), 0u);
 }
 
-// Kernel amx keeps bf16 weights as bf16 (half the bytes of f32) and f32 weights in two bf16 planes
+// Kernels amx and avx512bf16 keep bf16 weights as bf16 (half the bytes of f32) and f32 weights in two bf16 planes
 // (the bytes of f32); shapes here are multiples of the tiles, so there is no padding.
-TEST(CpuBackend, AmxKeepsBf16WeightsAtTwoBytes) {
-  SKIP_WITHOUT(CpuKernel::Amx);
+class CpuBackendPacked : public ::testing::TestWithParam<CpuKernel> {};
+
+TEST_P(CpuBackendPacked, KeepsBf16WeightsAtTwoBytes) {
+  SKIP_WITHOUT(GetParam());
   std::mt19937 rng(10);
   RandomExpert bf16(DType::BF16, 64, 96, rng), f32(DType::F32, 64, 96, rng);
-  CpuBackend backend(CpuBackendOptions{.kernel = CpuKernel::Amx});
+  CpuBackend backend(CpuBackendOptions{.kernel = GetParam()});
   backend.load_expert({0, 0}, bf16.view());
   EXPECT_EQ(backend.resident_bytes(), 3u * 64 * 96 * 2);
   backend.load_expert({0, 1}, f32.view());
   EXPECT_EQ(backend.resident_bytes(), 3u * 64 * 96 * 2 + 3u * 64 * 96 * 4);
 }
 
+INSTANTIATE_TEST_SUITE_P(Kernels, CpuBackendPacked, ::testing::Values(CpuKernel::Amx, CpuKernel::Avx512Bf16),
+                         [](const ::testing::TestParamInfo<CpuKernel>& info) { return cpu_kernel_name(info.param); });
+
 TEST(CpuBackend, KernelNamesParseAndAmxIsRefusedWhereAbsent) {
   EXPECT_EQ(parse_cpu_kernel("amx"), CpuKernel::Amx);
   EXPECT_EQ(parse_cpu_kernel("blas"), CpuKernel::Blas);
   EXPECT_EQ(parse_cpu_kernel("auto"), CpuKernel::Auto);
+  EXPECT_EQ(parse_cpu_kernel("avx512bf16"), CpuKernel::Avx512Bf16);
+  if (!avx512bf16_available()) EXPECT_THROW(CpuBackend(CpuBackendOptions{.kernel = CpuKernel::Avx512Bf16}), std::invalid_argument);
   try {
     parse_cpu_kernel("avx");
     FAIL() << "no throw";
