@@ -35,9 +35,9 @@ def main():
         checks += 1
         name = f"{c[0]} T={c[1]}"
         try:
-            peer_ms, ratio, diff = float(c[4]), float(c[6].rstrip("x")), float(c[7])
+            peer_ms, ratio, diff = float(c[5]), float(c[7].rstrip("x")), float(c[8])
         except ValueError:
-            failures.append(f"{name}: peer cells are not figures: {c[4:8]}")
+            failures.append(f"{name}: peer cells are not figures: {c[5:9]}")
             continue
         limit = 1e-4 if c[0] == "f32" else 5e-2
         if not (peer_ms > 0 and ratio > 0):
