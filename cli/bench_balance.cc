@@ -233,8 +233,8 @@ int run_bench_balance(const BenchBalanceOptions& o, std::ostream& out) {
   out << "imbalance = max worker load / mean worker load per layer; slots changed vs the previous placement\n";
   out << "EPLB = DeepSeek's EPLB implemented here from its description (cli/bench_eplb.h), run now on the same loads:\n"
       << "  hier = " << hier.groups << " expert groups packed onto " << hier.nodes << " node(s) of " << o.workers / hier.nodes
-      << " workers, then replicate + pack per node; global = one node, one group. Copies take equal shares; its\n"
-      << "  slots changed let a worker reorder its own slots (its plans are laid out afresh), ours count slot by slot\n"
+      << " workers,\n  then replicate + pack per node; global = one node, one group. Copies take equal shares; its slots changed\n"
+      << "  let a worker reorder its own slots (its plans are laid out afresh), ours count slot by slot\n"
       << "plan ms: median of " << o.pairs << " runs, ours and EPLB alternated; 'x ours' = median of the per-run ratios\n\n";
   out << std::left << std::setw(11) << "window" << std::setw(13) << "placement" << std::setw(10) << "imb mean"
       << std::setw(10) << "imb max" << std::setw(18) << "slots changed" << std::setw(10) << "plan ms" << "plan ms x ours\n";
