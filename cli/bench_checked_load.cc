@@ -1,5 +1,6 @@
 // CheckedLoad: reference outputs, client threads, the call record and its figures (see bench_checked_load.h).
 #include "cli/bench_checked_load.h"
+#include "cli/random_tokens.h"
 
 #include <algorithm>
 #include <cmath>
@@ -12,13 +13,6 @@ namespace moe {
 
 namespace {
 
-Matrix random_tokens(int64_t rows, int64_t hidden, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> normal(0.f, 1.f);
-  Matrix x(rows, hidden);
-  for (auto& v : x.data) v = normal(rng);
-  return x;
-}
 
 // max |got - want| / max |want| (the parity tests' measure).
 double relative_error(const Matrix& got, const Matrix& want) {

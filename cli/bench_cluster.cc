@@ -1,5 +1,6 @@
 // bench cluster: launch, time LocalEngine and the cluster per T, measure the socket ceiling, print.
 #include "cli/bench_cluster.h"
+#include "cli/random_tokens.h"
 
 #include <algorithm>
 #include <chrono>
@@ -44,13 +45,6 @@ Timing time_calls(const BenchClusterOptions& o, const std::function<void()>& cal
   return {ms[ms.size() / 2], static_cast<int>(ms.size())};
 }
 
-Matrix random_input(int64_t rows, int64_t hidden, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> normal(0.f, 1.f);
-  Matrix x(rows, hidden);
-  for (auto& v : x.data) v = normal(rng);
-  return x;
-}
 
 LocalClusterOptions cluster_options(const BenchClusterOptions& o, const std::string& preset) {
   LocalClusterOptions c;
@@ -91,7 +85,7 @@ std::vector<Row> measure(const BenchClusterOptions& o, const std::string& preset
       cli::make_cluster_client(cluster.coordinator_address(), o.wire_dtype, std::chrono::seconds(60), o.cluster_token);
   std::vector<Row> rows;
   for (int64_t T : tokens) {
-    Matrix x = random_input(T, spec.hidden_size, o.seed + T);
+    Matrix x = random_tokens(T, spec.hidden_size, o.seed + T);
     Row row;
     row.tokens = T;
     row.local_ms = time_calls(o, [&] { local.forward(layer, x); }).median_ms;

@@ -7,21 +7,13 @@
 #include <sstream>
 #include <vector>
 
+#include "runtime/placement/placement_wire.h"
 #include "runtime/client/coordinator_queries.h"
 
 namespace moe::cli {
 
 namespace {
 
-const char* state_name(wire::WorkerState s) {
-  switch (s) {
-    case wire::WorkerState::JOINING: return "joining";
-    case wire::WorkerState::ACTIVE: return "active";
-    case wire::WorkerState::DRAINING: return "draining";
-    case wire::WorkerState::DEAD: return "dead";
-  }
-  return "unknown";
-}
 
 // "L0:0-3,8 L1:0-3" from a list of expert refs.
 std::string compact_experts(capnp::List<wire::ExpertRef>::Reader hosted) {
@@ -55,7 +47,7 @@ void print_cluster_status(const std::string& coordinator, wire::StatusReply::Rea
   for (auto w : status.getWorkers()) {
     auto info = w.getInfo();
     out << std::left << std::setw(4) << info.getId() << std::setw(12) << w.getName().cStr() << std::setw(10)
-        << state_name(info.getState()) << std::setw(23) << info.getAddress().cStr() << std::setw(8)
+        << worker_state_name(info.getState()) << std::setw(23) << info.getAddress().cStr() << std::setw(8)
         << w.getBackend().cStr() << std::setw(9) << w.getHosted().size() << std::setw(10) << w.getLeaseRemainingMs()
         << std::setw(7) << status.getEpoch() << compact_experts(w.getHosted()) << "\n";
   }

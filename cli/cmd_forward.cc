@@ -35,6 +35,7 @@ struct ForwardOptions {
   std::string wire_dtype = "bf16";
   std::string cluster_token;      // sent with the forwards (--cluster-token / MOE_CLUSTER_TOKEN)
   int deadline_ms = 10000;
+  std::string dequant_dtype = "f32";  // what FP8/MXFP4 expert weights are dequantized to (--model)
 };
 
 int run_forward(const ForwardOptions& o) {
@@ -49,7 +50,8 @@ int run_forward(const ForwardOptions& o) {
     flags.max_frame_bytes = o.max_frame_bytes;
     executor = make_cluster_client(flags);
   } else {
-    std::unique_ptr<LayerSource> source = open_layer_source(o.model);
+    std::unique_ptr<LayerSource> source =
+        open_layer_source(o.model, o.dequant_dtype == "bf16" ? DType::BF16 : DType::F32);
     source->spec().require_moe_layer(o.layer);
     LocalEngineOptions engine_options;
     engine_options.layers = {o.layer};
@@ -81,6 +83,12 @@ void register_forward(CLI::App& app, Action& action) {
       ->required();
   cmd->add_option("--routing-out", opts->routing_out, "also write topk_ids [T, K] I32 and topk_weights [T, K] F32");
   cmd->add_option("--threads", opts->threads, "CPU backend threads (0: all cores)");
+  cmd->add_option("--dequant-dtype", opts->dequant_dtype,
+                  "what FP8 block / MXFP4 expert weights are dequantized to at load (--model; workers read "
+                  "MOE_DEQUANT_DTYPE)")
+      ->check(CLI::IsMember({"f32", "bf16"}))
+      ->capture_default_str()
+      ->envname("MOE_DEQUANT_DTYPE");
   auto* cluster = cmd->add_option("--cluster", opts->cluster, "run on the cluster whose coordinator is HOST:PORT");
   auto* workers = cmd->add_option("--workers", opts->workers,
                                   "workers HOST:PORT,... asked for the model and placement when the coordinator "

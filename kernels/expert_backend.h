@@ -1,6 +1,8 @@
 // The one interface every expert compute backend implements (CPU reference, CUDA).
 //
-// An expert is the SwiGLU MLP  y = down( silu(gate·x) ⊙ (up·x) ).  A backend holds the weights of the
+// An expert is the gated MLP  y = down( act(gate·x + bg) ⊙ (up·x + bu) ) + bd  (ExpertMath: SiLU GLU, or
+// gpt-oss's clamped SwiGLU; biases are optional and zero when absent). An expert whose math says
+// `weight_scales_input` (llama4) computes expert(w·x) and contributes it with weight 1.  A backend holds the weights of the
 // experts it was given (converted once, at load, to its own format) and computes, for a batch of tokens
 // of one layer, the weighted sum over the (token, expert, weight) assignments it is handed:
 //     out[t, :] = Σ_{a : a.token == t} a.weight · expert_{layer, a.expert}(x[t, :])
@@ -27,12 +29,47 @@ struct WeightMatrixView {
   int64_t cols = 0;
 };
 
+// A vector of `size` elements in some dtype, not owned. data == nullptr: absent.
+struct WeightVectorView {
+  DType dtype = DType::F32;
+  const void* data = nullptr;
+  int64_t size = 0;
+};
+
+enum class ExpertActivation : uint8_t {
+  SiluGlu = 0,        // silu(g) * u
+  ClampedSwiglu = 1,  // gpt-oss: g = min(g, limit), u = clamp(u, -limit, limit), (u + 1) * g * sigmoid(alpha * g)
+};
+
+// What an expert computes besides its matrices. Part of the weights, so a worker needs no family code.
+struct ExpertMath {
+  ExpertActivation activation = ExpertActivation::SiluGlu;
+  float swiglu_alpha = 1.702f;  // ClampedSwiglu only
+  float swiglu_limit = 7.f;     // ClampedSwiglu only
+  // llama4: the routing weight multiplies the expert's input (expert(w·x)), and the output is added
+  // with weight 1. Otherwise the output is multiplied by w.
+  bool weight_scales_input = false;
+  bool is_default() const {
+    return activation == ExpertActivation::SiluGlu && !weight_scales_input;
+  }
+};
+
 // gate and up are [intermediate, hidden]; down is [hidden, intermediate] (HF Linear layout).
+// Biases (gpt-oss) are [intermediate] (gate, up) and [hidden] (down), or absent.
 struct ExpertWeightsView {
   WeightMatrixView gate;
   WeightMatrixView up;
   WeightMatrixView down;
+  WeightVectorView gate_bias;
+  WeightVectorView up_bias;
+  WeightVectorView down_bias;
+  ExpertMath math;
+  bool has_biases() const { return gate_bias.data || up_bias.data || down_bias.data; }
 };
+
+inline const char* activation_name(ExpertActivation a) {
+  return a == ExpertActivation::SiluGlu ? "silu_glu" : "clamped_swiglu";
+}
 
 struct ExpertKey {
   int32_t layer = 0;

@@ -85,6 +85,13 @@ std::vector<ExpertKey> ExpertStore::load(const std::set<ExpertKey>& experts) {
 void ExpertStore::load_weights(ExpertKey key, ExpertWeights weights) {
   check_expert(key);
   if (has(key)) return;
+  // Streamed weights carry the matrices only: what the expert computes comes from this worker's spec.
+  const ModelSpec& spec = model()->spec();
+  weights.view.math = spec.math_of(key.expert);
+  if (spec.expert_biases() && spec.fused_expert(key.expert) && !weights.view.has_biases())
+    throw RequestError(wire::ErrorCode::INTERNAL, "cannot load streamed " + expert_name(key) + ": " +
+                                                      family_name(spec.family) + " experts have biases, which weight "
+                                                      "streaming does not carry (run the workers on shared storage)");
   try {
     backend_->load_expert(key, weights.view);
   } catch (const std::exception& e) {

@@ -4,6 +4,7 @@
 #include <cblas.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
@@ -52,7 +53,32 @@ struct ExpertGroup {
   float* act = nullptr;  // [n, I]  silu(gate) * up, in the call's scratch
   float* y = nullptr;    // [n, H]  expert output, in the call's scratch
   int64_t n() const { return static_cast<int64_t>(tokens.size()); }
+  // Factor on gate·x and up·x of token j (the routing weight when it scales the input), and on its output.
+  float input_scale(int64_t j) const { return weights->math.weight_scales_input ? routing_weights[j] : 1.f; }
+  float output_scale(int64_t j) const { return weights->math.weight_scales_input ? 1.f : routing_weights[j]; }
 };
+
+// act[0:n) from the raw products gate·x, up·x of rows [i0, i0 + n) of one token: scale (linear, so
+// gate·(s·x) = s·(gate·x)), add the biases, apply the expert's activation. gate/up are overwritten.
+void activate(const CpuExpert& e, float* gate, float* up, float* act, int64_t i0, int64_t n, float scale) {
+  if (scale != 1.f)
+    for (int64_t i = 0; i < n; ++i) gate[i] *= scale, up[i] *= scale;
+  if (!e.gate_up_bias.empty()) {
+    const float* bg = e.gate_up_bias.data() + i0;
+    const float* bu = e.gate_up_bias.data() + e.intermediate + i0;
+    for (int64_t i = 0; i < n; ++i) gate[i] += bg[i], up[i] += bu[i];
+  }
+  if (e.math.activation == ExpertActivation::SiluGlu) {
+    silu_mul(gate, up, act, n);
+    return;
+  }
+  const float limit = e.math.swiglu_limit, alpha = e.math.swiglu_alpha;
+  for (int64_t i = 0; i < n; ++i) {
+    const float g = std::min(gate[i], limit);
+    const float u = std::clamp(up[i], -limit, limit);
+    act[i] = (u + 1.f) * (g / (1.f + std::exp(-alpha * g)));
+  }
+}
 
 // Streaming path, gate+up pass: task `block` of group g computes rows [i0, i1) of gate and of up for
 // all of the group's tokens and writes silu(gate)·up into act[:, i0:i1].
@@ -67,7 +93,8 @@ void gate_up_block(ExpertGroup& g, const float* x, int64_t hidden, int64_t i0) {
   float up[kMaxStreamingTokens * kRowBlock];
   rows_dot_tokens(e.gate_up.data(), hidden, i0, i1, rows, n, hidden, gate, kRowBlock);
   rows_dot_tokens(e.gate_up.data(), hidden, inter + i0, inter + i1, rows, n, hidden, up, kRowBlock);
-  for (int j = 0; j < n; ++j) silu_mul(gate + j * kRowBlock, up + j * kRowBlock, g.act + j * inter + i0, i1 - i0);
+  for (int j = 0; j < n; ++j)
+    activate(e, gate + j * kRowBlock, up + j * kRowBlock, g.act + j * inter + i0, i0, i1 - i0, g.input_scale(j));
 }
 
 // Streaming path, down pass: rows [h0, h1) of the down projection for all of the group's tokens.
@@ -98,7 +125,8 @@ void gemm_group(ExpertGroup& g, const float* x, int64_t hidden, float* scratch) 
     std::memcpy(xs + j * hidden, x + static_cast<int64_t>(g.tokens[j]) * hidden, hidden * sizeof(float));
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, 2 * inter, hidden, 1.f, xs, hidden,
               e.gate_up.data(), hidden, 0.f, gu, 2 * inter);
-  for (int64_t j = 0; j < n; ++j) silu_mul(gu + j * 2 * inter, gu + j * 2 * inter + inter, g.act + j * inter, inter);
+  for (int64_t j = 0; j < n; ++j)
+    activate(e, gu + j * 2 * inter, gu + j * 2 * inter + inter, g.act + j * inter, 0, inter, g.input_scale(j));
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, hidden, inter, 1.f, g.act, inter,
               e.down.data(), inter, 0.f, g.y, hidden);
 }
@@ -132,33 +160,32 @@ CpuKernel resolve_kernel(CpuKernel requested) {
 void combine(const std::map<int32_t, ExpertGroup>& by_expert, int64_t num_tokens, int64_t hidden, float* out) {
   std::memset(out, 0, static_cast<size_t>(num_tokens * hidden) * sizeof(float));
   for (const auto& [id, g] : by_expert) {
+    const float* bias = g.weights->down_bias.empty() ? nullptr : g.weights->down_bias.data();
     for (int64_t j = 0; j < g.n(); ++j) {
-      float w = g.routing_weights[j];
+      float w = g.output_scale(j);
       float* dst = out + static_cast<int64_t>(g.tokens[j]) * hidden;
       const float* src = g.y + j * hidden;
-      for (int64_t h = 0; h < hidden; ++h) dst[h] += w * src[h];
+      if (bias)
+        for (int64_t h = 0; h < hidden; ++h) dst[h] += w * (src[h] + bias[h]);
+      else
+        for (int64_t h = 0; h < hidden; ++h) dst[h] += w * src[h];
     }
   }
 }
 
-// Kernels amx and avx512bf16: every group through amx_forward, outputs in the calling thread's scratch.
-void forward_packed(PackedEngine engine, ThreadPool& pool, std::map<int32_t, ExpertGroup>& by_expert, const float* x, int64_t num_tokens,
-                 int64_t hidden, float* out) {
-  int64_t y_floats = 0;
-  for (auto& [id, g] : by_expert) y_floats += g.n() * hidden;
-  float* y = thread_scratch(static_cast<size_t>(y_floats));
+// Kernels amx and avx512bf16: the packed groups through amx_forward, into their g.y.
+void run_packed(PackedEngine engine, ThreadPool& pool, const std::vector<ExpertGroup*>& groups, const float* x,
+                int64_t hidden) {
   std::vector<AmxGroupWork> work;
-  work.reserve(by_expert.size());
-  for (auto& [id, g] : by_expert) {
+  work.reserve(groups.size());
+  for (ExpertGroup* g : groups) {
     AmxGroupWork w;
-    w.expert = &g.weights->amx;
-    for (int32_t t : g.tokens) w.rows.push_back(x + static_cast<int64_t>(t) * hidden);
-    w.y = g.y = y;
-    y += g.n() * hidden;
+    w.expert = &g->weights->amx;
+    for (int32_t t : g->tokens) w.rows.push_back(x + static_cast<int64_t>(t) * hidden);
+    w.y = g->y;
     work.push_back(std::move(w));
   }
   amx_forward(engine, pool, work, hidden);
-  combine(by_expert, num_tokens, hidden, out);
 }
 
 }  // namespace
@@ -202,8 +229,9 @@ void CpuBackend::load_expert(ExpertKey key, const ExpertWeightsView& w) {
   auto e = std::make_shared<CpuExpert>();
   e->hidden = hidden;
   e->intermediate = inter;
-  if (kernel_ == CpuKernel::Amx || kernel_ == CpuKernel::Avx512Bf16) {
-    // bf16 weights stay bf16 (one plane); any other dtype becomes two bf16 planes (hi + lo).
+  if ((kernel_ == CpuKernel::Amx || kernel_ == CpuKernel::Avx512Bf16) && w.math.is_default() && !w.has_biases()) {
+    // bf16 weights stay bf16 (one plane); any other dtype becomes two bf16 planes (hi + lo). Experts with
+    // biases or another activation keep the f32 layout below and run on the blas path.
     const bool bf16 = w.gate.dtype == DType::BF16 && w.up.dtype == DType::BF16 && w.down.dtype == DType::BF16;
     const int planes = bf16 ? 1 : 2;
     e->amx.gate = pack_amx_matrix(w.gate, planes);
@@ -222,6 +250,22 @@ void CpuBackend::load_expert(ExpertKey key, const ExpertWeightsView& w) {
   convert_to_f32(w.gate.dtype, w.gate.data, e->gate_up.data(), block);
   convert_to_f32(w.up.dtype, w.up.data, e->gate_up.data() + block, block);
   convert_to_f32(w.down.dtype, w.down.data, e->down.data(), block);
+  e->math = w.math;
+  if (w.has_biases()) {
+    auto check_bias = [&](const char* what, const WeightVectorView& b, int64_t size) {
+      if (b.data == nullptr || b.size != size)
+        throw std::invalid_argument(where + what + " bias has " + std::to_string(b.data ? b.size : 0) +
+                                    " values, expected " + std::to_string(size) + " (all three biases or none)");
+    };
+    check_bias("gate", w.gate_bias, inter);
+    check_bias("up", w.up_bias, inter);
+    check_bias("down", w.down_bias, hidden);
+    e->gate_up_bias.resize(static_cast<size_t>(2 * inter));
+    e->down_bias.resize(static_cast<size_t>(hidden));
+    convert_to_f32(w.gate_bias.dtype, w.gate_bias.data, e->gate_up_bias.data(), static_cast<size_t>(inter));
+    convert_to_f32(w.up_bias.dtype, w.up_bias.data, e->gate_up_bias.data() + inter, static_cast<size_t>(inter));
+    convert_to_f32(w.down_bias.dtype, w.down_bias.data, e->down_bias.data(), static_cast<size_t>(hidden));
+  }
 
   std::unique_lock lock(mutex_);
   auto& slot = experts_[key];
@@ -287,16 +331,15 @@ void CpuBackend::forward(int32_t layer, const float* x, int64_t num_tokens, int6
     return;
   }
 
-  if (kernel_ == CpuKernel::Amx || kernel_ == CpuKernel::Avx512Bf16) {
-    forward_packed(kernel_ == CpuKernel::Amx ? PackedEngine::Amx : PackedEngine::Avx512Bf16, pool_, by_expert, x,
-                   num_tokens, hidden, out);
-    return;
-  }
-
   // Scratch of the calling thread, so concurrent calls share nothing but read-only weights.
-  std::vector<ExpertGroup*> streaming, gemm;
+  std::vector<ExpertGroup*> streaming, gemm, packed;
   int64_t results_floats = 0, gemm_floats = 0;
   for (auto& [id, g] : by_expert) {
+    if (g.weights->packed()) {
+      packed.push_back(&g);
+      results_floats += g.n() * hidden;
+      continue;
+    }
     results_floats += g.n() * (g.weights->intermediate + hidden);
     if (g.n() <= options_.max_streaming_tokens) {
       streaming.push_back(&g);
@@ -307,10 +350,12 @@ void CpuBackend::forward(int32_t layer, const float* x, int64_t num_tokens, int6
   }
   float* scratch = thread_scratch(static_cast<size_t>(results_floats + gemm_floats));
   for (auto& [id, g] : by_expert) {
-    g.act = scratch;
-    g.y = scratch + g.n() * g.weights->intermediate;
+    g.act = g.weights->packed() ? nullptr : scratch;
+    g.y = g.weights->packed() ? scratch : scratch + g.n() * g.weights->intermediate;
     scratch = g.y + g.n() * hidden;
   }
+  if (!packed.empty())
+    run_packed(kernel_ == CpuKernel::Amx ? PackedEngine::Amx : PackedEngine::Avx512Bf16, pool_, packed, x, hidden);
 
   if (!streaming.empty()) {
     // Tasks are (group, row block) over all streaming groups, so two experts of one decode token

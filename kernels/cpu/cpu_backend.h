@@ -1,6 +1,6 @@
 // The CPU expert backend: the reference every other backend is checked against, and the fallback.
 //
-// Weights are converted once, at load, to f32; gate and up are stacked into one [2I, H] matrix so one
+// Weights are converted once, at load, to f32 (biases too; ExpertMath picks the activation); gate and up are stacked into one [2I, H] matrix so one
 // product gives both. forward() groups the assignments by expert and, per expert:
 //   - up to max_streaming_tokens tokens (decode and small batches): hand-written streaming kernels read
 //     each weight once, with SiLU(gate)·up fused into the gate/up pass; the work of all such experts
@@ -20,6 +20,7 @@
 #include <map>
 #include <memory>
 #include <shared_mutex>
+#include <vector>
 
 #include "kernels/cpu/aligned_buffer.h"
 #include "kernels/cpu/amx_experts.h"
@@ -33,8 +34,16 @@ struct CpuExpert {
   int64_t intermediate = 0;
   AlignedFloats gate_up;  // [2 * intermediate, hidden]: gate rows, then up rows
   AlignedFloats down;     // [hidden, intermediate]
-  AmxExpert amx;          // kernels amx, avx512bf16: the weights packed instead (gate_up and down empty)
-  size_t bytes() const { return (gate_up.size() + down.size()) * sizeof(float) + amx.bytes(); }
+  std::vector<float> gate_up_bias;  // [2 * intermediate] (gate, then up) or empty
+  std::vector<float> down_bias;     // [hidden] or empty
+  ExpertMath math;
+  // Kernels amx, avx512bf16, for experts with the default math and no biases: the weights packed
+  // instead (gate_up and down empty). Other experts keep the f32 layout and the blas path.
+  AmxExpert amx;
+  bool packed() const { return amx.gate.rows > 0; }
+  size_t bytes() const {
+    return (gate_up.size() + down.size() + gate_up_bias.size() + down_bias.size()) * sizeof(float) + amx.bytes();
+  }
 };
 
 // Most tokens of one expert the streaming kernels take (the per-task stack buffers are sized by it).

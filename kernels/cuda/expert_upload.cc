@@ -54,6 +54,13 @@ ExpertLayout expert_layout(ExpertKey key, const ExpertWeightsView& w) {
   if (w.gate.data == nullptr || w.up.data == nullptr || w.down.data == nullptr) {
     throw std::invalid_argument("cuda backend: " + name + " has a null gate, up or down matrix");
   }
+  // The kernels compute the SiLU GLU without biases, output scaled by the routing weight.
+  if (!w.math.is_default() || w.has_biases()) {
+    throw std::invalid_argument("cuda backend: " + name + " needs " + activation_name(w.math.activation) +
+                                (w.has_biases() ? " with biases" : "") +
+                                (w.math.weight_scales_input ? " with the routing weight on its input" : "") +
+                                ", which this backend does not compute yet: use the CPU backend");
+  }
   for (const WeightMatrixView* m : {&w.gate, &w.up, &w.down}) {
     if (m->dtype != DType::F32 && m->dtype != DType::BF16 && m->dtype != DType::F16) {
       throw std::invalid_argument("cuda backend: " + name + " has a matrix of unknown dtype " +

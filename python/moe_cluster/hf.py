@@ -24,7 +24,12 @@ import transformers
 from moe_cluster.cluster import Cluster
 from moe_cluster.errors import ClusterError, ModelMismatch
 
-FAMILIES = ("mixtral", "qwen2_moe", "qwen3_moe", "deepseek_v3")
+FAMILIES = ("mixtral", "qwen2_moe", "qwen3_moe", "deepseek_v3", "deepseek_v32", "glm4_moe", "qwen3_next", "olmoe",
+            "minimax_m2", "ernie4_5_moe", "gpt_oss", "llama4_text")
+# The decoder layer's attribute holding the MLP / MoE block, by family convention.
+_BLOCK_ATTRS = ("mlp", "block_sparse_moe", "feed_forward")
+# Families whose MoE block returns (hidden_states, router output) and whose decoder layer unpacks it.
+_TUPLE_OUTPUT = ("gpt_oss", "llama4_text")
 # Host and cluster router weights may differ by one rounding to bf16/f16 of the same checkpoint values.
 ROUTER_TOLERANCE = 1e-2
 _DROPPED_SUBMODULES = ("experts", "shared_expert", "shared_experts")
@@ -35,35 +40,71 @@ class ClusterMoeBlock(torch.nn.Module):
     the cluster (routed experts + shared expert). Keeps the block's router (`gate`) and, for Qwen2-MoE,
     `shared_expert_gate` on the host, only to check them against the cluster's."""
 
-    def __init__(self, layer: int, gate: torch.nn.Module, shared_expert_gate: torch.nn.Module | None = None):
+    def __init__(self, layer: int, gate: torch.nn.Module, shared_expert_gate: torch.nn.Module | None = None,
+                 router_name: str = "gate", correction_bias: torch.Tensor | None = None, tuple_output: bool = False):
         super().__init__()
         self.layer_index = layer
-        self.gate = gate
+        setattr(self, router_name, gate)  # gpt_oss, llama4: `router`
+        self._router_name = router_name
         if shared_expert_gate is not None:
             self.shared_expert_gate = shared_expert_gate
+        if correction_bias is not None:  # minimax_m2 keeps it on the block
+            self.e_score_correction_bias = torch.nn.Buffer(correction_bias.detach().clone())
+        self._tuple_output = tuple_output
         self._cluster: Cluster | None = None
 
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+    @property
+    def router_module(self) -> torch.nn.Module:
+        return getattr(self, self._router_name)
+
+    def forward(self, hidden_states: torch.Tensor):
         if self._cluster is None:
             raise ClusterError(f"MoE layer {self.layer_index} has no cluster: call moe_cluster.hf.attach(model, cluster)")
-        return self._cluster.forward(self.layer_index, hidden_states)
+        out = self._cluster.forward(self.layer_index, hidden_states)
+        return (out, None) if self._tuple_output else out
 
     def extra_repr(self) -> str:
         return f"layer={self.layer_index}, cluster={self._cluster.address if self._cluster else None}"
 
 
 def _is_sparse_block(module: torch.nn.Module) -> bool:
-    return isinstance(module, ClusterMoeBlock) or (hasattr(module, "experts") and hasattr(module, "gate"))
+    return isinstance(module, ClusterMoeBlock) or (
+        hasattr(module, "experts") and (hasattr(module, "gate") or hasattr(module, "router")))
+
+
+def _router_of(block: torch.nn.Module) -> tuple[str, torch.nn.Module]:
+    if isinstance(block, ClusterMoeBlock):
+        return block._router_name, block.router_module
+    name = "gate" if hasattr(block, "gate") else "router"
+    return name, getattr(block, name)
+
+
+def _host_router(block: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The router tensors of an HF MoE block (or its stand-in) as the cluster names them."""
+    _, router = _router_of(block)
+    host = {"gate": router.weight}
+    bias = getattr(router, "e_score_correction_bias", None)  # deepseek, glm4_moe
+    if bias is None and hasattr(router, "moe_statics"):  # ernie4_5_moe: [1, E]
+        bias = router.moe_statics.e_score_correction_bias.reshape(-1)
+    if bias is None:
+        bias = getattr(block, "e_score_correction_bias", None)  # minimax_m2
+    if bias is None and getattr(router, "bias", None) is not None:  # gpt_oss: the logit bias
+        bias = router.bias
+    if bias is not None:
+        host["correction_bias"] = bias
+    if getattr(block, "shared_expert_gate", None) is not None:
+        host["shared_gate"] = block.shared_expert_gate.weight.reshape(-1)
+    return host
 
 
 def moe_blocks(model: torch.nn.Module) -> Iterator[tuple[int, torch.nn.Module, torch.nn.Module]]:
     """(layer index, decoder layer, its sparse MoE block) for every MoE layer of an HF causal LM."""
     for index, decoder_layer in enumerate(_decoder_layers(model)):
-        block = getattr(decoder_layer, "mlp", None)
-        if block is None:
-            block = getattr(decoder_layer, "block_sparse_moe", None)
-        if block is not None and _is_sparse_block(block):
-            yield index, decoder_layer, block
+        for attr in _BLOCK_ATTRS:
+            block = getattr(decoder_layer, attr, None)
+            if block is not None and _is_sparse_block(block):
+                yield index, decoder_layer, block
+                break
 
 
 def _decoder_layers(model: torch.nn.Module):
@@ -76,10 +117,14 @@ def _decoder_layers(model: torch.nn.Module):
 
 def _replace_blocks(model: torch.nn.Module) -> list[ClusterMoeBlock]:
     replaced = []
+    tuple_output = getattr(model.config, "model_type", None) in _TUPLE_OUTPUT
     for index, decoder_layer, block in list(moe_blocks(model)):
         if not isinstance(block, ClusterMoeBlock):
-            new = ClusterMoeBlock(index, block.gate, getattr(block, "shared_expert_gate", None))
-            name = "mlp" if getattr(decoder_layer, "mlp", None) is block else "block_sparse_moe"
+            router_name, router = _router_of(block)
+            new = ClusterMoeBlock(index, router, getattr(block, "shared_expert_gate", None), router_name=router_name,
+                                  correction_bias=getattr(block, "e_score_correction_bias", None),
+                                  tuple_output=tuple_output)
+            name = next(a for a in _BLOCK_ATTRS if getattr(decoder_layer, a, None) is block)
             setattr(decoder_layer, name, new)
             block = new
         replaced.append(block)
@@ -162,11 +207,7 @@ def verify(model: torch.nn.Module, cluster: Cluster) -> None:
             raise ModelMismatch(f"{what} differs: host model {host}, cluster {served} ({where})")
     for index, _, block in moe_blocks(model):
         served = cluster.router_weights(index)
-        host = {"gate": block.gate.weight}
-        if hasattr(block.gate, "e_score_correction_bias"):
-            host["correction_bias"] = block.gate.e_score_correction_bias
-        if getattr(block, "shared_expert_gate", None) is not None:
-            host["shared_gate"] = block.shared_expert_gate.weight.reshape(-1)
+        host = _host_router(block)
         if set(host) != set(served):
             raise ModelMismatch(f"layer {index}: host router has {sorted(host)}, cluster's has {sorted(served)} "
                                 f"({where})")

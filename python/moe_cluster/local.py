@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 import pathlib
 import tempfile
+import sys
+import shutil
 
 from moe_cluster import _native
 from moe_cluster.errors import ClusterError
@@ -30,6 +32,7 @@ class LocalCluster:
     def __init__(self, model_dir, *, workers: int = 3, replicas: int = 1, token: str | None = None,
                  lease_ms: int = 1500, worker_threads: int = 1, bin_dir: str | None = None,
                  log_dir: str | None = None, ready_timeout_ms: int = 60000):
+        self._own_log_dir = log_dir is None  # a folder made here is removed by a clean stop()
         self.log_dir = log_dir or tempfile.mkdtemp(prefix="moe-cluster-logs-")
         self._native = _native.NativeLocalCluster(find_bin_dir(bin_dir), f"hf:{os.path.abspath(model_dir)}",
                                                   workers, replicas, self.log_dir, token or "", lease_ms,
@@ -38,6 +41,7 @@ class LocalCluster:
             self.epoch = self._native.wait_ready(ready_timeout_ms)
         except Exception:
             self._native.stop()
+            print(f"moe_cluster: the cluster did not get ready; logs kept in {self.log_dir}", file=sys.stderr)
             raise
         self.address = self._native.address
 
@@ -52,11 +56,15 @@ class LocalCluster:
         """SIGKILL worker i (and reap it)."""
         self._native.kill_worker(i)
 
-    def stop(self) -> None:
+    def stop(self, keep_logs: bool = False) -> None:
         self._native.stop()
+        if self._own_log_dir and not keep_logs:
+            shutil.rmtree(self.log_dir, ignore_errors=True)
 
     def __enter__(self) -> "LocalCluster":
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.stop()
+    def __exit__(self, exc_type, *exc) -> None:
+        self.stop(keep_logs=exc_type is not None)  # an error keeps the logs for reading
+        if exc_type is not None and self._own_log_dir:
+            print(f"moe_cluster: logs kept in {self.log_dir}", file=sys.stderr)

@@ -7,6 +7,7 @@
 
 #include "kernels/dtype.h"
 #include "python/src/binding_error.h"
+#include "runtime/placement/placement_wire.h"
 #include "runtime/client/coordinator_queries.h"
 
 namespace py = pybind11;
@@ -29,15 +30,6 @@ uint16_t f32_to_f16(float f) {
   return bits;
 }
 
-const char* state_name(wire::WorkerState s) {
-  switch (s) {
-    case wire::WorkerState::JOINING: return "joining";
-    case wire::WorkerState::ACTIVE: return "active";
-    case wire::WorkerState::DRAINING: return "draining";
-    case wire::WorkerState::DEAD: return "dead";
-  }
-  return "unknown";
-}
 
 // Raises moe_cluster.NotMoeLayer naming the model's MoE layers.
 void require_moe_layer(const ModelSpec& spec, int32_t layer) {
@@ -152,7 +144,7 @@ py::dict NativeCluster::status() const {
     py::dict wd;
     wd["id"] = info.getId();
     wd["name"] = std::string(w.getName().cStr());
-    wd["state"] = state_name(info.getState());
+    wd["state"] = worker_state_name(info.getState());
     wd["address"] = std::string(info.getAddress().cStr());
     wd["backend"] = std::string(w.getBackend().cStr());
     wd["experts_hosted"] = w.getHosted().size();

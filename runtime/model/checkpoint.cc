@@ -68,11 +68,14 @@ bool Checkpoint::contains(const std::string& name) const {
   return file(kSingleFile)->contains(name);
 }
 
-TensorView Checkpoint::find(const std::string& name) const {
+TensorView Checkpoint::find(const std::string& name) const { return find_impl(name, false); }
+TensorView Checkpoint::find_raw(const std::string& name) const { return find_impl(name, true); }
+
+TensorView Checkpoint::find_impl(const std::string& name, bool raw) const {
   if (!sharded_) {
     auto f = file(kSingleFile);
     if (!f->contains(name)) throw ModelError("tensor '" + name + "' not found in " + dir_.string());
-    return f->tensor(name);
+    return raw ? f->raw_tensor(name) : f->tensor(name);
   }
   auto it = weight_map_.find(name);
   if (it == weight_map_.end()) throw ModelError("tensor '" + name + "' not found in " + dir_.string());
@@ -80,7 +83,7 @@ TensorView Checkpoint::find(const std::string& name) const {
   if (!f->contains(name))
     throw ModelError("tensor '" + name + "' not found in " + f->path().string() + " (" + kIndexFile +
                      " maps it there)");
-  return f->tensor(name);
+  return raw ? f->raw_tensor(name) : f->tensor(name);
 }
 
 std::vector<std::string> Checkpoint::names() const {

@@ -28,12 +28,15 @@ class Checkpoint {
   // The tensor (its view keeps the shard mapped). Throws ModelError "tensor 'NAME' not found in DIR",
   // or the shard's own error (missing/corrupt shard, unsupported dtype).
   TensorView find(const std::string& name) const;
+  // The same for a tensor of any dtype (quantized weights); see TensorView::dtype_name.
+  TensorView find_raw(const std::string& name) const;
   std::vector<std::string> names() const;  // sorted
   // Shard file names (just "model.safetensors" when not sharded).
   std::vector<std::string> files() const;
 
  private:
   std::shared_ptr<const SafetensorsFile> file(const std::string& file_name) const;
+  TensorView find_impl(const std::string& name, bool raw) const;
 
   std::filesystem::path dir_;
   bool sharded_ = false;

@@ -35,7 +35,11 @@ ModelRef ModelRef::parse(const std::string& text) {
 }
 
 std::unique_ptr<LayerSource> open_layer_source(const ModelRef& ref) {
-  if (!ref.model_dir.empty()) return std::make_unique<HfLayerSource>(ref.model_dir);
+  return open_layer_source(ref, ref.model_dir.empty() ? DType::F32 : HfLayerSourceOptions::from_env().dequant_dtype);
+}
+
+std::unique_ptr<LayerSource> open_layer_source(const ModelRef& ref, DType dequant_dtype) {
+  if (!ref.model_dir.empty()) return std::make_unique<HfLayerSource>(ref.model_dir, HfLayerSourceOptions{dequant_dtype});
   if (ref.synthetic.empty()) throw ModelError("no model given: pass --model DIR or --synthetic NAME");
   return SyntheticLayerSource::from_preset(ref.synthetic, ref.synthetic_seed);
 }

@@ -17,7 +17,10 @@ struct ModelRef {
   static ModelRef parse(const std::string& text);  // inverse of to_string; throws ModelError
 };
 
-// Throws ModelError when neither or an unknown preset is given.
+// Throws ModelError when neither or an unknown preset is given. FP8/MXFP4 expert weights of an HF
+// checkpoint are dequantized to F32 or BF16 as MOE_DEQUANT_DTYPE says (f32 | bf16; default f32).
 std::unique_ptr<LayerSource> open_layer_source(const ModelRef& ref);
+// The same with the dequantization dtype given (F32 or BF16; moectl forward --dequant-dtype).
+std::unique_ptr<LayerSource> open_layer_source(const ModelRef& ref, DType dequant_dtype);
 
 }  // namespace moe

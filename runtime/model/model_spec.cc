@@ -1,5 +1,5 @@
-// ModelSpec: parsing an HF config.json of the four supported families, tensor names, and writing an
-// HF-style config.json back (used by the synthetic checkpoint writer).
+// ModelSpec: family names, validation, parsing an HF config.json (the per-family keys are in
+// family_config.cc) and writing an HF-style config.json back (synthetic writer, modelInfo.specJson).
 #include "runtime/model/model_spec.h"
 
 #include <algorithm>
@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "runtime/model/family_config.h"
 #include "runtime/model/model_error.h"
 
 namespace moe {
@@ -27,110 +28,6 @@ std::string join_layers(const std::vector<int32_t>& layers) {
   return out;
 }
 
-// Typed access to config keys; every failure names the key and where the config came from.
-class ConfigReader {
- public:
-  ConfigReader(const json& config, std::string source, std::string model_type)
-      : config_(config), source_(std::move(source)), model_type_(std::move(model_type)) {}
-
-  bool has(const std::string& key) const { return config_.contains(key) && !config_.at(key).is_null(); }
-
-  int64_t integer(const std::string& key, int64_t min_value) const {
-    if (!has(key)) fail("missing key '" + key + "'");
-    return integer_value(key, config_.at(key), min_value);
-  }
-  int64_t integer_or(const std::string& key, int64_t min_value, int64_t fallback) const {
-    return has(key) ? integer_value(key, config_.at(key), min_value) : fallback;
-  }
-  bool boolean_or(const std::string& key, bool fallback) const {
-    if (!has(key)) return fallback;
-    const json& v = config_.at(key);
-    if (!v.is_boolean()) fail("key '" + key + "' must be true or false, got " + v.dump());
-    return v.get<bool>();
-  }
-  double number_or(const std::string& key, double fallback) const {
-    if (!has(key)) return fallback;
-    const json& v = config_.at(key);
-    if (!v.is_number() || !std::isfinite(v.get<double>()))
-      fail("key '" + key + "' must be a finite number, got " + v.dump());
-    return v.get<double>();
-  }
-  std::vector<int32_t> integer_list_or_empty(const std::string& key) const {
-    std::vector<int32_t> out;
-    if (!has(key)) return out;
-    const json& v = config_.at(key);
-    if (!v.is_array()) fail("key '" + key + "' must be a list of layer indices, got " + v.dump());
-    for (const json& item : v) out.push_back(static_cast<int32_t>(integer_value(key, item, 0)));
-    return out;
-  }
-
-  [[noreturn]] void fail(const std::string& what) const {
-    throw ModelError(source_ + ": " + what + " (model_type " + model_type_ + ")");
-  }
-
- private:
-  int64_t integer_value(const std::string& key, const json& v, int64_t min_value) const {
-    bool integral = v.is_number_integer() ||
-                    (v.is_number_float() && std::isfinite(v.get<double>()) &&
-                     v.get<double>() == std::floor(v.get<double>()) && std::abs(v.get<double>()) < 1e15);
-    if (!integral) fail("key '" + key + "' must be an integer, got " + v.dump());
-    int64_t value = v.is_number_float() ? static_cast<int64_t>(v.get<double>()) : v.get<int64_t>();
-    if (value < min_value || value > INT32_MAX)
-      fail("key '" + key + "' must be in [" + std::to_string(min_value) + ", " + std::to_string(INT32_MAX) +
-           "], got " + v.dump());
-    return value;
-  }
-
-  const json& config_;
-  std::string source_;
-  std::string model_type_;
-};
-
-void parse_mixtral(const ConfigReader& r, ModelSpec& s) {
-  s.moe_intermediate_size = r.integer("intermediate_size", 1);
-  s.num_experts = static_cast<int32_t>(r.integer("num_local_experts", 1));
-  s.norm_topk_prob = true;
-  for (int32_t l = 0; l < s.num_hidden_layers; ++l) s.moe_layers.push_back(l);
-}
-
-void parse_qwen(const ConfigReader& r, ModelSpec& s) {
-  s.moe_intermediate_size = r.integer("moe_intermediate_size", 1);
-  // Hub checkpoints say num_experts; transformers 5 saves Qwen3-MoE's as num_local_experts (attribute_map).
-  s.num_experts = static_cast<int32_t>(r.has("num_experts") || !r.has("num_local_experts")
-                                           ? r.integer("num_experts", 1)
-                                           : r.integer("num_local_experts", 1));
-  s.norm_topk_prob = r.boolean_or("norm_topk_prob", false);
-  s.dense_intermediate_size = r.integer_or("intermediate_size", 1, 0);
-  int64_t step = r.integer_or("decoder_sparse_step", 1, 1);
-  std::vector<int32_t> mlp_only = r.integer_list_or_empty("mlp_only_layers");
-  std::set<int32_t> dense(mlp_only.begin(), mlp_only.end());
-  for (int32_t l = 0; l < s.num_hidden_layers; ++l)
-    if (!dense.count(l) && (l + 1) % step == 0) s.moe_layers.push_back(l);
-  if (s.family == ModelFamily::Qwen2Moe) {
-    s.shared_intermediate_size = r.integer("shared_expert_intermediate_size", 0);
-    s.has_shared_expert = s.shared_intermediate_size > 0;
-    s.shared_expert_gated = s.has_shared_expert;
-  }
-}
-
-void parse_deepseek(const ConfigReader& r, ModelSpec& s) {
-  s.moe_intermediate_size = r.integer("moe_intermediate_size", 1);
-  s.num_experts = static_cast<int32_t>(r.integer("n_routed_experts", 1));
-  s.norm_topk_prob = r.boolean_or("norm_topk_prob", true);
-  s.n_group = static_cast<int32_t>(r.integer_or("n_group", 1, 1));
-  s.topk_group = static_cast<int32_t>(r.integer_or("topk_group", 1, 1));
-  s.routed_scaling_factor = static_cast<float>(r.number_or("routed_scaling_factor", 1.0));
-  s.dense_intermediate_size = r.integer_or("intermediate_size", 1, 0);
-  int64_t n_shared = r.integer_or("n_shared_experts", 0, 0);
-  s.has_shared_expert = n_shared > 0;
-  s.shared_intermediate_size = s.moe_intermediate_size * n_shared;
-  s.shared_expert_gated = false;
-  int64_t first_dense = r.integer("first_k_dense_replace", 0);
-  for (int32_t l = static_cast<int32_t>(first_dense); l < s.num_hidden_layers; ++l) s.moe_layers.push_back(l);
-}
-
-std::string layer_prefix(int32_t layer) { return "model.layers." + std::to_string(layer) + "."; }
-
 // Attention sizes for a config HF can instantiate; this runtime never reads them.
 int64_t head_dim_for(int64_t hidden) {
   for (int64_t d : {64, 32, 16, 8, 4, 2})
@@ -146,14 +43,36 @@ const char* family_name(ModelFamily f) {
     case ModelFamily::Qwen2Moe: return "qwen2_moe";
     case ModelFamily::Qwen3Moe: return "qwen3_moe";
     case ModelFamily::DeepseekV3: return "deepseek_v3";
+    case ModelFamily::DeepseekV32: return "deepseek_v32";
+    case ModelFamily::Glm4Moe: return "glm4_moe";
+    case ModelFamily::Qwen3Next: return "qwen3_next";
+    case ModelFamily::Olmoe: return "olmoe";
+    case ModelFamily::MinimaxM2: return "minimax_m2";
+    case ModelFamily::Ernie45Moe: return "ernie4_5_moe";
+    case ModelFamily::GptOss: return "gpt_oss";
+    case ModelFamily::Llama4Text: return "llama4_text";
+  }
+  return "?";
+}
+
+const char* routing_name(RoutingKind k) {
+  switch (k) {
+    case RoutingKind::SoftmaxTopk: return "softmax_topk";
+    case RoutingKind::GroupedSigmoid: return "grouped_sigmoid";
+    case RoutingKind::BiasedSoftmax: return "biased_softmax";
+    case RoutingKind::TopkSoftmax: return "topk_softmax";
+    case RoutingKind::SigmoidTopk: return "sigmoid_topk";
   }
   return "?";
 }
 
 ModelFamily parse_family(const std::string& model_type) {
-  for (ModelFamily f : {ModelFamily::Mixtral, ModelFamily::Qwen2Moe, ModelFamily::Qwen3Moe, ModelFamily::DeepseekV3})
+  std::string supported;
+  for (ModelFamily f : kAllFamilies) {
     if (model_type == family_name(f)) return f;
-  throw ModelError("unknown model_type '" + model_type + "' (supported: mixtral, qwen2_moe, qwen3_moe, deepseek_v3)");
+    supported += (supported.empty() ? "" : ", ") + std::string(family_name(f));
+  }
+  throw ModelError("unknown model_type '" + model_type + "' (supported: " + supported + ")");
 }
 
 bool ModelSpec::is_moe_layer(int32_t layer) const {
@@ -167,41 +86,6 @@ void ModelSpec::require_moe_layer(int32_t layer) const {
   if (!is_moe_layer(layer))
     throw ModelError("layer " + std::to_string(layer) + " is not an MoE layer (MoE layers: " +
                      join_layers(moe_layers) + ")");
-}
-
-std::string ModelSpec::router_weight_name(int32_t layer) const {
-  return layer_prefix(layer) + (family == ModelFamily::Mixtral ? "block_sparse_moe.gate.weight" : "mlp.gate.weight");
-}
-
-std::string ModelSpec::correction_bias_name(int32_t layer) const {
-  if (family != ModelFamily::DeepseekV3)
-    throw ModelError(std::string("e_score_correction_bias exists only in deepseek_v3 models, not ") + family_name(family));
-  return layer_prefix(layer) + "mlp.gate.e_score_correction_bias";
-}
-
-std::string ModelSpec::shared_gate_name(int32_t layer) const {
-  if (family != ModelFamily::Qwen2Moe || !has_shared_expert)
-    throw ModelError(std::string("shared_expert_gate exists only in qwen2_moe models with a shared expert, not ") +
-                     family_name(family));
-  return layer_prefix(layer) + "mlp.shared_expert_gate.weight";
-}
-
-std::string ModelSpec::expert_weight_name(int32_t layer, int32_t expert, ExpertProj proj) const {
-  if (expert < 0 || expert >= experts_per_layer())
-    throw ModelError("expert " + std::to_string(expert) + " is out of range (" + std::to_string(num_experts) +
-                     " routed experts" + (has_shared_expert ? " + shared expert " + std::to_string(num_experts) : "") +
-                     ")");
-  const bool shared = expert == num_experts;
-  if (family == ModelFamily::Mixtral) {
-    const char* w = proj == ExpertProj::Gate ? "w1" : proj == ExpertProj::Up ? "w3" : "w2";
-    return layer_prefix(layer) + "block_sparse_moe.experts." + std::to_string(expert) + "." + w + ".weight";
-  }
-  const char* p = proj == ExpertProj::Gate ? "gate_proj" : proj == ExpertProj::Up ? "up_proj" : "down_proj";
-  std::string block;
-  if (!shared) block = "mlp.experts." + std::to_string(expert) + ".";
-  else if (family == ModelFamily::DeepseekV3) block = "mlp.shared_experts.";
-  else block = "mlp.shared_expert.";
-  return layer_prefix(layer) + block + p + ".weight";
 }
 
 void validate_model_spec(const ModelSpec& s) {
@@ -223,13 +107,23 @@ void validate_model_spec(const ModelSpec& s) {
   }
   if (s.has_shared_expert && s.shared_intermediate_size <= 0)
     fail("shared expert with intermediate size " + std::to_string(s.shared_intermediate_size));
-  if (s.has_shared_expert && s.family != ModelFamily::Qwen2Moe && s.family != ModelFamily::DeepseekV3)
+  const bool gated_family = s.family == ModelFamily::Qwen2Moe || s.family == ModelFamily::Qwen3Next;
+  if (s.has_shared_expert && (s.family == ModelFamily::Mixtral || s.family == ModelFamily::Qwen3Moe ||
+                              s.family == ModelFamily::Olmoe || s.family == ModelFamily::MinimaxM2 ||
+                              s.family == ModelFamily::GptOss))
     fail("this family has no shared expert");
-  if (s.has_shared_expert && s.shared_expert_gated != (s.family == ModelFamily::Qwen2Moe))
-    fail("shared expert gating must be sigmoid for qwen2_moe and none for deepseek_v3");
-  if (s.family == ModelFamily::DeepseekV3) {
+  if (s.has_shared_expert && s.shared_expert_gated != gated_family)
+    fail("shared expert gating must be sigmoid for qwen2_moe/qwen3_next and none for other families");
+  if (s.routing() == RoutingKind::BiasedSoftmax && !(s.norm_min >= 0.f))
+    fail("moe_norm_min must be >= 0, got " + std::to_string(s.norm_min));
+  if (s.family == ModelFamily::GptOss &&
+      (!(s.swiglu_limit > 0.f) || !std::isfinite(s.swiglu_alpha)))
+    fail("swiglu_limit must be > 0 and swiglu_alpha finite, got " + std::to_string(s.swiglu_limit) +
+         " and " + std::to_string(s.swiglu_alpha));
+  if (s.routing() == RoutingKind::GroupedSigmoid) {
     if (s.n_group <= 0 || s.num_experts % s.n_group != 0)
-      fail("n_group " + std::to_string(s.n_group) + " must divide n_routed_experts " + std::to_string(s.num_experts));
+      fail("n_group " + std::to_string(s.n_group) + " must divide the " + std::to_string(s.num_experts) +
+           " routed experts");
     if (s.num_experts / s.n_group < 2 && s.n_group > 1)
       fail("each of the n_group " + std::to_string(s.n_group) + " groups needs >= 2 experts, has " +
            std::to_string(s.num_experts / s.n_group));
@@ -261,13 +155,8 @@ ModelSpec parse_model_spec(const nlohmann::json& config, const std::string& sour
   ConfigReader r(config, source, model_type);
   s.hidden_size = r.integer("hidden_size", 1);
   s.num_hidden_layers = static_cast<int32_t>(r.integer("num_hidden_layers", 1));
-  s.top_k = static_cast<int32_t>(r.integer("num_experts_per_tok", 1));
-  switch (s.family) {
-    case ModelFamily::Mixtral: parse_mixtral(r, s); break;
-    case ModelFamily::Qwen2Moe:
-    case ModelFamily::Qwen3Moe: parse_qwen(r, s); break;
-    case ModelFamily::DeepseekV3: parse_deepseek(r, s); break;
-  }
+  parse_family_config(r, s);
+  parse_quantization_config(r, s);
   try {
     validate_model_spec(s);
   } catch (const ModelError& e) {
@@ -296,7 +185,6 @@ nlohmann::json model_spec_to_config(const ModelSpec& s) {
   validate_model_spec(s);
   const int64_t head_dim = head_dim_for(s.hidden_size);
   const int64_t heads = s.hidden_size / head_dim;
-  const int64_t dense = s.dense_intermediate_size > 0 ? s.dense_intermediate_size : s.moe_intermediate_size;
   json c = {
       {"model_type", family_name(s.family)},
       {"hidden_size", s.hidden_size},
@@ -314,70 +202,7 @@ nlohmann::json model_spec_to_config(const ModelSpec& s) {
       {"initializer_range", 0.02},
       {"use_cache", true},
   };
-  std::set<int32_t> moe(s.moe_layers.begin(), s.moe_layers.end());
-  switch (s.family) {
-    case ModelFamily::Mixtral:
-      if (static_cast<int32_t>(s.moe_layers.size()) != s.num_hidden_layers)
-        throw ModelError("mixtral configs make every layer MoE; spec has MoE layers " + join_layers(s.moe_layers) +
-                         " of " + std::to_string(s.num_hidden_layers));
-      c["architectures"] = {"MixtralForCausalLM"};
-      c["intermediate_size"] = s.moe_intermediate_size;
-      c["num_local_experts"] = s.num_experts;
-      c["router_aux_loss_coef"] = 0.001;
-      c["output_router_logits"] = false;
-      break;
-    case ModelFamily::Qwen2Moe:
-    case ModelFamily::Qwen3Moe: {
-      const bool qwen2 = s.family == ModelFamily::Qwen2Moe;
-      c["architectures"] = {qwen2 ? "Qwen2MoeForCausalLM" : "Qwen3MoeForCausalLM"};
-      c["intermediate_size"] = dense;
-      c["moe_intermediate_size"] = s.moe_intermediate_size;
-      c["num_experts"] = s.num_experts;
-      c["norm_topk_prob"] = s.norm_topk_prob;
-      c["decoder_sparse_step"] = 1;
-      json mlp_only = json::array();
-      for (int32_t l = 0; l < s.num_hidden_layers; ++l)
-        if (!moe.count(l)) mlp_only.push_back(l);
-      c["mlp_only_layers"] = mlp_only;
-      c["router_aux_loss_coef"] = 0.001;
-      c["output_router_logits"] = false;
-      if (qwen2) c["shared_expert_intermediate_size"] = s.has_shared_expert ? s.shared_intermediate_size : 0;
-      break;
-    }
-    case ModelFamily::DeepseekV3: {
-      const int32_t first = s.moe_layers.front();
-      if (static_cast<int32_t>(s.moe_layers.size()) != s.num_hidden_layers - first)
-        throw ModelError("deepseek_v3 configs make layers >= first_k_dense_replace MoE; spec has MoE layers " +
-                         join_layers(s.moe_layers) + " of " + std::to_string(s.num_hidden_layers));
-      int64_t n_shared = 0;
-      if (s.has_shared_expert) {
-        if (s.shared_intermediate_size % s.moe_intermediate_size != 0)
-          throw ModelError("deepseek_v3 shared expert size " + std::to_string(s.shared_intermediate_size) +
-                           " is not a multiple of moe_intermediate_size " + std::to_string(s.moe_intermediate_size));
-        n_shared = s.shared_intermediate_size / s.moe_intermediate_size;
-      }
-      c["architectures"] = {"DeepseekV3ForCausalLM"};
-      c["intermediate_size"] = dense;
-      c["moe_intermediate_size"] = s.moe_intermediate_size;
-      c["n_routed_experts"] = s.num_experts;
-      c["n_shared_experts"] = n_shared;
-      c["first_k_dense_replace"] = first;
-      c["n_group"] = s.n_group;
-      c["topk_group"] = s.topk_group;
-      c["routed_scaling_factor"] = s.routed_scaling_factor;
-      c["norm_topk_prob"] = s.norm_topk_prob;
-      c["topk_method"] = "noaux_tc";
-      c["scoring_func"] = "sigmoid";
-      c["q_lora_rank"] = std::max<int64_t>(8, s.hidden_size / 2);
-      c["kv_lora_rank"] = std::max<int64_t>(8, s.hidden_size / 4);
-      c["qk_nope_head_dim"] = head_dim;
-      c["qk_rope_head_dim"] = std::max<int64_t>(2, head_dim / 2);
-      c["v_head_dim"] = head_dim;
-      c["head_dim"] = std::max<int64_t>(2, head_dim / 2);  // HF: the rope part
-      c["num_nextn_predict_layers"] = 0;
-      break;
-    }
-  }
+  write_family_config(s, c);
   return c;
 }
 

@@ -185,15 +185,21 @@ void SafetensorsFile::parse_header(const char* header, size_t header_len, size_t
 }
 
 TensorView SafetensorsFile::tensor(const std::string& name) const {
+  TensorView t = raw_tensor(name);
+  if (!entries_.at(name).dtype)
+    throw ModelError(path_.string() + ": tensor '" + name + "' has unsupported dtype " + t.dtype_name +
+                     " (supported: F32, BF16, F16)");
+  return t;
+}
+
+TensorView SafetensorsFile::raw_tensor(const std::string& name) const {
   auto it = entries_.find(name);
   if (it == entries_.end()) throw ModelError("tensor '" + name + "' not found in " + path_.string());
   const Entry& e = it->second;
-  if (!e.dtype)
-    throw ModelError(path_.string() + ": tensor '" + name + "' has unsupported dtype " + e.dtype_name +
-                     " (supported: F32, BF16, F16)");
   TensorView t;
   t.name = name;
-  t.dtype = *e.dtype;
+  t.dtype = e.dtype.value_or(DType::F32);
+  t.dtype_name = e.dtype_name;
   t.shape = e.shape;
   t.data = buffer_ + e.begin;
   t.nbytes = e.end - e.begin;

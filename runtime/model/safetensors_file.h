@@ -31,7 +31,8 @@ class SafetensorsFile;
 // One tensor inside a mapped file. `data` stays valid while `file` (or any copy of it) lives.
 struct TensorView {
   std::string name;
-  DType dtype = DType::F32;
+  DType dtype = DType::F32;      // meaningful only for F32/BF16/F16 tensors
+  std::string dtype_name;        // the file's name of the dtype ("BF16", "F8_E4M3", "U8", ...)
   std::vector<int64_t> shape;
   const void* data = nullptr;
   size_t nbytes = 0;
@@ -54,6 +55,8 @@ class SafetensorsFile : public std::enable_shared_from_this<SafetensorsFile> {
   // Throws ModelError: "tensor 'X' not found in FILE", or "FILE: tensor 'X' has unsupported dtype I64
   // (supported: F32, BF16, F16)".
   TensorView tensor(const std::string& name) const;
+  // The tensor whatever its dtype (quantized weights: F8_E4M3, U8); read dtype_name, not dtype.
+  TensorView raw_tensor(const std::string& name) const;
   std::vector<std::string> names() const;  // sorted
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
 

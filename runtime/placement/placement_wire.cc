@@ -69,4 +69,14 @@ PlacementTable placement_from_wire(wire::Placement::Reader in) {
   return table;
 }
 
+const char* worker_state_name(wire::WorkerState state) {
+  switch (state) {
+    case wire::WorkerState::JOINING: return "joining";
+    case wire::WorkerState::ACTIVE: return "active";
+    case wire::WorkerState::DRAINING: return "draining";
+    case wire::WorkerState::DEAD: return "dead";
+  }
+  return "unknown";
+}
+
 }  // namespace moe

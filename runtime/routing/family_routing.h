@@ -23,3 +23,17 @@ void route_grouped_sigmoid(const float* logits, const float* correction_bias, co
                            int32_t* out_ids, float* out_weights);
 
 }  // namespace moe
+
+namespace moe {
+
+// ernie4_5_moe: p = softmax(logits); top-k of p + bias; weights = p at the chosen experts
+// / max(Σ, norm_min).
+void route_biased_softmax(const float* logits, const float* bias, int32_t num_experts, int32_t top_k, float norm_min,
+                          int32_t* out_ids, float* out_weights);
+
+// gpt_oss: top-k of (logits + bias) (bias may be null), weights = softmax over the k chosen values.
+// llama4_text (sigmoid = true, no bias): top-k of the logits, weights = sigmoid of the chosen logits.
+void route_topk_logits(const float* logits, const float* bias, int32_t num_experts, int32_t top_k, bool sigmoid,
+                       int32_t* out_ids, float* out_weights);
+
+}  // namespace moe

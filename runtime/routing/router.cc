@@ -24,15 +24,15 @@ void check_spec(const ModelSpec& s) {
   require(s.top_k >= 1 && s.top_k <= s.num_experts,
           fam + " top_k must be in [1, num_experts=" + std::to_string(s.num_experts) + "], got " +
               std::to_string(s.top_k));
-  if (s.family != ModelFamily::DeepseekV3) return;
+  if (s.routing() != RoutingKind::GroupedSigmoid) return;
   require(s.n_group >= 1 && s.num_experts % s.n_group == 0,
-          "deepseek_v3 n_group=" + std::to_string(s.n_group) + " must divide num_experts=" +
+          fam + " n_group=" + std::to_string(s.n_group) + " must divide num_experts=" +
               std::to_string(s.num_experts));
-  require(s.num_experts / s.n_group >= 2,
-          "deepseek_v3 groups need >= 2 experts each (group score = top-2 sum), got num_experts=" +
+  require(s.num_experts / s.n_group >= 2 || s.n_group == 1,
+          fam + " groups need >= 2 experts each (group score = top-2 sum), got num_experts=" +
               std::to_string(s.num_experts) + " / n_group=" + std::to_string(s.n_group));
   require(s.topk_group >= 1 && s.topk_group <= s.n_group,
-          "deepseek_v3 topk_group must be in [1, n_group=" + std::to_string(s.n_group) + "], got " +
+          fam + " topk_group must be in [1, n_group=" + std::to_string(s.n_group) + "], got " +
               std::to_string(s.topk_group));
 }
 
@@ -44,9 +44,9 @@ void check_weights(const ModelSpec& s, const RouterWeights& w) {
               std::to_string(s.hidden_size) + "], got [" + std::to_string(w.gate.rows) + ", " +
               std::to_string(w.gate.cols) + "] with " + std::to_string(w.gate.data.size()) +
               " values");
-  const size_t want_bias = s.family == ModelFamily::DeepseekV3 ? static_cast<size_t>(s.num_experts) : 0;
+  const size_t want_bias = s.has_router_bias() ? static_cast<size_t>(s.num_experts) : 0;
   require(w.correction_bias.size() == want_bias,
-          fam + " e_score_correction_bias: expected " + std::to_string(want_bias) + " values, got " +
+          fam + " router bias: expected " + std::to_string(want_bias) + " values, got " +
               std::to_string(w.correction_bias.size()));
   const bool gated = s.has_shared_expert && s.shared_expert_gated;
   const size_t want_shared_gate = gated ? static_cast<size_t>(s.hidden_size) : 0;
@@ -83,11 +83,15 @@ RoutingResult Router::route(const Matrix& x) const {
   for (int64_t t = 0; t < x.rows; ++t) {
     int32_t* ids = r.topk_ids.data() + t * K;
     float* w = r.topk_weights.data() + t * K;
-    if (spec_.family == ModelFamily::DeepseekV3) {
-      route_grouped_sigmoid(logits.row(t), weights_.correction_bias.data(), spec_, ids, w);
-    } else {
-      const bool normalize = spec_.family == ModelFamily::Mixtral || spec_.norm_topk_prob;
-      route_softmax_topk(logits.row(t), E, K, normalize, ids, w);
+    const float* bias = weights_.correction_bias.empty() ? nullptr : weights_.correction_bias.data();
+    switch (spec_.routing()) {
+      case RoutingKind::GroupedSigmoid: route_grouped_sigmoid(logits.row(t), bias, spec_, ids, w); break;
+      case RoutingKind::SoftmaxTopk:
+        route_softmax_topk(logits.row(t), E, K, spec_.family == ModelFamily::Mixtral || spec_.norm_topk_prob, ids, w);
+        break;
+      case RoutingKind::BiasedSoftmax: route_biased_softmax(logits.row(t), bias, E, K, spec_.norm_min, ids, w); break;
+      case RoutingKind::TopkSoftmax: route_topk_logits(logits.row(t), bias, E, K, false, ids, w); break;
+      case RoutingKind::SigmoidTopk: route_topk_logits(logits.row(t), bias, E, K, true, ids, w); break;
     }
   }
 

@@ -200,13 +200,7 @@ std::optional<ClusterStatus> ChaosCluster::status(std::string* why) const {
   try {
     Frame reply = query_coordinator(coordinator_address_, 1000ms, wire::Envelope::STATUS_REPLY,
                                     [&](wire::Envelope::Builder e) { e.setStatus(); });
-    auto s = reply.envelope().getStatusReply();
-    ClusterStatus out;
-    out.epoch = s.getEpoch();
-    for (auto w : s.getWorkers())
-      out.workers.push_back({w.getInfo().getId(), w.getInfo().getAddress().cStr(), w.getInfo().getState(),
-                             w.getHosted().size()});
-    return out;
+    return integration::status_from_reply(reply.envelope().getStatusReply());
   } catch (const std::exception& e) {
     if (why) *why = e.what();
     return std::nullopt;

@@ -14,15 +14,6 @@ namespace moe::integration {
 
 namespace fs = std::filesystem;
 
-const char* worker_state_name(wire::WorkerState state) {
-  switch (state) {
-    case wire::WorkerState::JOINING: return "joining";
-    case wire::WorkerState::ACTIVE: return "active";
-    case wire::WorkerState::DRAINING: return "draining";
-    case wire::WorkerState::DEAD: return "dead";
-  }
-  return "unknown";
-}
 
 const StatusWorker* ClusterStatus::find(const std::string& address) const {
   for (const auto& w : workers)
@@ -116,16 +107,19 @@ std::optional<ClientPlacement> TestCluster::placement(std::string* why) const {
   }
 }
 
+ClusterStatus status_from_reply(wire::StatusReply::Reader s) {
+  ClusterStatus out;
+  out.epoch = s.getEpoch();
+  for (auto w : s.getWorkers())
+    out.workers.push_back({w.getInfo().getId(), w.getInfo().getAddress().cStr(), w.getInfo().getState(),
+                           w.getHosted().size()});
+  return out;
+}
+
 std::optional<ClusterStatus> TestCluster::status(std::string* why) const {
   try {
     Frame reply = query_status(coordinator_address_, 1000ms);
-    auto s = reply.envelope().getStatusReply();
-    ClusterStatus out;
-    out.epoch = s.getEpoch();
-    for (auto w : s.getWorkers())
-      out.workers.push_back({w.getInfo().getId(), w.getInfo().getAddress().cStr(), w.getInfo().getState(),
-                             w.getHosted().size()});
-    return out;
+    return status_from_reply(reply.envelope().getStatusReply());
   } catch (const std::exception& e) {
     if (why) *why = e.what();
     return std::nullopt;

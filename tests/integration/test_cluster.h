@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "runtime/client/client_placement.h"
+#include "runtime/placement/placement_wire.h"
 #include "runtime/wire/moe.capnp.h"
 #include "tests/integration/daemon_process.h"
 
@@ -48,7 +49,10 @@ struct ClusterStatus {
   const StatusWorker* find(const std::string& address) const;
 };
 
-const char* worker_state_name(wire::WorkerState state);
+using ::moe::worker_state_name;
+
+// The status reply as the tests read it.
+ClusterStatus status_from_reply(wire::StatusReply::Reader reply);
 
 class TestCluster {
  public:

@@ -15,9 +15,14 @@ namespace moe::testdata {
 
 inline std::filesystem::path hf_moe_dir() { return std::filesystem::path(MOE_TESTDATA_DIR) / "hf_moe"; }
 
-inline std::vector<std::filesystem::path> checkpoints() {
+#ifdef MOE_FAMILY_DATA_DIR
+// tests/data/hf_moe_families: the checkpoints tools/make_test_checkpoints.py builds with transformers.
+inline std::filesystem::path family_data_dir() { return std::filesystem::path(MOE_FAMILY_DATA_DIR); }
+#endif
+
+inline std::vector<std::filesystem::path> checkpoints(const std::filesystem::path& root = hf_moe_dir()) {
   std::vector<std::filesystem::path> dirs;
-  for (const auto& e : std::filesystem::directory_iterator(hf_moe_dir()))
+  for (const auto& e : std::filesystem::directory_iterator(root))
     if (e.is_directory() && std::filesystem::exists(e.path() / "cases.safetensors")) dirs.push_back(e.path());
   std::sort(dirs.begin(), dirs.end());
   return dirs;

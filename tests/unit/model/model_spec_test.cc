@@ -130,7 +130,8 @@ TEST(ModelSpecTest, DeepseekDefaultsAndFirstDense) {
 
 TEST(ModelSpecTest, UnknownModelType) {
   expect_error([] { parse_family("llama"); },
-               {"unknown model_type 'llama' (supported: mixtral, qwen2_moe, qwen3_moe, deepseek_v3)"});
+               {"unknown model_type 'llama' (supported: mixtral, qwen2_moe, qwen3_moe, deepseek_v3, deepseek_v32, ",
+                "glm4_moe, qwen3_next, olmoe, minimax_m2, ernie4_5_moe, gpt_oss, llama4_text)"});
   expect_error([] { parse_model_spec(base_config("gpt2"), "/x/config.json"); },
                {"/x/config.json", "unknown model_type 'gpt2'"});
 }
