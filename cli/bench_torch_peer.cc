@@ -83,13 +83,6 @@ std::unique_ptr<TorchPeer> TorchPeer::start(const TorchPeerConfig& c, std::strin
   return owned;
 }
 
-TorchPeer::TorchPeer(TorchPeer&& o) noexcept
-    : config_(std::move(o.config_)), pid_(o.pid_), to_child_(o.to_child_), from_child_(o.from_child_),
-      pending_(std::move(o.pending_)), banner_(std::move(o.banner_)) {
-  o.pid_ = -1;
-  o.to_child_ = o.from_child_ = -1;
-}
-
 TorchPeer::~TorchPeer() {
   if (to_child_ >= 0) {
     const char quit[] = "quit\n";

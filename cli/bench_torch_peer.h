@@ -36,8 +36,8 @@ class TorchPeer {
  public:
   // Starts the child and waits for its "ready" line. On failure returns null and sets *why.
   static std::unique_ptr<TorchPeer> start(const TorchPeerConfig& config, std::string* why);
-  TorchPeer(TorchPeer&& other) noexcept;
-  TorchPeer& operator=(TorchPeer&&) = delete;
+  TorchPeer(const TorchPeer&) = delete;
+  TorchPeer& operator=(const TorchPeer&) = delete;
   ~TorchPeer();
 
   const std::string& banner() const { return banner_; }  // the child's ready line
