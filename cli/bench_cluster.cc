@@ -16,6 +16,7 @@
 #include "runtime/client/local_cluster.h"
 #include "runtime/engine/local_engine.h"
 #include "runtime/model/synthetic_model.h"
+#include "runtime/net/dev_certs.h"
 #include "runtime/net/loopback_ceiling.h"
 
 namespace moe {
@@ -72,9 +73,11 @@ namespace {
 
 // Times LocalEngine and the cluster on `preset` for every T; `worker_args` go to each moe-worker.
 std::vector<Row> measure(const BenchClusterOptions& o, const std::string& preset, const std::vector<int64_t>& tokens,
-                         const std::vector<std::string>& worker_args, bool with_ceiling, ModelSpec& spec) {
+                         const std::vector<std::string>& worker_args, bool with_ceiling, ModelSpec& spec,
+                         const TlsFiles* tls = nullptr) {
   LocalClusterOptions options = cluster_options(o, preset);
   options.worker_args = worker_args;
+  if (tls) options.tls = *tls;
   LocalCluster cluster(options);
   auto source = SyntheticLayerSource::from_preset(preset);
   spec = source->spec();
@@ -82,7 +85,8 @@ std::vector<Row> measure(const BenchClusterOptions& o, const std::string& preset
   LocalEngine local(*source, make_cpu_backend(0), LocalEngineOptions{{layer}});
   cluster.wait_ready(std::chrono::seconds(o.ready_timeout_s));
   auto client =
-      cli::make_cluster_client(cluster.coordinator_address(), o.wire_dtype, std::chrono::seconds(60), o.cluster_token);
+      cli::make_cluster_client(cluster.coordinator_address(), o.wire_dtype, std::chrono::seconds(60), o.cluster_token,
+                               tls ? TlsContext::load(*tls) : nullptr);
   std::vector<Row> rows;
   for (int64_t T : tokens) {
     Matrix x = random_tokens(T, spec.hidden_size, o.seed + T);
@@ -125,6 +129,27 @@ void print_table(std::ostream& out, const std::string& title, const std::vector<
   }
 }
 
+// Cleartext and TLS rows of one model, measured in the same run, one row each per T.
+void print_tls_table(std::ostream& out, const std::string& title, const std::vector<Row>& clear,
+                     const std::vector<Row>& tls) {
+  out << title << "\n";
+  out << std::right << std::setw(6) << "T" << std::setw(11) << "transport" << std::setw(12) << "cluster ms"
+      << std::setw(13) << "moved MB/s" << std::setw(14) << "TLS added ms" << std::setw(13) << "TLS added%\n";
+  for (size_t i = 0; i < clear.size() && i < tls.size(); ++i) {
+    for (const Row* r : {&clear[i], &tls[i]}) {
+      out << std::fixed << std::setw(6) << r->tokens << std::setw(11) << (r == &clear[i] ? "cleartext" : "tls")
+          << std::setprecision(3) << std::setw(12) << r->cluster_ms << std::setprecision(1) << std::setw(13)
+          << r->moved_per_s / 1e6;
+      if (r == &tls[i]) {
+        const double added = tls[i].cluster_ms - clear[i].cluster_ms;
+        out << std::setprecision(3) << std::setw(14) << added << std::setprecision(1) << std::setw(12)
+            << 100.0 * added / clear[i].cluster_ms;
+      }
+      out << "\n";
+    }
+  }
+}
+
 std::string describe(const std::string& preset, const ModelSpec& spec) {
   return "'" + preset + "' (hidden " + std::to_string(spec.hidden_size) + ", intermediate " +
          std::to_string(spec.moe_intermediate_size) + ", " + std::to_string(spec.num_experts) + " experts, top-" +
@@ -156,6 +181,19 @@ int run_bench_cluster(const BenchClusterOptions& o, std::ostream& out) {
   out << std::fixed << std::setprecision(0) << "T=1, trivial experts, workers with --batch-wait-us 0: local "
       << std::setprecision(3) << unbatched[0].local_ms << " ms, cluster " << unbatched[0].cluster_ms << " ms, added "
       << std::setprecision(0) << us << " us (target < 300 us: " << verdict(us < 300) << ")\n";
+  if (o.tls) {
+    TlsFiles files = o.tls_files;
+    if (files.cert.empty() && files.key.empty() && files.ca.empty()) {
+      files = make_dev_certs(std::filesystem::temp_directory_path() / ("moe-bench-tls-" + std::to_string(getpid())));
+    }
+    ModelSpec tls_spec, tls_trivial_spec;
+    const std::vector<Row> tls_main = measure(o, o.synthetic, o.tokens, {}, false, tls_spec, &files);
+    const std::vector<Row> tls_trivial = measure(o, o.trivial, o.tokens, {}, false, tls_trivial_spec, &files);
+    out << "mutual TLS on every connection (client, coordinator, workers) vs cleartext, measured in this run; "
+        << "certificates " << files.cert << "\n";
+    print_tls_table(out, "model " + describe(o.synthetic, spec) + ":", main_rows, tls_main);
+    print_tls_table(out, "trivial experts " + describe(o.trivial, trivial_spec) + ":", trivial_rows, tls_trivial);
+  }
   return 0;
 }
 

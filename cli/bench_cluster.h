@@ -3,13 +3,17 @@
 // token bytes it moves per second beside the plain-socket loopback ceiling (runtime/net/loopback_ceiling.h)
 // measured in the same run with the same payload bytes; plus the T=1 latency on a model with a trivial
 // expert size. Targets printed beside: bytes moved >= 50% of the ceiling and added latency <= 20% of
-// LocalEngine at T >= 256; added latency < 300 us at T=1 with the trivial model.
+// LocalEngine at T >= 256; added latency < 300 us at T=1 with the trivial model. With --tls, the same
+// figures again on a cluster with mutual TLS on every connection, printed beside the cleartext rows of
+// this run (one row each per T).
 #pragma once
 
 #include <cstdint>
 #include <ostream>
 #include <string>
 #include <vector>
+
+#include "runtime/net/tls_context.h"
 
 namespace moe {
 
@@ -26,6 +30,8 @@ struct BenchClusterOptions {
   std::string bin_dir;                 // empty: the folder of the running binary
   uint64_t seed = 1;
   int ready_timeout_s = 300;
+  bool tls = false;                    // also measure with mutual TLS
+  TlsFiles tls_files;                  // empty: a development set made for the run (runtime/net/dev_certs.h)
 };
 
 // Runs the benchmark and prints the table to `out`. Returns 0; throws when the cluster cannot start.

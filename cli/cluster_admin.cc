@@ -13,7 +13,8 @@ namespace {
 
 Frame ask(const AdminOptions& options, wire::Envelope::Which expected,
           const std::function<void(wire::Envelope::Builder)>& fill) {
-  return query_coordinator(options.cluster, std::chrono::milliseconds(options.timeout_ms), expected, fill);
+  return query_coordinator(options.cluster, std::chrono::milliseconds(options.timeout_ms), expected, fill,
+                           make_tls(options.transport));
 }
 
 }  // namespace

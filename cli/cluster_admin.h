@@ -7,12 +7,15 @@
 #include <ostream>
 #include <string>
 
+#include "runtime/net/transport_options.h"
+
 namespace moe::cli {
 
 struct AdminOptions {
   std::string cluster;        // coordinator HOST:PORT
   std::string cluster_token;  // empty: none
   int timeout_ms = 120000;    // the change includes loading experts
+  TransportOptions transport; // --tls* flags
 };
 
 // Prints "epoch N: M expert copies moved, imbalance B -> A". Throws NetError / RemoteError.

@@ -137,6 +137,7 @@ std::unique_ptr<LocalCluster> start_local_cluster(const DemoOptions& o, const Mo
                                 : o.log_dir;
   const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
   cluster_options.worker_threads = o.worker_threads > 0 ? o.worker_threads : std::max(1, int(cores) / o.workers);
+  if (o.transport.tls_enabled()) cluster_options.tls = o.transport.files;
   out << "demo: starting moe-coordinator and " << o.workers << " moe-worker from " << cluster_options.bin_dir
       << " on model " << cluster_options.model << " (logs in " << cluster_options.log_dir << ")" << std::endl;
   return std::make_unique<LocalCluster>(cluster_options);
@@ -188,7 +189,7 @@ int run_demo(const DemoOptions& o, std::ostream& out) {
         << o.workers << " workers active" << std::endl;
   } else {
     out << "demo: waiting for the cluster at " << coordinator << " to serve" << std::endl;
-    const uint64_t epoch = wait_for_active_workers(coordinator, 1, std::chrono::seconds(o.ready_timeout_s));
+    const uint64_t epoch = wait_for_active_workers(coordinator, 1, std::chrono::seconds(o.ready_timeout_s), {}, make_tls(o.transport));
     out << "demo: cluster at " << coordinator << " serving in " << std::fixed << std::setprecision(1)
         << std::chrono::duration<double>(Clock::now() - ready_start).count() << " s: epoch " << epoch << std::endl;
   }
@@ -196,6 +197,7 @@ int run_demo(const DemoOptions& o, std::ostream& out) {
   ClusterClientOptions client_options;
   client_options.wire_dtype = parse_wire_dtype(o.wire_dtype);
   client_options.cluster_token = o.cluster_token;
+  client_options.tls = make_tls(o.transport);
   if (o.metrics_port != 0) {
     metrics = std::make_unique<MetricsEndpoint>(o.metrics_host, o.metrics_port, "client", "none");
     client_options.registry = &metrics->registry();

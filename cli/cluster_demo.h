@@ -11,6 +11,8 @@
 #include <ostream>
 #include <string>
 
+#include "runtime/net/transport_options.h"
+
 namespace moe::cli {
 
 struct DemoOptions {
@@ -33,6 +35,7 @@ struct DemoOptions {
   std::string log_dir;                // daemons' stderr; empty: a fresh folder under /tmp
   uint16_t metrics_port = 0;          // the client's /metrics on metrics_host (moe_client_*); 0: off
   std::string metrics_host = "127.0.0.1";
+  TransportOptions transport;         // --tls*: the client's TLS, and the started cluster's
 };
 
 int run_demo(const DemoOptions& options, std::ostream& out);

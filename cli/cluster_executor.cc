@@ -12,8 +12,10 @@ wire::DType parse_wire_dtype(const std::string& text) {
 }
 
 std::unique_ptr<ClusterClient> make_cluster_client(const std::string& coordinator, const std::string& wire_dtype,
-                                                   std::chrono::milliseconds deadline, const std::string& cluster_token) {
+                                                   std::chrono::milliseconds deadline, const std::string& cluster_token,
+                                                   std::shared_ptr<TlsContext> tls) {
   ClusterClientOptions options;
+  options.tls = std::move(tls);
   options.wire_dtype = parse_wire_dtype(wire_dtype);
   options.deadline = deadline;
   options.cluster_token = cluster_token;
@@ -27,13 +29,15 @@ std::unique_ptr<ClusterClient> make_cluster_client(const ClusterClientFlags& fla
   options.request_timeout = flags.request_timeout;
   options.cluster_token = flags.cluster_token;
   options.frame_limits.max_message_bytes = flags.max_frame_bytes;
+  options.tls = flags.tls;
   return std::make_unique<ClusterClient>(flags.endpoints, options);
 }
 
 std::unique_ptr<MoeLayerExecutor> make_cluster_executor(const std::string& coordinator, const std::string& wire_dtype,
                                                         std::chrono::milliseconds deadline,
-                                                        const std::string& cluster_token) {
-  return make_cluster_client(coordinator, wire_dtype, deadline, cluster_token);
+                                                        const std::string& cluster_token,
+                                                        std::shared_ptr<TlsContext> tls) {
+  return make_cluster_client(coordinator, wire_dtype, deadline, cluster_token, std::move(tls));
 }
 
 }  // namespace moe::cli

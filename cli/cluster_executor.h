@@ -20,7 +20,9 @@ wire::DType parse_wire_dtype(const std::string& text);
 // `cluster_token` goes with every forward (workers started with --cluster-token require it).
 std::unique_ptr<ClusterClient> make_cluster_client(const std::string& coordinator, const std::string& wire_dtype,
                                                    std::chrono::milliseconds deadline = std::chrono::seconds(10),
-                                                   const std::string& cluster_token = "");
+                                                   const std::string& cluster_token = "",
+                                                   std::shared_ptr<TlsContext> tls = nullptr);
+
 // Everything moectl forward can say about its client.
 struct ClusterClientFlags {
   ClusterEndpoints endpoints;
@@ -29,11 +31,13 @@ struct ClusterClientFlags {
   std::chrono::milliseconds request_timeout{3000};
   std::string cluster_token;
   uint64_t max_frame_bytes = 64u << 20;  // the client splits calls whose requests would be bigger
+  std::shared_ptr<TlsContext> tls;        // mutual TLS (nullptr: plain TCP)
 };
 std::unique_ptr<ClusterClient> make_cluster_client(const ClusterClientFlags& flags);
 
 std::unique_ptr<MoeLayerExecutor> make_cluster_executor(const std::string& coordinator, const std::string& wire_dtype,
                                                         std::chrono::milliseconds deadline = std::chrono::seconds(10),
-                                                        const std::string& cluster_token = "");
+                                                        const std::string& cluster_token = "",
+                                                        std::shared_ptr<TlsContext> tls = nullptr);
 
 }  // namespace moe::cli

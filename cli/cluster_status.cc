@@ -57,8 +57,9 @@ void print_cluster_status(const std::string& coordinator, wire::StatusReply::Rea
   }
 }
 
-int run_cluster_status(const std::string& coordinator, std::chrono::milliseconds timeout, std::ostream& out) {
-  Frame reply = query_status(coordinator, timeout);
+int run_cluster_status(const std::string& coordinator, std::chrono::milliseconds timeout, std::ostream& out,
+                       std::shared_ptr<TlsContext> tls) {
+  Frame reply = query_status(coordinator, timeout, std::move(tls));
   print_cluster_status(coordinator, reply.envelope().getStatusReply(), out);
   return 0;
 }

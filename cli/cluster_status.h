@@ -6,6 +6,7 @@
 #include <ostream>
 #include <string>
 
+#include "runtime/net/tls_context.h"
 #include "runtime/wire/moe.capnp.h"
 
 namespace moe::cli {
@@ -15,6 +16,7 @@ void print_cluster_status(const std::string& coordinator, wire::StatusReply::Rea
 
 // Asks the coordinator and prints the table; throws (NetError, RemoteError) when it is unreachable or
 // refuses, which moectl turns into a non-zero exit.
-int run_cluster_status(const std::string& coordinator, std::chrono::milliseconds timeout, std::ostream& out);
+int run_cluster_status(const std::string& coordinator, std::chrono::milliseconds timeout, std::ostream& out,
+                       std::shared_ptr<TlsContext> tls = nullptr);
 
 }  // namespace moe::cli

@@ -11,6 +11,7 @@
 #include "cli/cluster_token_flag.h"
 #include "cli/cluster_status.h"
 #include "cli/commands.h"
+#include "runtime/net/transport_flags.h"
 
 namespace moe::cli {
 
@@ -19,14 +20,16 @@ namespace {
 void register_status(CLI::App& app, Action& action) {
   auto cluster = std::make_shared<std::string>();
   auto timeout_ms = std::make_shared<int>(3000);
+  auto transport = std::make_shared<TransportOptions>();
   CLI::App* cmd = app.add_subcommand("status", "Workers, their state, address, experts and lease; the epoch");
+  add_tls_flags(*cmd, *transport);
   cmd->add_option("--cluster", *cluster, "coordinator HOST:PORT")->required()->envname("MOE_CLUSTER");
   cmd->add_option("--timeout-ms", *timeout_ms, "give up when the coordinator does not answer within this")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  cmd->callback([cluster, timeout_ms, &action] {
-    action = [cluster, timeout_ms] {
-      return run_cluster_status(*cluster, std::chrono::milliseconds(*timeout_ms), std::cout);
+  cmd->callback([cluster, timeout_ms, transport, &action] {
+    action = [cluster, timeout_ms, transport] {
+      return run_cluster_status(*cluster, std::chrono::milliseconds(*timeout_ms), std::cout, make_tls(*transport));
     };
   });
 }
@@ -34,6 +37,7 @@ void register_status(CLI::App& app, Action& action) {
 void add_admin_flags(CLI::App* cmd, AdminOptions& o) {
   cmd->add_option("--cluster", o.cluster, "coordinator HOST:PORT")->required()->envname("MOE_CLUSTER");
   add_cluster_token_flag(cmd, o.cluster_token);
+  add_tls_flags(*cmd, o.transport);
   cmd->add_option("--timeout-ms", o.timeout_ms, "give up when the change is not committed within this")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
@@ -95,6 +99,7 @@ void register_demo(CLI::App& app, Action& action) {
                   "address the client's /metrics listens on (0.0.0.0: reachable from other hosts or containers)")
       ->capture_default_str();
   add_cluster_token_flag(cmd, o->cluster_token);
+  add_tls_flags(*cmd, o->transport);
   for (CLI::Option* started_only : {workers, model, synth, worker_threads, bin_dir, log_dir}) {
     cluster->excludes(started_only);
   }
@@ -125,6 +130,12 @@ void register_bench_cluster(CLI::App& bench, Action& action) {
       ->capture_default_str();
   cmd->add_option("--bin-dir", o->bin_dir, "folder of moe-coordinator and moe-worker (default: next to moectl)");
   add_cluster_token_flag(cmd, o->cluster_token);
+  cmd->add_flag("--tls", o->tls,
+                "also measure the cluster with mutual TLS on every connection, beside cleartext in the same run "
+                "(certificates: --tls-cert/--tls-key/--tls-ca, else a development set made for the run)");
+  cmd->add_option("--tls-cert", o->tls_files.cert, "PEM certificate for every daemon and the client")->envname("MOE_TLS_CERT");
+  cmd->add_option("--tls-key", o->tls_files.key, "PEM key of --tls-cert")->envname("MOE_TLS_KEY");
+  cmd->add_option("--tls-ca", o->tls_files.ca, "PEM CA that signed --tls-cert")->envname("MOE_TLS_CA");
   cmd->callback([o, &action] { action = [o] { return run_bench_cluster(*o, std::cout); }; });
 }
 

@@ -16,6 +16,7 @@
 #include "runtime/engine/local_engine.h"
 #include "runtime/model/layer_source_factory.h"
 #include "runtime/model/model_error.h"
+#include "runtime/net/transport_flags.h"
 
 namespace moe::cli {
 
@@ -35,6 +36,7 @@ struct ForwardOptions {
   std::string wire_dtype = "bf16";
   std::string cluster_token;      // sent with the forwards (--cluster-token / MOE_CLUSTER_TOKEN)
   int deadline_ms = 10000;
+  TransportOptions transport;     // --tls* flags
   std::string dequant_dtype = "f32";  // what FP8/MXFP4 expert weights are dequantized to (--model)
 };
 
@@ -48,6 +50,7 @@ int run_forward(const ForwardOptions& o) {
     flags.request_timeout = std::chrono::milliseconds(o.request_timeout_ms);
     flags.cluster_token = o.cluster_token;
     flags.max_frame_bytes = o.max_frame_bytes;
+    flags.tls = make_tls(o.transport);
     executor = make_cluster_client(flags);
   } else {
     std::unique_ptr<LayerSource> source =
@@ -98,6 +101,7 @@ void register_forward(CLI::App& app, Action& action) {
   cluster->excludes(model)->excludes(synth);
   workers->excludes(model)->excludes(synth);
   add_cluster_token_flag(cmd, opts->cluster_token);
+  add_tls_flags(*cmd, opts->transport);
   cmd->add_option("--max-frame-bytes", opts->max_frame_bytes,
                   "largest request or reply frame with --cluster (calls with bigger worker shards are split)")
       ->check(CLI::Range(uint64_t{4096}, uint64_t{1} << 40))

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "runtime/model/layer_source_factory.h"
+#include "runtime/net/transport_options.h"
 
 namespace moe {
 
@@ -37,6 +38,7 @@ struct CoordinatorConfig {
   // state file was lost or stale) adopts what they hold as soon as the reports cover the model, or after
   // this long, placing what is still missing (0: the lease).
   uint32_t adopt_wait_ms = 0;
+  TransportOptions transport;              // TLS (every connection) and the server's bounds
   uint32_t adopt_wait() const { return adopt_wait_ms ? adopt_wait_ms : lease_ms; }
 };
 

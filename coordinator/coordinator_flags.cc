@@ -6,6 +6,7 @@
 #include "coordinator/state_store.h"
 #include "runtime/net/address.h"
 #include "runtime/net/net_error.h"
+#include "runtime/net/transport_flags.h"
 
 namespace moe {
 
@@ -61,6 +62,8 @@ void add_coordinator_flags(CLI::App& app, CoordinatorConfig& config) {
                "nodes do not share the checkpoint: a prepare names the workers that hold each gained expert, "
                "so workers (also run with --no-shared-storage) stream weights from each other")
       ->envname("MOE_NO_SHARED_STORAGE");
+  add_tls_flags(app, config.transport);
+  add_server_bound_flags(app, config.transport);
 }
 
 void finish_coordinator_config(CoordinatorConfig& config) {
@@ -79,6 +82,11 @@ void finish_coordinator_config(CoordinatorConfig& config) {
     parse_host_port(config.listen);
   } catch (const NetError& e) {
     throw CLI::ValidationError("--listen", e.what());
+  }
+  try {
+    check_token_transport(config.transport, config.cluster_token, "moe-coordinator");
+  } catch (const std::invalid_argument& e) {
+    throw CLI::ValidationError("--cluster-token", e.what());
   }
   if (!config.state_file.empty()) {
     try {

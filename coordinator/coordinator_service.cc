@@ -20,7 +20,7 @@ Core::Core(CoordinatorConfig cfg)
       model(config.model),
       metrics_endpoint(parse_host_port(config.listen).host, config.metrics_port, "coordinator", "none"),
       metrics(metrics_endpoint.registry()),
-      pool(config.io_threads),
+      pool(config.io_threads, make_tls(config.transport)),
       links(pool.context(), std::chrono::milliseconds(config.rpc_timeout_ms)) {}
 
 void Core::load_saved_state() {
@@ -62,10 +62,12 @@ void Core::start() {
   load_saved_state();
   const HostPort listen = parse_host_port(config.listen);
   server = std::make_unique<Server>(pool.context(), listen.host, listen.port,
-                                    [this](Frame request, Responder responder) { handle(std::move(request), responder); });
+                                    [this](Frame request, Responder responder) { handle(std::move(request), responder); },
+                                    server_options(config.transport, FrameLimits{}));
   control = std::thread([this] { control_loop(); });
   coordinator_log("serving model " + model.name() + " (" + std::to_string(model.experts().experts.size()) +
-                  " experts) on " + server->address() + ", replicas " + std::to_string(config.replicas) +
+                  " experts) on " + server->address() + (server->tls() ? " with mutual TLS" : "") + ", replicas " +
+                  std::to_string(config.replicas) +
                   ", waiting for " + std::to_string(config.min_workers) + " worker(s)" +
                   (config.metrics_port ? ", metrics on port " + std::to_string(metrics_endpoint.port()) : ""));
 }

@@ -7,6 +7,7 @@ PACKAGES=(
   build-essential cmake ninja-build pkg-config git ca-certificates
   libcapnp-dev capnproto                     # wire protocol
   libboost-dev                               # Boost.Asio (header-only)
+  libssl-dev openssl                         # mutual TLS (Boost.Asio SSL), dev certificates
   prometheus-cpp-dev                         # /metrics
   libgtest-dev libgmock-dev                  # unit tests
   libopenmpi-dev openmpi-bin                 # mpirun bootstrap

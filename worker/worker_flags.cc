@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include "runtime/net/address.h"
+#include "runtime/net/transport_flags.h"
 
 namespace moe {
 
@@ -65,6 +66,8 @@ void add_worker_flags(CLI::App& app, WorkerOptions& o) {
                  "largest request frame accepted from clients (clients split bigger calls to their own limit)")
       ->capture_default_str()
       ->envname("MOE_MAX_FRAME_BYTES");
+  add_tls_flags(app, o.transport);
+  add_server_bound_flags(app, o.transport);
 }
 
 void check_worker_options(const WorkerOptions& o) {
@@ -85,6 +88,7 @@ void check_worker_options(const WorkerOptions& o) {
   if (o.fetch_timeout_ms == 0) bad("--fetch-timeout-ms must be at least 1, got 0");
   if (o.max_frame_bytes < 4096)
     bad("--max-frame-bytes must be at least 4096, got " + std::to_string(o.max_frame_bytes));
+  check_token_transport(o.transport, o.cluster_token, "moe-worker");
 }
 
 }  // namespace moe

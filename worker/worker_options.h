@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <string>
 
+#include "runtime/net/transport_options.h"
+
 namespace moe {
 
 struct WorkerOptions {
@@ -32,6 +34,7 @@ struct WorkerOptions {
   uint32_t retry_min_ms = 100;          // first reconnect delay, doubling up to retry_max_ms
   uint32_t retry_max_ms = 2000;
   uint32_t request_timeout_ms = 3000;   // getModel / registerWorker / heartbeat replies
+  TransportOptions transport;           // TLS (every connection: clients, coordinator, peers) and server bounds
 };
 
 }  // namespace moe

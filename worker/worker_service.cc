@@ -69,7 +69,7 @@ WorkerService::WorkerService(WorkerOptions options)
   batching.max_batch_tokens = options_.max_batch_tokens;
   batcher_ = std::make_unique<ForwardBatcher>(batching, [this](ForwardBatcher::Batch& batch) { runner_->run(batch); });
   control_ = std::make_unique<SerialExecutor>();
-  io_ = std::make_unique<IoPool>(2);
+  io_ = std::make_unique<IoPool>(2, make_tls(options_.transport));
   CoordinatorLinkOptions link;
   link.coordinator = options_.coordinator;
   link.connect_timeout = std::chrono::milliseconds(options_.connect_timeout_ms);
@@ -91,10 +91,11 @@ void WorkerService::start() {
                                      [this](Frame request, Responder responder) {
                                        handle(std::move(request), std::move(responder));
                                      },
-                                     limits);
+                                     server_options(options_.transport, limits));
   std::string advertised_host = is_wildcard(listen_host_) ? boost::asio::ip::host_name() : listen_host_;
   address_ = HostPort{advertised_host, server_->port()}.to_string();
-  worker_log("listening on " + server_->address() + " as " + address_ + " (backend " + store_.backend().name() +
+  worker_log("listening on " + server_->address() + " as " + address_ + (server_->tls() ? " with mutual TLS" : "") +
+             " (backend " + store_.backend().name() +
              ", metrics port " + std::to_string(metrics_endpoint_->port()) + ", coordinator " + options_.coordinator + ")");
   link_->start();
 }

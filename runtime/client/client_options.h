@@ -4,9 +4,11 @@
 #pragma once
 
 #include <chrono>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "runtime/net/tls_context.h"
 #include "runtime/wire/framing.h"
 #include "runtime/wire/moe.capnp.h"
 
@@ -27,6 +29,7 @@ struct ClusterClientOptions {
   FrameLimits frame_limits{};                        // also bounds each forward request: bigger shards are split
   prometheus::Registry* registry = nullptr;          // client metrics go here when set
   std::string cluster_token;                         // sent with every forward (workers with one require it)
+  std::shared_ptr<TlsContext> tls;                   // mutual TLS on every connection (nullptr: plain TCP)
 };
 
 // Where a client asks for the model (getModel) and the placement (getPlacement): the coordinator when it

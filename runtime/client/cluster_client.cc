@@ -90,7 +90,7 @@ ClusterClient::ClusterClient(const std::string& coordinator, ClusterClientOption
 ClusterClient::ClusterClient(ClusterEndpoints endpoints, ClusterClientOptions options)
     : endpoints_(std::move(endpoints)),
       options_(options),
-      pool_(std::max(1u, options.io_threads)),
+      pool_(std::max(1u, options.io_threads), options.tls),
       links_(pool_, options.connect_timeout, options.frame_limits),
       metrics_(options.registry),
       placement_(std::make_shared<ClientPlacement>()) {

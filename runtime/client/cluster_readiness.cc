@@ -10,13 +10,13 @@
 namespace moe {
 
 uint64_t wait_for_active_workers(const std::string& coordinator, size_t min_active, std::chrono::milliseconds timeout,
-                                 const std::function<void()>& check_alive) {
+                                 const std::function<void()>& check_alive, std::shared_ptr<TlsContext> tls) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   std::string seen = "no reply from the coordinator at " + coordinator;
   while (true) {
     if (check_alive) check_alive();
     try {
-      Frame reply = query_placement(coordinator, std::chrono::milliseconds(1000));
+      Frame reply = query_placement(coordinator, std::chrono::milliseconds(1000), tls);
       ClientPlacement placement(reply.envelope().getPlacement());
       size_t active = 0;
       for (const auto& [id, w] : placement.workers()) active += w.state == wire::WorkerState::ACTIVE;

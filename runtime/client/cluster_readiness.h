@@ -7,7 +7,10 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
+
+#include "runtime/net/tls_context.h"
 
 namespace moe {
 
@@ -15,6 +18,7 @@ namespace moe {
 // `check_alive` runs before every poll and may throw to give up early (e.g. a child process died).
 // Throws std::runtime_error "cluster at ADDR not ready after N ms: <what was last seen>" on timeout.
 uint64_t wait_for_active_workers(const std::string& coordinator, size_t min_active, std::chrono::milliseconds timeout,
-                                 const std::function<void()>& check_alive = {});
+                                 const std::function<void()>& check_alive = {},
+                                 std::shared_ptr<TlsContext> tls = nullptr);
 
 }  // namespace moe

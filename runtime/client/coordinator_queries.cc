@@ -9,8 +9,9 @@
 namespace moe {
 
 Frame query_coordinator(const std::string& coordinator, std::chrono::milliseconds timeout,
-                        wire::Envelope::Which expected, const std::function<void(wire::Envelope::Builder)>& init) {
-  IoPool pool(1);
+                        wire::Envelope::Which expected, const std::function<void(wire::Envelope::Builder)>& init,
+                        std::shared_ptr<TlsContext> tls) {
+  IoPool pool(1, std::move(tls));
   auto connection = Connection::connect(pool.context(), coordinator, timeout);
   capnp::MallocMessageBuilder request;
   init(request.initRoot<wire::Envelope>());
@@ -24,12 +25,16 @@ Frame query_coordinator(const std::string& coordinator, std::chrono::millisecond
   }
 }
 
-Frame query_status(const std::string& coordinator, std::chrono::milliseconds timeout) {
-  return query_coordinator(coordinator, timeout, wire::Envelope::STATUS_REPLY, [](wire::Envelope::Builder e) { e.setStatus(); });
+Frame query_status(const std::string& coordinator, std::chrono::milliseconds timeout, std::shared_ptr<TlsContext> tls) {
+  return query_coordinator(
+      coordinator, timeout, wire::Envelope::STATUS_REPLY, [](wire::Envelope::Builder e) { e.setStatus(); }, std::move(tls));
 }
 
-Frame query_placement(const std::string& coordinator, std::chrono::milliseconds timeout) {
-  return query_coordinator(coordinator, timeout, wire::Envelope::PLACEMENT, [](wire::Envelope::Builder e) { e.setGetPlacement(); });
+Frame query_placement(const std::string& coordinator, std::chrono::milliseconds timeout,
+                      std::shared_ptr<TlsContext> tls) {
+  return query_coordinator(
+      coordinator, timeout, wire::Envelope::PLACEMENT, [](wire::Envelope::Builder e) { e.setGetPlacement(); },
+      std::move(tls));
 }
 
 }  // namespace moe

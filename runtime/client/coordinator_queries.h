@@ -4,21 +4,26 @@
 
 #include <chrono>
 #include <functional>
+#include <memory>
 #include <string>
 
+#include "runtime/net/tls_context.h"
 #include "runtime/wire/framing.h"
 #include "runtime/wire/moe.capnp.h"
 
 namespace moe {
 
-// Sends one request (filled in by `fill`) on a fresh connection and returns the reply of kind `expected`.
-// Throws like the queries below.
+// Sends one request (filled in by `fill`) on a fresh connection (mutual TLS when `tls` is set) and returns
+// the reply of kind `expected`. Throws like the queries below.
 Frame query_coordinator(const std::string& coordinator, std::chrono::milliseconds timeout,
-                        wire::Envelope::Which expected, const std::function<void(wire::Envelope::Builder)>& fill);
+                        wire::Envelope::Which expected, const std::function<void(wire::Envelope::Builder)>& fill,
+                        std::shared_ptr<TlsContext> tls = nullptr);
 
 // Replies `status` -> statusReply, `getPlacement` -> placement. Throw NetError when the coordinator is
 // unreachable or silent past `timeout`, RemoteError on an error reply, WireError on another reply kind.
-Frame query_status(const std::string& coordinator, std::chrono::milliseconds timeout);
-Frame query_placement(const std::string& coordinator, std::chrono::milliseconds timeout);
+Frame query_status(const std::string& coordinator, std::chrono::milliseconds timeout,
+                   std::shared_ptr<TlsContext> tls = nullptr);
+Frame query_placement(const std::string& coordinator, std::chrono::milliseconds timeout,
+                      std::shared_ptr<TlsContext> tls = nullptr);
 
 }  // namespace moe

@@ -62,6 +62,7 @@ LocalCluster::LocalCluster(LocalClusterOptions options) : options_(std::move(opt
                                 "--min-workers",
                                 std::to_string(std::max(1, options_.min_workers < 0 ? options_.workers : options_.min_workers))};
   for (auto& f : model_flags(options_.model)) argv.push_back(f);
+  add_transport_flags(argv);
   for (auto& f : options_.coordinator_args) argv.push_back(f);
   coordinator_argv_ = argv;
   coordinator_ = ChildProcess(argv, log_path("moe-coordinator"), ChildProcess::Output::kStdoutAndStderr);
@@ -89,12 +90,25 @@ size_t LocalCluster::add_worker() {
     argv.push_back("--threads");
     argv.push_back(std::to_string(options_.worker_threads));
   }
+  add_transport_flags(argv);
   for (auto& f : options_.worker_args) argv.push_back(f);
   workers_.emplace_back(argv, log_path("moe-" + name), ChildProcess::Output::kStdoutAndStderr);
   return index;
 }
 
+void LocalCluster::add_transport_flags(std::vector<std::string>& argv) const {
+  if (options_.tls_enabled()) {
+    for (const std::string& f : {std::string("--tls"), std::string("on"), std::string("--tls-cert"), options_.tls.cert,
+                                 std::string("--tls-key"), options_.tls.key, std::string("--tls-ca"), options_.tls.ca}) {
+      argv.push_back(f);
+    }
+  } else {
+    argv.push_back("--allow-cleartext-token");
+  }
+}
+
 uint64_t LocalCluster::wait_ready(std::chrono::milliseconds timeout) {
+  auto tls = options_.tls_enabled() ? TlsContext::load(options_.tls) : nullptr;
   return wait_for_active_workers(coordinator_address_, workers_.size(), timeout, [this] {
     if (!coordinator_.running())
       throw std::runtime_error("moe-coordinator exited (" + coordinator_.exit_status() + ") before the cluster was ready" +
@@ -105,7 +119,7 @@ uint64_t LocalCluster::wait_ready(std::chrono::milliseconds timeout) {
                                  ") before the cluster was ready" +
                                  (options_.log_dir.empty() ? "" : "; see " + log_path("moe-worker" + std::to_string(i))));
     }
-  });
+  }, tls);
 }
 
 void LocalCluster::stop(std::chrono::milliseconds grace) {

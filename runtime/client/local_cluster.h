@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "runtime/client/local_cluster_process.h"
+#include "runtime/net/tls_context.h"
 
 namespace moe {
 
@@ -26,6 +27,11 @@ struct LocalClusterOptions {
   int min_workers = -1;            // workers the first placement waits for; < 0: all `workers`
   std::vector<std::string> coordinator_args;  // extra flags
   std::vector<std::string> worker_args;
+  // Mutual TLS between every daemon (and wait_ready's queries) when all three files are set. Without TLS
+  // the daemons get --allow-cleartext-token (the cluster is on loopback), so an inherited
+  // MOE_CLUSTER_TOKEN still starts them.
+  TlsFiles tls;
+  bool tls_enabled() const { return !tls.cert.empty(); }
 };
 
 class LocalCluster {
@@ -59,6 +65,7 @@ class LocalCluster {
 
  private:
   std::string log_path(const std::string& name) const;
+  void add_transport_flags(std::vector<std::string>& argv) const;
 
   LocalClusterOptions options_;
   std::string coordinator_address_;

@@ -3,6 +3,7 @@
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/ssl/error.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/write.hpp>
 #include <capnp/message.h>
@@ -18,6 +19,7 @@ namespace moe {
 namespace asio = boost::asio;
 using boost::system::error_code;
 using tcp = asio::ip::tcp;
+namespace ssl = asio::ssl;
 
 namespace {
 
@@ -65,7 +67,21 @@ bool Responder::reply(capnp::MessageBuilder& message) const {
     net_log(connection->peer() + ": reply to request " + std::to_string(request_id_) + " not sent: " + e.what());
     return reply_error(wire::ErrorCode::INTERNAL, std::string("reply not sent: ") + e.what());
   }
-  return connection->enqueue(kj::mv(frame));
+  return send_reply(kj::mv(frame));
+}
+
+bool Responder::send_reply(kj::Array<capnp::word> frame) const {
+  auto connection = connection_.lock();
+  if (!connection) return false;
+  bool sent = connection->enqueue(kj::mv(frame));
+  // The reply now counts (until written) in place of its request.
+  if (in_flight_) in_flight_->release();
+  return sent;
+}
+
+void InFlightRequest::release() {
+  if (released_.exchange(true)) return;
+  if (auto connection = connection_.lock()) connection->release_request(bytes_);
 }
 
 bool Responder::reply_error(wire::ErrorCode code, const std::string& message, uint64_t current_epoch) const {
@@ -75,7 +91,7 @@ bool Responder::reply_error(wire::ErrorCode code, const std::string& message, ui
   auto root = builder.initRoot<wire::Envelope>();
   root.setRequestId(request_id_);
   set_error(root, code, message.substr(0, kMaxErrorMessageBytes), current_epoch);
-  return connection->enqueue(encode_frame(builder));
+  return send_reply(encode_frame(builder));
 }
 
 // ------------------------------------------------------------------------------------ construction
@@ -140,7 +156,15 @@ std::shared_ptr<Connection> Connection::connect(asio::io_context& io, const std:
   error_code ignored;
   attempt->socket.set_option(tcp::no_delay(true), ignored);
   attempt->socket.set_option(asio::socket_base::keep_alive(true), ignored);
-  auto connection = std::make_shared<Connection>(Private{}, std::move(attempt->socket), limits, nullptr);
+  auto tls = io_tls(io);
+  // Client connections read every reply (no budget) and are never closed for idleness here: the
+  // server side decides that, and owners reconnect.
+  ConnectionPolicy client_policy;
+  client_policy.budget_bytes = 0;
+  client_policy.idle_timeout = std::chrono::milliseconds(0);
+  auto connection =
+      std::make_shared<Connection>(Private{}, std::move(attempt->socket), limits, nullptr, client_policy, tls);
+  if (tls) connection->client_handshake(target, timeout);
   connection->start();
   return connection;
 }
@@ -151,23 +175,43 @@ std::shared_ptr<Connection> Connection::connect(asio::io_context& io, const std:
   return connect(io, address.host, address.port, timeout, limits);
 }
 
-std::shared_ptr<Connection> Connection::accept(Socket socket, FrameLimits limits, RequestHandler handler) {
+std::shared_ptr<Connection> Connection::accept(Socket socket, FrameLimits limits, RequestHandler handler,
+                                               ConnectionPolicy policy, std::shared_ptr<TlsContext> tls) {
   error_code ignored;
   socket.set_option(tcp::no_delay(true), ignored);
   socket.set_option(asio::socket_base::keep_alive(true), ignored);
-  auto connection = std::make_shared<Connection>(Private{}, std::move(socket), limits, std::move(handler));
+  auto connection = std::make_shared<Connection>(Private{}, std::move(socket), limits, std::move(handler), policy,
+                                                 std::move(tls));
   connection->start();
   return connection;
 }
 
-Connection::Connection(Private, Socket socket, FrameLimits limits, RequestHandler handler)
-    : socket_(std::move(socket)),
-      strand_(socket_.get_executor()),
+namespace {
+std::variant<Connection::Socket, Connection::TlsStream> make_stream(Connection::Socket socket,
+                                                                     const std::shared_ptr<TlsContext>& tls) {
+  if (!tls) return std::variant<Connection::Socket, Connection::TlsStream>(std::in_place_index<0>, std::move(socket));
+  return std::variant<Connection::Socket, Connection::TlsStream>(std::in_place_index<1>, std::move(socket),
+                                                                 tls->native());
+}
+}  // namespace
+
+Connection::Connection(Private, Socket socket, FrameLimits limits, RequestHandler handler, ConnectionPolicy policy,
+                       std::shared_ptr<TlsContext> tls)
+    : stream_(make_stream(std::move(socket), tls)),
+      tls_(std::move(tls)),
+      strand_(tcp_socket().get_executor()),
       limits_(limits),
       handler_(std::move(handler)),
-      peer_(endpoint_text(socket_)),
+      policy_(policy),
+      peer_(endpoint_text(tcp_socket())),
+      idle_timer_(strand_),
       decoder_(limits),
       read_buffer_(kReadBufferBytes) {}
+
+Connection::Socket& Connection::tcp_socket() {
+  if (auto* plain = std::get_if<Socket>(&stream_)) return *plain;
+  return std::get<TlsStream>(stream_).next_layer();
+}
 
 Connection::~Connection() {
   // Normally empty: close() or a broken socket already failed them. Left here when the io_context
@@ -176,7 +220,122 @@ Connection::~Connection() {
 }
 
 void Connection::start() {
-  asio::post(strand_, [self = shared_from_this()] { self->read_more(); });
+  asio::post(strand_, [self = shared_from_this()] {
+    if (self->tls_ && self->handler_) {
+      self->server_handshake();
+    } else {
+      self->begin_reading();
+    }
+  });
+}
+
+void Connection::client_handshake(const std::string& target, std::chrono::milliseconds timeout) {
+  struct State {
+    std::promise<error_code> done;
+    bool finished = false;
+    bool timed_out = false;
+  };
+  auto state = std::make_shared<State>();
+  auto future = state->done.get_future();
+  auto timer = std::make_shared<asio::steady_timer>(strand_, timeout);
+  asio::post(strand_, [self = shared_from_this(), state, timer] {
+    timer->async_wait([self, state](const error_code& ec) {
+      if (ec || state->finished) return;
+      state->timed_out = true;
+      error_code ignored;
+      self->tcp_socket().close(ignored);
+    });
+    std::get<TlsStream>(self->stream_).async_handshake(ssl::stream_base::client, [state, timer](const error_code& ec) {
+      state->finished = true;
+      timer->cancel();
+      state->done.set_value(ec);
+    });
+  });
+  if (future.wait_for(timeout + std::chrono::seconds(2)) != std::future_status::ready) {
+    close();
+    throw NetError(NetError::Kind::ConnectTimeout, "TLS handshake with " + target + ": no answer from the io threads");
+  }
+  const error_code ec = future.get();
+  if (!ec) return;
+  const bool timed_out = state->timed_out;
+  close();
+  if (timed_out) {
+    throw NetError(NetError::Kind::ConnectTimeout, "TLS handshake with " + target + " timed out after " +
+                                                       std::to_string(timeout.count()) + " ms");
+  }
+  throw NetError(NetError::Kind::ConnectFailed, "TLS handshake with " + target + " failed: " + tls_error_text(ec));
+}
+
+void Connection::server_handshake() {
+  auto timer = std::make_shared<asio::steady_timer>(strand_, policy_.handshake_timeout);
+  timer->async_wait([weak = weak_from_this()](const error_code& ec) {
+    if (ec) return;
+    if (auto self = weak.lock()) {
+      net_log(self->peer_ + ": TLS handshake not finished within " +
+              std::to_string(self->policy_.handshake_timeout.count()) + " ms; closing");
+      self->close_with("TLS handshake timed out");
+    }
+  });
+  std::get<TlsStream>(stream_).async_handshake(
+      ssl::stream_base::server, [self = shared_from_this(), timer](const error_code& ec) {
+        timer->cancel();
+        if (self->socket_closed_) return;
+        if (ec) {
+          net_log(self->peer_ + ": TLS handshake refused: " + tls_error_text(ec));
+          self->close_with("TLS handshake failed: " + tls_error_text(ec));
+          return;
+        }
+        self->begin_reading();
+      });
+}
+
+void Connection::begin_reading() {
+  last_activity_ = Clock::now();
+  arm_idle_timer();
+  read_more();
+}
+
+// ---------------------------------------------------------------------------------- budget, idleness
+
+bool Connection::over_budget() const {
+  return handler_ && policy_.budget_bytes != 0 && in_flight_bytes_.load() > policy_.budget_bytes;
+}
+
+void Connection::release_request(size_t bytes) {
+  in_flight_bytes_.fetch_sub(bytes);
+  awaiting_handler_.fetch_sub(1);
+  if (reading_paused_.load()) asio::post(strand_, [self = shared_from_this()] { self->resume_reading(); });
+}
+
+void Connection::resume_reading() {
+  if (!reading_paused_ || over_budget()) return;
+  reading_paused_ = false;
+  auto self = std::move(paused_self_);
+  last_activity_ = Clock::now();
+  read_more();
+}
+
+void Connection::arm_idle_timer() {
+  if (!handler_ || policy_.idle_timeout.count() <= 0 || socket_closed_) return;
+  idle_timer_.expires_at(last_activity_ + policy_.idle_timeout);
+  idle_timer_.async_wait([weak = weak_from_this()](const error_code& ec) {
+    if (ec) return;
+    if (auto self = weak.lock()) self->on_idle_timer();
+  });
+}
+
+void Connection::on_idle_timer() {
+  if (socket_closed_) return;
+  const auto now = Clock::now();
+  if (awaiting_handler_.load() > 0) {
+    // A request is still being worked on: not idle, whatever the socket does.
+    last_activity_ = now;
+  } else if (now - last_activity_ >= policy_.idle_timeout) {
+    net_log(peer_ + ": no traffic for " + std::to_string(to_ms(policy_.idle_timeout)) + " ms; closing the connection");
+    close_with("idle for " + std::to_string(to_ms(policy_.idle_timeout)) + " ms");
+    return;
+  }
+  arm_idle_timer();
 }
 
 // --------------------------------------------------------------------------------------- requests
@@ -311,8 +470,10 @@ void Connection::close_socket() {
   socket_closed_ = true;
   stop_reading_ = true;
   error_code ignored;
-  socket_.shutdown(tcp::socket::shutdown_both, ignored);
-  socket_.close(ignored);
+  idle_timer_.cancel();
+  tcp_socket().shutdown(tcp::socket::shutdown_both, ignored);
+  tcp_socket().close(ignored);
+  paused_self_.reset();
   std::lock_guard lock(write_mutex_);
   write_queue_.clear();
 }
@@ -333,17 +494,39 @@ void Connection::close_after_flush() {
 
 // ------------------------------------------------------------------------------------------- reading
 
+bool Connection::pause_if_over_budget() {
+  if (!over_budget()) return false;
+  // Backpressure: leave further requests in the decoder and the socket until replies drain. Pause
+  // first, then look again, so a release racing with this either sees the pause or is seen here.
+  reading_paused_ = true;
+  if (over_budget()) {
+    if (!paused_self_) paused_self_ = shared_from_this();
+    return true;
+  }
+  reading_paused_ = false;
+  return false;
+}
+
 void Connection::read_more() {
-  if (stop_reading_ || socket_closed_) return;
+  // Frames decoded already go first (a 64 KiB read may hold thousands of small requests).
+  for (;;) {
+    if (stop_reading_ || socket_closed_) return;
+    if (pause_if_over_budget()) return;
+    if (!decoder_.has_output()) {
+      if (decoder_.failed()) return;  // the stream cannot be resynchronised: nothing more to read
+      break;
+    }
+    drain_decoder();
+  }
   auto self = shared_from_this();
   auto window = decoder_.body_window();
-  if (window.size() >= kDirectReadBytes) {
-    socket_.async_read_some(asio::buffer(window.data(), window.size()),
-                            [self](const error_code& ec, size_t n) { self->on_read(ec, n, true); });
-  } else {
-    socket_.async_read_some(asio::buffer(read_buffer_.data(), read_buffer_.size()),
-                            [self](const error_code& ec, size_t n) { self->on_read(ec, n, false); });
-  }
+  const bool direct = window.size() >= kDirectReadBytes;
+  auto buffer = direct ? asio::buffer(window.data(), window.size()) : asio::buffer(read_buffer_.data(), read_buffer_.size());
+  std::visit(
+      [&](auto& stream) {
+        stream.async_read_some(buffer, [self, direct](const error_code& ec, size_t n) { self->on_read(ec, n, direct); });
+      },
+      stream_);
 }
 
 void Connection::on_read(const error_code& ec, size_t bytes, bool direct) {
@@ -351,18 +534,19 @@ void Connection::on_read(const error_code& ec, size_t bytes, bool direct) {
     on_read_error(ec);
     return;
   }
+  last_activity_ = Clock::now();
   if (direct) {
     decoder_.commit_body(bytes);
   } else {
     decoder_.feed(std::span<const std::byte>(read_buffer_.data(), bytes));
   }
-  drain_decoder();
-  if (!decoder_.failed()) read_more();
+  read_more();  // dispatches what was decoded, within the budget, then reads on
 }
 
 void Connection::on_read_error(const error_code& ec) {
   if (socket_closed_) return;  // we closed it
-  std::string reason = ec == asio::error::eof ? "peer closed the connection" : ec.message();
+  const bool peer_closed = ec == asio::error::eof || ec == ssl::error::stream_truncated;
+  std::string reason = peer_closed ? "peer closed the connection" : tls_error_text(ec);
   try {
     decoder_.finish();
   } catch (const FrameError& e) {
@@ -373,7 +557,7 @@ void Connection::on_read_error(const error_code& ec) {
 }
 
 void Connection::drain_decoder() {
-  while (decoder_.has_output() && !socket_closed_) {
+  while (decoder_.has_output() && !socket_closed_ && !over_budget()) {
     Frame frame;
     try {
       frame = decoder_.pop();
@@ -388,7 +572,10 @@ void Connection::drain_decoder() {
 void Connection::dispatch(Frame frame) {
   const uint64_t id = frame.envelope().getRequestId();
   if (handler_) {
-    Responder responder(weak_from_this(), id);
+    const size_t bytes = frame.size_bytes();
+    in_flight_bytes_.fetch_add(bytes);
+    awaiting_handler_.fetch_add(1);
+    Responder responder(weak_from_this(), id, std::make_shared<InFlightRequest>(weak_from_this(), bytes));
     std::string failure;
     try {
       handler_(std::move(frame), responder);
@@ -450,6 +637,7 @@ void Connection::on_frame_error(const FrameError& error) {
 bool Connection::enqueue(kj::Array<capnp::word> frame) {
   if (!is_open()) return false;
   bool schedule = false;
+  in_flight_bytes_.fetch_add(frame.size() * sizeof(capnp::word));
   {
     std::lock_guard lock(write_mutex_);
     write_queue_.push_back(kj::mv(frame));
@@ -472,13 +660,27 @@ void Connection::write_batch() {
   }
   std::vector<asio::const_buffer> buffers;
   buffers.reserve(writing_.size());
-  for (auto& frame : writing_) buffers.emplace_back(frame.begin(), frame.size() * sizeof(capnp::word));
-  asio::async_write(socket_, buffers,
-                    [self = shared_from_this()](const error_code& ec, size_t) { self->on_written(ec); });
+  writing_bytes_ = 0;
+  for (auto& frame : writing_) {
+    buffers.emplace_back(frame.begin(), frame.size() * sizeof(capnp::word));
+    writing_bytes_ += frame.size() * sizeof(capnp::word);
+  }
+  std::visit(
+      [&](auto& stream) {
+        asio::async_write(stream, buffers,
+                          [self = shared_from_this()](const error_code& ec, size_t) { self->on_written(ec); });
+      },
+      stream_);
 }
 
 void Connection::on_written(const error_code& ec) {
   writing_.clear();
+  in_flight_bytes_.fetch_sub(writing_bytes_);
+  writing_bytes_ = 0;
+  if (!ec) {
+    last_activity_ = Clock::now();
+    if (reading_paused_) resume_reading();
+  }
   if (ec) {
     {
       std::lock_guard lock(write_mutex_);

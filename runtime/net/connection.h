@@ -10,9 +10,14 @@
 //   when the stream cannot be resynchronised (too large, too many segments) the connection is closed
 //   after that reply.
 //
+// - Transport: plain TCP, or TLS (boost::asio::ssl::stream over the same socket) when a TlsContext is
+//   attached to the io_context (see tls_context.h): connect() finishes the client handshake before it
+//   returns; a server connection handshakes before reading its first frame. Nothing else differs.
+// - Server role bounds (ConnectionPolicy): past the budget of in-flight bytes (requests not answered +
+//   replies not written) no further request is read until replies drain; an idle connection is closed.
+//
 // All socket work runs on the connection's strand; the read loop keeps the connection alive until the
-// socket closes, so an owner must call close() (Server::stop closes its own). Plain TCP: TLS is not
-// implemented yet; it would wrap socket_ in boost::asio::ssl::stream here and nowhere else.
+// socket closes, so an owner must call close() (Server::stop closes its own).
 #pragma once
 
 #include <atomic>
@@ -26,13 +31,17 @@
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <variant>
 #include <vector>
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include "runtime/net/connection_policy.h"
+#include "runtime/net/tls_context.h"
 #include "runtime/wire/framing.h"
 #include "runtime/wire/moe.capnp.h"
 
@@ -40,12 +49,30 @@ namespace moe {
 
 class Connection;
 
+// One request a server connection has read and not yet answered: its bytes count against the
+// connection's budget until the reply is queued or the last Responder copy is gone.
+class InFlightRequest {
+ public:
+  InFlightRequest(std::weak_ptr<Connection> connection, size_t bytes)
+      : connection_(std::move(connection)), bytes_(bytes) {}
+  ~InFlightRequest() { release(); }
+  InFlightRequest(const InFlightRequest&) = delete;
+  InFlightRequest& operator=(const InFlightRequest&) = delete;
+  void release();
+
+ private:
+  std::weak_ptr<Connection> connection_;
+  size_t bytes_;
+  std::atomic<bool> released_{false};
+};
+
 // Replies to one incoming request. Cheap to copy; safe to use from any thread, after the handler has
 // returned. Replying on a closed connection does nothing (returns false).
 class Responder {
  public:
-  Responder(std::weak_ptr<Connection> connection, uint64_t request_id)
-      : connection_(std::move(connection)), request_id_(request_id) {}
+  Responder(std::weak_ptr<Connection> connection, uint64_t request_id,
+            std::shared_ptr<InFlightRequest> in_flight = nullptr)
+      : connection_(std::move(connection)), request_id_(request_id), in_flight_(std::move(in_flight)) {}
 
   uint64_t request_id() const { return request_id_; }
   // The connection the request came on (expired once it is gone): lets a service tie state to it
@@ -57,8 +84,11 @@ class Responder {
   bool reply_error(wire::ErrorCode code, const std::string& message, uint64_t current_epoch = 0) const;
 
  private:
+  bool send_reply(kj::Array<capnp::word> frame) const;
+
   std::weak_ptr<Connection> connection_;
   uint64_t request_id_;
+  std::shared_ptr<InFlightRequest> in_flight_;
 };
 
 using RequestHandler = std::function<void(Frame request, Responder responder)>;
@@ -71,18 +101,23 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
  public:
   using Socket = boost::asio::ip::tcp::socket;
+  using TlsStream = boost::asio::ssl::stream<Socket>;
   using Clock = std::chrono::steady_clock;
 
   // Client side: resolves and connects, failing with NetError(ConnectFailed / ConnectTimeout) after
-  // `timeout`. Blocks the caller; do not call it on a thread of the io_context's pool.
+  // `timeout`; with TLS attached to `io`, also handshakes (a refused or failed handshake:
+  // ConnectFailed naming the reason). Blocks the caller; do not call it on a thread of the pool.
   static std::shared_ptr<Connection> connect(boost::asio::io_context& io, const std::string& host, uint16_t port,
                                              std::chrono::milliseconds timeout, FrameLimits limits = {});
   static std::shared_ptr<Connection> connect(boost::asio::io_context& io, const std::string& host_port,
                                              std::chrono::milliseconds timeout, FrameLimits limits = {});
-  // Server side: takes an accepted socket (its executor should be a strand) and starts reading.
-  static std::shared_ptr<Connection> accept(Socket socket, FrameLimits limits, RequestHandler handler);
+  // Server side: takes an accepted socket (its executor should be a strand), handshakes when `tls` is
+  // set, and starts reading, bounded by `policy`.
+  static std::shared_ptr<Connection> accept(Socket socket, FrameLimits limits, RequestHandler handler,
+                                            ConnectionPolicy policy = {}, std::shared_ptr<TlsContext> tls = nullptr);
 
-  Connection(Private, Socket socket, FrameLimits limits, RequestHandler handler);
+  Connection(Private, Socket socket, FrameLimits limits, RequestHandler handler, ConnectionPolicy policy,
+             std::shared_ptr<TlsContext> tls);
   ~Connection();
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
@@ -113,9 +148,15 @@ class Connection : public std::enable_shared_from_this<Connection> {
   const std::string& peer() const { return peer_; }
   const FrameLimits& limits() const { return limits_; }
   size_t pending_requests() const;
+  bool tls() const { return tls_ != nullptr; }
+  // Bytes counted against the budget now (requests being handled + replies not yet written).
+  size_t in_flight_bytes() const { return in_flight_bytes_; }
+  // True while the read loop waits for the budget to drain.
+  bool reading_paused() const { return reading_paused_; }
 
  private:
   friend class Responder;
+  friend class InFlightRequest;
   struct Pending {
     ReplyCallback done;
     std::shared_ptr<boost::asio::steady_timer> timer;
@@ -123,8 +164,18 @@ class Connection : public std::enable_shared_from_this<Connection> {
   };
 
   void start();
+  void client_handshake(const std::string& target, std::chrono::milliseconds timeout);
   bool enqueue(kj::Array<capnp::word> frame);
+  void release_request(size_t bytes);  // any thread
+  bool over_budget() const;
+  bool pause_if_over_budget();  // strand only
+  Socket& tcp_socket();
   // strand only:
+  void server_handshake();
+  void begin_reading();
+  void resume_reading();
+  void arm_idle_timer();
+  void on_idle_timer();
   void read_more();
   void on_read(const boost::system::error_code& ec, size_t bytes, bool direct);
   void on_read_error(const boost::system::error_code& ec);
@@ -141,11 +192,22 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void fail(std::vector<Pending> pending, const std::string& reason);
   void close_with(const std::string& reason);
 
-  Socket socket_;
-  boost::asio::any_io_executor strand_;  // socket_'s executor
+  std::variant<Socket, TlsStream> stream_;
+  std::shared_ptr<TlsContext> tls_;
+  boost::asio::any_io_executor strand_;  // the socket's executor
   FrameLimits limits_;
   RequestHandler handler_;
+  ConnectionPolicy policy_;
   std::string peer_;
+
+  // Budget and idleness (server role).
+  std::atomic<size_t> in_flight_bytes_{0};
+  std::atomic<size_t> awaiting_handler_{0};  // requests read whose Responder has not answered yet
+  std::atomic<bool> reading_paused_{false};
+  std::shared_ptr<Connection> paused_self_;  // strand only: keeps a paused connection alive
+  boost::asio::steady_timer idle_timer_;
+  Clock::time_point last_activity_;  // strand only
+  size_t writing_bytes_ = 0;         // strand only: bytes of the batch in flight
 
   // Read side (strand only).
   FrameDecoder decoder_;

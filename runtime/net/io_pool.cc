@@ -9,7 +9,8 @@
 
 namespace moe {
 
-IoPool::IoPool(unsigned threads) : io_(static_cast<int>(std::max(threads, 1u))) {
+IoPool::IoPool(unsigned threads, std::shared_ptr<TlsContext> tls) : io_(static_cast<int>(std::max(threads, 1u))) {
+  set_io_tls(io_, std::move(tls));
   work_.emplace(io_.get_executor());
   threads = std::max(threads, 1u);
   threads_.reserve(threads);

@@ -24,20 +24,23 @@ constexpr auto kAcceptRetryDelay = std::chrono::milliseconds(50);
 }  // namespace
 
 struct Server::State : std::enable_shared_from_this<Server::State> {
-  State(asio::io_context& io_context, RequestHandler request_handler, FrameLimits frame_limits)
+  State(asio::io_context& io_context, RequestHandler request_handler, const ServerOptions& server_options)
       : io(io_context),
         strand(asio::make_strand(io_context)),
         acceptor(strand),
         retry_timer(strand),
         handler(std::move(request_handler)),
-        limits(frame_limits) {}
+        options(server_options),
+        tls(io_tls(io_context)) {}
 
   asio::io_context& io;
   asio::strand<asio::io_context::executor_type> strand;
   tcp::acceptor acceptor;
   asio::steady_timer retry_timer;
   RequestHandler handler;
-  FrameLimits limits;
+  ServerOptions options;
+  std::shared_ptr<TlsContext> tls;
+  std::atomic<size_t> refused{0};
 
   // Gate: handler calls hold it shared; stop() takes it exclusively once to wait for them.
   std::shared_mutex gate;
@@ -64,13 +67,27 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
       });
       return;
     }
-    auto connection = Connection::accept(std::move(socket), limits, gated_handler());
+    std::shared_ptr<Connection> connection;
     {
       std::lock_guard lock(connections_mutex);
       std::erase_if(connections, [](const std::weak_ptr<Connection>& c) {
         auto alive = c.lock();
         return !alive || !alive->is_open();
       });
+      if (options.max_connections != 0 && connections.size() >= options.max_connections) {
+        error_code ignored;
+        auto endpoint = socket.remote_endpoint(ignored);
+        if (refused++ % 100 == 0) {  // one line per 100 refusals: a flood does not flood the log
+          net_log("refusing connection from " + endpoint.address().to_string() + ":" +
+                  std::to_string(endpoint.port()) + ": " + std::to_string(connections.size()) +
+                  " connections open, the cap is " + std::to_string(options.max_connections) +
+                  " (--max-connections); " + std::to_string(refused.load()) + " refused so far");
+        }
+        socket.close(ignored);
+        accept_next();
+        return;
+      }
+      connection = Connection::accept(std::move(socket), options.limits, gated_handler(), options.connection, tls);
       connections.push_back(connection);
     }
     if (stopped) connection->close();  // stop() ran while this one was being accepted
@@ -94,7 +111,11 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
 
 Server::Server(asio::io_context& io, const std::string& host, uint16_t port, RequestHandler handler,
                FrameLimits limits)
-    : state_(std::make_shared<State>(io, std::move(handler), limits)), host_(host) {
+    : Server(io, host, port, std::move(handler), ServerOptions{.limits = limits}) {}
+
+Server::Server(asio::io_context& io, const std::string& host, uint16_t port, RequestHandler handler,
+               const ServerOptions& options)
+    : state_(std::make_shared<State>(io, std::move(handler), options)), host_(host) {
   const std::string target = HostPort{host, port}.to_string();
   try {
     tcp::resolver resolver(io);
@@ -146,6 +167,10 @@ void Server::stop() {
   }
   for (auto& connection : open) connection->close();
 }
+
+size_t Server::refused_connections() const { return state_->refused; }
+
+bool Server::tls() const { return state_->tls != nullptr; }
 
 size_t Server::connection_count() const {
   std::lock_guard lock(state_->connections_mutex);

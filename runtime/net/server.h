@@ -2,6 +2,9 @@
 // which) and hands every incoming request to one handler with a Responder. Handlers run on the io
 // threads (one connection's requests one at a time); slow work should move to another thread and reply
 // from there. Bad frames are answered and logged by Connection; other connections go on unaffected.
+// Bounded (ServerOptions): connections at most max_connections (more are closed on accept), each with a
+// budget of in-flight bytes and an idle timeout (ConnectionPolicy). With a TlsContext attached to the
+// io_context (tls_context.h) every connection is mutual TLS.
 #pragma once
 
 #include <atomic>
@@ -18,6 +21,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include "runtime/net/connection.h"
+#include "runtime/net/connection_policy.h"
 #include "runtime/wire/framing.h"
 
 namespace moe {
@@ -27,6 +31,8 @@ class Server {
   // Binds and listens at once; throws NetError(ListenFailed) naming the address and the reason.
   Server(boost::asio::io_context& io, const std::string& host, uint16_t port, RequestHandler handler,
          FrameLimits limits = {});
+  Server(boost::asio::io_context& io, const std::string& host, uint16_t port, RequestHandler handler,
+         const ServerOptions& options);
   ~Server();  // stop()
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
@@ -42,6 +48,8 @@ class Server {
   void stop();
   static constexpr std::chrono::milliseconds kFlushLimit{3000};
   size_t connection_count() const;  // open connections
+  size_t refused_connections() const;  // closed on accept because max_connections were open
+  bool tls() const;
 
  private:
   struct State;

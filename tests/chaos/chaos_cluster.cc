@@ -81,6 +81,7 @@ void ChaosCluster::start_coordinator() {
   if (!options_.cluster_token.empty()) {
     argv.push_back("--cluster-token");
     argv.push_back(options_.cluster_token);
+    argv.push_back("--allow-cleartext-token");  // loopback (and test namespaces) without TLS
   }
   const int n = coordinator_incarnation_++;
   coordinator_ = std::make_unique<DaemonProcess>(argv, dir_ / ("moe-coordinator." + std::to_string(n) + ".log"));
@@ -115,6 +116,7 @@ void ChaosCluster::launch_worker(size_t i) {
   if (!options_.cluster_token.empty()) {
     argv.push_back("--cluster-token");
     argv.push_back(options_.cluster_token);
+    argv.push_back("--allow-cleartext-token");  // loopback (and test namespaces) without TLS
   }
   note_if_crashed(w.process.get(), w.state == State::kRunning, node);
   if (w.process) w.process->kill_now();

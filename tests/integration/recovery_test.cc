@@ -146,7 +146,8 @@ TEST_F(Recovery, WorkerWithAWrongTokenExitsAfterBoundedTries) {
   TestCluster& cluster = start_cluster(options);
   cluster.wait_ready();
   DaemonProcess intruder({bin_path("moe-worker"), "--coordinator", cluster.coordinator_address(), "--listen",
-                          "127.0.0.1:0", "--name", "intruder", "--threads", "1", "--cluster-token", "a-wrong-token"},
+                          "127.0.0.1:0", "--name", "intruder", "--threads", "1", "--cluster-token", "a-wrong-token",
+                          "--allow-cleartext-token"},
                          cluster.dir() / "moe-intruder.log");
   ASSERT_TRUE(intruder.wait_exit(30s)) << "the worker with a wrong token should give up:\n" << intruder.log_tail();
   EXPECT_EQ(intruder.exit_status(), "exit 1") << intruder.log_tail();

@@ -30,8 +30,31 @@ fs::path scratch_dir(const std::string& name) {
   return dir;
 }
 
+TlsFiles test_tls_files(const std::string& name) {
+  const fs::path dir(MOE_TEST_CERTS_DIR);
+  return {(dir / (name + ".pem")).string(), (dir / (name + ".key")).string(), (dir / "ca.pem").string()};
+}
+
+TlsFiles other_ca_tls_files(const std::string& name) {
+  const fs::path dir(MOE_TEST_OTHER_CA_DIR);
+  return {(dir / (name + ".pem")).string(), (dir / (name + ".key")).string(), (dir / "ca.pem").string()};
+}
+
+void TestCluster::add_transport_flags(std::vector<std::string>& argv, const std::string& name) const {
+  if (!options_.tls) {
+    argv.push_back("--allow-cleartext-token");
+    return;
+  }
+  const TlsFiles files = test_tls_files(name);
+  for (const std::string& f : {std::string("--tls"), std::string("on"), std::string("--tls-cert"), files.cert,
+                               std::string("--tls-key"), files.key, std::string("--tls-ca"), files.ca}) {
+    argv.push_back(f);
+  }
+}
+
 TestCluster::TestCluster(const std::string& name, TestClusterOptions options)
     : options_(std::move(options)), dir_(scratch_dir(name)) {
+  if (options_.tls) client_tls_ = TlsContext::load(test_tls_files("client"));
   coordinator_address_ = "127.0.0.1:" + std::to_string(pick_free_port());
   start_coordinator();
   for (int i = 0; i < options_.workers; ++i) start_worker();
@@ -55,6 +78,7 @@ void TestCluster::start_coordinator() {
     argv.push_back(state_file().string());
   }
   for (const auto& f : options_.model_flags) argv.push_back(f);
+  add_transport_flags(argv, "coordinator");
   for (const auto& f : options_.coordinator_flags) argv.push_back(f);
   coordinator_ = DaemonProcess(argv, dir_ / "moe-coordinator.log");
   coordinator_expected_ = true;
@@ -71,6 +95,7 @@ size_t TestCluster::start_worker() {
   std::vector<std::string> argv{bin_path("moe-worker"), "--coordinator", coordinator_address_, "--listen",
                                 "127.0.0.1:0",          "--name",        name,                 "--threads",
                                 "1"};
+  add_transport_flags(argv, "worker");
   for (const auto& f : options_.worker_flags) argv.push_back(f);
   workers_.emplace_back(argv, dir_ / ("moe-" + name + ".log"));
   worker_expected_.push_back(true);
@@ -85,6 +110,7 @@ void TestCluster::restart_worker(size_t i) {
   const std::string name = "worker" + std::to_string(i);
   std::vector<std::string> argv{bin_path("moe-worker"), "--coordinator", coordinator_address_, "--listen",
                                 worker_addresses_.at(i), "--name", name, "--threads", "1"};
+  add_transport_flags(argv, "worker");
   for (const auto& f : options_.worker_flags) argv.push_back(f);
   const std::string log = "moe-" + name + "-restart-" + std::to_string(++restarts_) + ".log";  // a log of its own
   workers_.at(i) = DaemonProcess(argv, dir_ / log);
@@ -99,7 +125,7 @@ void TestCluster::kill_worker(size_t i) {
 
 std::optional<ClientPlacement> TestCluster::placement(std::string* why) const {
   try {
-    Frame reply = query_placement(coordinator_address_, 1000ms);
+    Frame reply = query_placement(coordinator_address_, 1000ms, client_tls_);
     return ClientPlacement(reply.envelope().getPlacement());
   } catch (const std::exception& e) {
     if (why) *why = e.what();
@@ -118,7 +144,7 @@ ClusterStatus status_from_reply(wire::StatusReply::Reader s) {
 
 std::optional<ClusterStatus> TestCluster::status(std::string* why) const {
   try {
-    Frame reply = query_status(coordinator_address_, 1000ms);
+    Frame reply = query_status(coordinator_address_, 1000ms, client_tls_);
     return status_from_reply(reply.envelope().getStatusReply());
   } catch (const std::exception& e) {
     if (why) *why = e.what();

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "runtime/client/client_placement.h"
+#include "runtime/net/tls_context.h"
 #include "runtime/placement/placement_wire.h"
 #include "runtime/wire/moe.capnp.h"
 #include "tests/integration/daemon_process.h"
@@ -33,7 +34,16 @@ struct TestClusterOptions {
   bool state_file = false;                // --state-file DIR/coordinator-state.json
   std::vector<std::string> worker_flags;  // extra flags of every worker
   std::vector<std::string> coordinator_flags;  // extra flags of the coordinator
+  // Mutual TLS on every connection, with the build's test certificates (MOE_TEST_CERTS_DIR): the
+  // coordinator and workers get their own, the harness's queries and client_tls() the client's. Without
+  // it every daemon gets --allow-cleartext-token (so tests may give tokens on loopback).
+  bool tls = false;
 };
+
+// Certificate, key and CA of `name` (coordinator, worker, client) from the build's test certificates.
+TlsFiles test_tls_files(const std::string& name);
+// The same, from another CA (only `client` exists there).
+TlsFiles other_ca_tls_files(const std::string& name);
 
 // One worker as the coordinator's status reply shows it.
 struct StatusWorker {
@@ -103,8 +113,12 @@ class TestCluster {
   // Last lines of every process's log, for failure messages.
   std::string logs() const;
 
+  // The TLS a client of this cluster needs (the client certificate), nullptr without TLS.
+  std::shared_ptr<TlsContext> client_tls() const { return client_tls_; }
+
  private:
   void check_daemons_alive();
+  void add_transport_flags(std::vector<std::string>& argv, const std::string& name) const;
   template <typename T>
   T poll_until(const std::string& what, const char* noun, const std::function<std::optional<T>(std::string*)>& fetch,
                const std::function<bool(const T&)>& ready, std::chrono::milliseconds timeout);
@@ -115,6 +129,7 @@ class TestCluster {
   DaemonProcess coordinator_;
   std::vector<DaemonProcess> workers_;
   std::vector<std::string> worker_addresses_;
+  std::shared_ptr<TlsContext> client_tls_;
   bool coordinator_expected_ = false;
   std::vector<bool> worker_expected_;
   int restarts_ = 0;

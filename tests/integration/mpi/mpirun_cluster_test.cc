@@ -167,11 +167,13 @@ TEST_F(MpirunCluster, LaunchScriptStartsTheJobAndStopsItCleanlyOnSigterm) {
            "--mca oob_tcp_if_include lo",
            1);
   ::setenv("MOE_WORKER_ARGS", "--listen 127.0.0.1:0 --threads 1", 1);
+  ::setenv("MOE_TLS_DIR", (dir_ / "tls").c_str(), 1);  // TLS by default: certificates made there
   mpirun_ = DaemonProcess({std::string(MOE_OPS_DIR) + "/mpi/launch.sh", "--bin", fs::path(bin_path("moe-worker")).parent_path().string(),
                            "--workers", "2", "--", "--listen", "127.0.0.1:0", "--synthetic", "tiny"},
                           dir_ / "launch.log");
   ::unsetenv("MOE_MPIRUN_ARGS");
   ::unsetenv("MOE_WORKER_ARGS");
+  ::unsetenv("MOE_TLS_DIR");
   const std::string address = mpirun_.wait_for_log_line("moe-coordinator listening on ", 20s);
   EXPECT_EQ(address.rfind("127.0.0.1:", 0), 0u) << address;
   mpirun_.wait_for_log_line("released on 2 worker(s)", 20s);  // the first placement is in force
@@ -182,6 +184,8 @@ TEST_F(MpirunCluster, LaunchScriptStartsTheJobAndStopsItCleanlyOnSigterm) {
   const std::string log = mpirun_.log();
   EXPECT_EQ(count_lines_with(log, "moe-coordinator: MPI finalized (rank 0 of 3)"), 1u);
   EXPECT_EQ(count_lines_with(log, "moe-worker: MPI finalized (rank "), 2u);
+  EXPECT_GE(count_lines_with(log, "with mutual TLS"), 3u) << "coordinator and both workers should say so";
+  EXPECT_TRUE(fs::exists(dir_ / "tls" / "node.pem"));
 }
 
 }  // namespace

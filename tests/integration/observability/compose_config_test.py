@@ -44,6 +44,20 @@ def flag_value(command, flag):
     return None
 
 
+def check_certs_service(name, service, repo):
+    """The one-shot certificate maker: its command runs ops/tls/make-dev-certs.sh (the image's
+    moe-make-dev-certs) and must make a CA and a certificate for every service that names one in
+    MOE_TLS_CERT."""
+    command = [substitute(c) for c in service.get("command", [])]
+    with tempfile.TemporaryDirectory() as out:
+        run = subprocess.run(["bash", os.path.join(repo, "ops", "tls", "make-dev-certs.sh"), out, *command[1:]],
+                             capture_output=True, text=True, timeout=60)
+        if run.returncode != 0:
+            fail(f"service {name}: make-dev-certs {' '.join(command[1:])} exited {run.returncode}:\n{run.stderr}")
+            return set()
+        return {f"/tls/{f}" for f in os.listdir(out)}
+
+
 def check_our_service(name, service, repo, bin_dir, empty_models_dir):
     command = [substitute(c) for c in service.get("command", [])]
     if not command or command[0] not in OUR_BINARIES:
@@ -120,12 +134,24 @@ def main():
         if required not in services:
             fail(f"docker-compose.yml has no service {required}")
 
-    ours = {n: s for n, s in services.items() if str(s.get("image", "")).startswith("moe-cluster")}
+    certs = {n: s for n, s in services.items() if s.get("entrypoint") == ["moe-make-dev-certs"]}
+    made = set()
+    for name, service in certs.items():
+        made |= check_certs_service(name, service, repo)
+    ours = {n: s for n, s in services.items()
+            if str(s.get("image", "")).startswith("moe-cluster") and n not in certs}
     with tempfile.TemporaryDirectory() as empty_models_dir:
         for name, service in ours.items():
             check_our_service(name, service, repo, bin_dir, empty_models_dir)
+    # TLS by default: every daemon and client of ours has a certificate the certs service makes.
+    for name, service in ours.items():
+        env = service.get("environment") or {}
+        for key in ("MOE_TLS_CERT", "MOE_TLS_KEY", "MOE_TLS_CA"):
+            if env.get(key) not in made:
+                fail(f"service {name}: {key}={env.get(key)!r} is not a file the certs service makes ({sorted(made)})")
     for name, service in services.items():
-        check_healthcheck(name, service, bin_dir)
+        if name not in certs:
+            check_healthcheck(name, service, bin_dir)
     for name in ("coordinator", "worker1"):
         if not any(str(v).endswith(":/models:ro") for v in services[name].get("volumes", [])):
             fail(f"service {name} does not mount the model volume at /models")

@@ -89,6 +89,12 @@ class RawSocket {
   void write(std::span<const std::byte> bytes) { boost::asio::write(socket_, boost::asio::buffer(bytes.data(), bytes.size())); }
   void write(const std::string& text) { boost::asio::write(socket_, boost::asio::buffer(text)); }
   void shutdown_send() { socket_.shutdown(boost::asio::ip::tcp::socket::shutdown_send); }
+  // Shuts both directions down (a write blocked on another thread returns with an error) and closes.
+  void close() {
+    boost::system::error_code ignored;
+    socket_.shutdown(boost::asio::ip::tcp::socket::shutdown_both, ignored);
+    socket_.close(ignored);
+  }
   // Reads one frame (blocking).
   Frame read_frame() {
     FrameDecoder decoder;
@@ -98,6 +104,15 @@ class RawSocket {
       decoder.feed(std::span(buffer).first(n));
     }
     return decoder.pop();
+  }
+  // Reads frames one after another (blocking), keeping bytes past a frame for the next one.
+  Frame read_next_frame() {
+    std::vector<std::byte> buffer(64 * 1024);
+    while (!stream_decoder_.has_output()) {
+      size_t n = socket_.read_some(boost::asio::buffer(buffer.data(), buffer.size()));
+      stream_decoder_.feed(std::span(buffer).first(n));
+    }
+    return stream_decoder_.pop();
   }
   // True when the server closed the connection (read hits EOF or a reset) within `timeout`.
   bool closed_by_peer(std::chrono::milliseconds timeout = 5000ms) {
@@ -119,6 +134,7 @@ class RawSocket {
  private:
   boost::asio::io_context io_;
   boost::asio::ip::tcp::socket socket_;
+  FrameDecoder stream_decoder_;
 };
 
 // Waits (bounded) until `condition` holds.

@@ -58,6 +58,7 @@ TEST(WorkerForward, RoutedTokensMatchLocalEngineInF32) {
 TEST(WorkerForward, NeedsTheClusterTokenWhenTheWorkerHasOne) {
   WorkerOptions options;
   options.cluster_token = "secret";
+  options.transport.allow_cleartext_token = true;  // loopback test without TLS
   WorkerHarness h("synthetic:tiny:0", options);
   Reference reference("synthetic:tiny:0");
   h.place(1, all_experts(h.spec()));

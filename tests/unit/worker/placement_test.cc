@@ -17,6 +17,7 @@ std::set<ExpertKey> layer0_experts(int32_t from, int32_t to) {
 TEST(WorkerPlacement, RegistrationCarriesTheBoundAddressAndCapacity) {
   WorkerOptions options;
   options.cluster_token = "secret";
+  options.transport.allow_cleartext_token = true;  // loopback test without TLS
   options.slots = 5;
   WorkerHarness h("synthetic:tiny:0", options);
   auto registration = h.coordinator.registrations().front();
@@ -36,6 +37,7 @@ TEST(WorkerPlacement, RegistrationCarriesTheBoundAddressAndCapacity) {
 TEST(WorkerPlacement, ControlRequestsNeedTheClusterTokenWhenTheWorkerHasOne) {
   WorkerOptions options;
   options.cluster_token = "secret";
+  options.transport.allow_cleartext_token = true;  // loopback test without TLS
   WorkerHarness h("synthetic:tiny:0", options);
   h.place(1, layer0_experts(0, 2));  // the harness sends the right token
   EXPECT_EQ(h.worker->current_epoch(), 1u);

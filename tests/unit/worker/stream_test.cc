@@ -123,6 +123,7 @@ TEST(WorkerStreaming, FetchExpertsReassemblesSmallChunks) {
 TEST(WorkerStreaming, ATokenGuardsTheWeights) {
   WorkerOptions options = streaming();
   options.cluster_token = "secret";
+  options.transport.allow_cleartext_token = true;  // loopback test without TLS
   WorkerHarness h(kPeerModel, options);
   h.place(1, {{0, 3}});
   Frame refused = fetch(h, {0, 3}, wire::ExpertMatrix::GATE, 0, 64);
