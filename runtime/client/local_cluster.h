@@ -49,6 +49,8 @@ class LocalCluster {
   // Waits until the placement has epoch >= 1 with every started worker active. Throws
   // std::runtime_error after `timeout` (saying what it saw last) or as soon as a daemon exits.
   // Returns the epoch reached.
+  // MOE_CLUSTER_TOKEN of this process's environment (which the daemons it starts inherit), or "".
+  static std::string inherited_cluster_token();
   uint64_t wait_ready(std::chrono::milliseconds timeout);
 
   ChildProcess& coordinator() { return coordinator_; }
