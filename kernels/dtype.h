@@ -63,7 +63,9 @@ inline float f16_to_f32(uint16_t h) {
 // Converts n elements of type `from` at src to f32 at dst.
 inline void convert_to_f32(DType from, const void* src, float* dst, size_t n) {
   switch (from) {
-    case DType::F32: std::memcpy(dst, src, n * 4); return;
+    case DType::F32:
+      if (n > 0) std::memcpy(dst, src, n * 4);  // an empty tensor's pointers may be null
+      return;
     case DType::BF16: {
       const auto* s = static_cast<const uint16_t*>(src);
       for (size_t i = 0; i < n; ++i) dst[i] = bf16_to_f32(s[i]);

@@ -154,7 +154,10 @@ void SafetensorsFile::parse_header(const char* header, size_t header_len, size_t
     for (const auto& d : v["shape"]) {
       if (!d.is_number_unsigned()) bad("shape has a non-integer or negative dimension");
       e.shape.push_back(static_cast<int64_t>(d.get<uint64_t>()));
-      if (d.get<uint64_t>() > (uint64_t{1} << 62) || __builtin_mul_overflow(count, d.get<uint64_t>(), &count))
+      // Every partial product stays below 2^63 / 8, so numel() and tensor_nbytes() cannot overflow
+      // even when a later 0 makes the tensor empty ([2^62, 2, 0] was accepted before).
+      if (d.get<uint64_t>() > (uint64_t{1} << 62) || __builtin_mul_overflow(count, d.get<uint64_t>(), &count) ||
+          count > (uint64_t{1} << 60))
         bad("shape is too large");
     }
     for (const auto& o : v["data_offsets"])

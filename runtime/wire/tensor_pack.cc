@@ -48,7 +48,7 @@ void pack_tensor(const void* src, DType src_type, size_t elements, wire::DType d
   }
   DType dst_type = from_wire_dtype(dtype);
   if (src_type == dst_type) {
-    std::memcpy(dst.begin(), src, expected);
+    if (expected > 0) std::memcpy(dst.begin(), src, expected);  // empty: either pointer may be null
     return;
   }
   // Element by element through f32, with memcpy: neither side needs to be aligned.
@@ -83,7 +83,7 @@ void unpack_tensor(capnp::Data::Reader blob, wire::DType dtype, std::span<float>
                     std::to_string(expected) + " (" + std::to_string(dst.size()) + " x " + wire_dtype_name(dtype) + ")");
   }
   if (dtype == wire::DType::F32) {
-    std::memcpy(dst.data(), blob.begin(), expected);
+    if (expected > 0) std::memcpy(dst.data(), blob.begin(), expected);  // an empty span's data() may be null
     return;
   }
   for (size_t i = 0; i < dst.size(); ++i) {

@@ -187,7 +187,26 @@ TEST_F(MalformedFileTest, MissingFieldsAndBadShapes) {
                     {"'t'", "data_offsets"});
 }
 
+// Found by fuzz_safetensors: [2^62, 2, 0] is empty, so its size matched, but numel() overflowed int64
+// (undefined) and tensor_nbytes() threw on the opened file's own tensor.
+TEST_F(MalformedFileTest, HugeDimensionsOfAnEmptyTensor) {
+  expect_open_error(raw_safetensors(R"({"t":{"dtype":"F32","shape":[4611686018427387904,2,0],"data_offsets":[0,0]}})", ""),
+                    {"'t'", "shape is too large"});
+}
+
 TEST_F(MalformedFileTest, MissingFile) { expect_error([&] { SafetensorsFile::open(dir_ / "none.safetensors"); }, {"none.safetensors", "cannot open"}); }
+
+// Found by fuzz_safetensors: an empty tensor converts to f32 through memcpy into an empty vector, whose
+// data() is null (undefined even for 0 bytes; UBSan, ops/run-sanitizers.sh, reports it).
+TEST(SafetensorsTest, EmptyTensorReadsAsNoValues) {
+  TempDir dir;
+  write_file(dir / "e.safetensors", raw_safetensors(R"({"e":{"dtype":"F32","shape":[0,4],"data_offsets":[0,0]}})", ""));
+  auto f = SafetensorsFile::open(dir / "e.safetensors");
+  EXPECT_TRUE(tensor_to_floats(f->tensor("e")).empty());
+  Matrix m = tensor_to_matrix(f->tensor("e"));
+  EXPECT_EQ(m.rows, 0);
+  EXPECT_EQ(m.cols, 4);
+}
 
 TEST(SafetensorsTest, UnsupportedDtypeIsRefusedWhenAsked) {
   TempDir dir;
