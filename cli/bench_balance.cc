@@ -3,6 +3,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <fstream>
@@ -10,6 +11,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "cli/bench_eplb.h"
 #include "runtime/placement/balancer.h"
 
 namespace moe {
@@ -61,10 +63,37 @@ std::string changed_text(int changed, int total) {
 }
 
 void print_row(std::ostream& out, const std::string& window, const std::string& who, const Figures& f, int total,
-               const std::string& peer) {
-  out << std::left << std::setw(11) << window << std::setw(12) << who << std::setw(10) << fixed(f.mean, 3)
+               const std::string& vs_ours) {
+  out << std::left << std::setw(11) << window << std::setw(13) << who << std::setw(10) << fixed(f.mean, 3)
       << std::setw(10) << fixed(f.max, 3) << std::setw(18) << changed_text(f.changed, total) << std::setw(10)
-      << (f.ms < 0 ? std::string("-") : fixed(f.ms, 1)) << peer << "\n";
+      << (f.ms < 0 ? std::string("-") : fixed(f.ms, 1)) << vs_ours << "\n";
+}
+
+double median_of(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+// EPLB on every layer: grids and figures (slots changed vs `previous`, reordering inside a worker free).
+struct EplbRun {
+  std::vector<SlotGrid> grids;
+  Figures f;
+};
+
+EplbRun run_eplb(const std::vector<std::vector<double>>& loads, const std::vector<SlotGrid>& previous, int workers,
+                 int slots, const EplbOptions& options) {
+  EplbRun r;
+  double sum = 0.0;
+  for (size_t l = 0; l < loads.size(); ++l) {
+    EplbLayer layer = eplb_layer(loads[l], workers, slots, options);
+    sum += layer.imbalance;
+    r.f.max = l == 0 ? layer.imbalance : std::max(r.f.max, layer.imbalance);
+    r.f.changed += eplb_slots_changed(previous[l], layer.grid);
+    r.grids.push_back(std::move(layer.grid));
+  }
+  r.f.mean = sum / static_cast<double>(loads.size());
+  return r;
 }
 
 }  // namespace
@@ -156,21 +185,43 @@ int run_bench_balance(const BenchBalanceOptions& o, std::ostream& out) {
     result = balance_layers(window, from);
     return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
   };
+  // EPLB's shape: hierarchical over nodes of 8 workers (as DeepSeek's 8 GPUs a node) when that divides.
+  EplbOptions hier{o.eplb_groups, o.eplb_nodes};
+  if (hier.nodes == 0) hier.nodes = o.workers % 8 == 0 && o.eplb_groups % (o.workers / 8) == 0 ? o.workers / 8 : 1;
+  const EplbOptions global{1, 1};
+
+  // Planning time: ours, EPLB hierarchical, EPLB global, alternated `pairs` times on each window; the
+  // figures are the median times and the median of the per-pair ratios.
   BalancePlan first, second;
   Figures ours1, ours2;
-  ours1.ms = plan(loads, contiguous, first);
-  ours1.mean = first.mean_imbalance, ours1.max = first.max_imbalance, ours1.changed = first.slots_changed;
+  EplbRun hier1, hier2, glob1, glob2;
+  std::vector<double> t_ours1, t_ours2, t_h1, t_h2, t_g1, t_g2;
+  auto timed = [](auto&& f) {
+    auto t0 = Clock::now();
+    f();
+    return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+  };
   std::vector<SlotGrid> first_grids;
-  for (const auto& layer : first.layers) first_grids.push_back(layer.grid);
-  ours2.ms = plan(drifted, first_grids, second);
+  for (int pair = 0; pair < o.pairs; ++pair) {
+    t_ours1.push_back(plan(loads, contiguous, first));
+    t_h1.push_back(timed([&] { hier1 = run_eplb(loads, contiguous, o.workers, o.slots, hier); }));
+    t_g1.push_back(timed([&] { glob1 = run_eplb(loads, contiguous, o.workers, o.slots, global); }));
+    first_grids.clear();
+    for (const auto& layer : first.layers) first_grids.push_back(layer.grid);
+    t_ours2.push_back(plan(drifted, first_grids, second));
+    t_h2.push_back(timed([&] { hier2 = run_eplb(drifted, hier1.grids, o.workers, o.slots, hier); }));
+    t_g2.push_back(timed([&] { glob2 = run_eplb(drifted, glob1.grids, o.workers, o.slots, global); }));
+  }
+  auto ratio = [](const std::vector<double>& a, const std::vector<double>& b) {
+    std::vector<double> r;
+    for (size_t i = 0; i < a.size(); ++i) r.push_back(a[i] / b[i]);
+    return median_of(r);
+  };
+  ours1.ms = median_of(t_ours1), ours2.ms = median_of(t_ours2);
+  hier1.f.ms = median_of(t_h1), hier2.f.ms = median_of(t_h2), glob1.f.ms = median_of(t_g1), glob2.f.ms = median_of(t_g2);
+  ours1.mean = first.mean_imbalance, ours1.max = first.max_imbalance, ours1.changed = first.slots_changed;
   ours2.mean = second.mean_imbalance, ours2.max = second.max_imbalance, ours2.changed = second.slots_changed;
   Figures base1 = contiguous_figures(loads, contiguous), base2 = contiguous_figures(drifted, contiguous);
-
-  // Peer figures of issue 5, measured there on 58 x 256 experts, 32 workers x 9 slots.
-  const bool peer_shape = o.load_file.empty() && L == 58 && E == 256 && o.workers == 32 && o.slots == 9;
-  const bool z12 = peer_shape && std::abs(o.zipf - 1.2) < 1e-9, z08 = peer_shape && std::abs(o.zipf - 0.8) < 1e-9;
-  const std::string eplb = z12 ? "EPLB mean 1.02" : z08 ? "EPLB mean 1.001" : "n/a";
-  const std::string eplb2 = peer_shape && std::abs(o.drift - 0.2) < 1e-9 ? "EPLB rewrites 15196 of 16704 (91.0%)" : "n/a";
 
   out << "moectl bench balance: " << L << " layers x " << E << " experts on " << o.workers << " workers x " << o.slots
       << " slots (" << per_layer << " slots per layer, " << total << " in all), ";
@@ -179,20 +230,36 @@ int run_bench_balance(const BenchBalanceOptions& o, std::ostream& out) {
   else
     out << "loads from " << o.load_file;
   out << "; window 2: loads x (1 +- " << o.drift << ") from window 1's plan\n";
-  out << "imbalance = max worker load / mean worker load per layer; slots changed vs the previous placement\n\n";
-  out << std::left << std::setw(11) << "window" << std::setw(12) << "placement" << std::setw(10) << "imb mean"
-      << std::setw(10) << "imb max" << std::setw(18) << "slots changed" << std::setw(10) << "plan ms" << "peer\n";
-  print_row(out, "1", "balancer", ours1, total, eplb);
-  print_row(out, "1", "contiguous", base1, total, z12 ? "contiguous 8.9" : "n/a");
-  print_row(out, "2 (drift)", "balancer", ours2, total, eplb2);
+  out << "imbalance = max worker load / mean worker load per layer; slots changed vs the previous placement\n";
+  out << "EPLB = DeepSeek's EPLB implemented here from its description (cli/bench_eplb.h), run now on the same loads:\n"
+      << "  hier = " << hier.groups << " expert groups packed onto " << hier.nodes << " node(s) of " << o.workers / hier.nodes
+      << " workers,\n  then replicate + pack per node; global = one node, one group. Copies take equal shares; its slots changed\n"
+      << "  let a worker reorder its own slots (its plans are laid out afresh), ours count slot by slot\n"
+      << "plan ms: median of " << o.pairs << " runs, ours and EPLB alternated; 'x ours' = median of the per-run ratios\n\n";
+  out << std::left << std::setw(11) << "window" << std::setw(13) << "placement" << std::setw(10) << "imb mean"
+      << std::setw(10) << "imb max" << std::setw(18) << "slots changed" << std::setw(10) << "plan ms" << "plan ms x ours\n";
+  print_row(out, "1", "balancer", ours1, total, "");
+  print_row(out, "1", "EPLB hier", hier1.f, total, fixed(ratio(t_h1, t_ours1), 2) + "x");
+  print_row(out, "1", "EPLB global", glob1.f, total, fixed(ratio(t_g1, t_ours1), 2) + "x");
+  print_row(out, "1", "contiguous", base1, total, "");
+  print_row(out, "2 (drift)", "balancer", ours2, total, "");
+  print_row(out, "2 (drift)", "EPLB hier", hier2.f, total, fixed(ratio(t_h2, t_ours2), 2) + "x");
+  print_row(out, "2 (drift)", "EPLB global", glob2.f, total, fixed(ratio(t_g2, t_ours2), 2) + "x");
   print_row(out, "2 (drift)", "contiguous", base2, total, "");
 
   const bool balanced = ours1.mean <= 1.05 && ours2.mean <= 1.05;
   const bool few_moves = ours2.changed <= 0.05 * total;
   const bool fast = ours1.ms < 1000.0 && ours2.ms < 1000.0;
-  out << "\ntargets: mean imbalance <= 1.05 on both windows: " << (balanced ? "met" : "MISSED")
+  const double eplb_best1 = std::min(hier1.f.mean, glob1.f.mean), eplb_best2 = std::min(hier2.f.mean, glob2.f.mean);
+  const bool vs_eplb_balance = ours1.mean <= eplb_best1 && ours2.mean <= eplb_best2;
+  const bool vs_eplb_moves = ours2.changed < std::min(hier2.f.changed, glob2.f.changed);
+  out << std::left << "\ntargets: mean imbalance <= 1.05 on both windows: " << (balanced ? "met" : "MISSED")
       << "; second plan changes <= 5% of slots: " << (few_moves ? "met" : "MISSED")
-      << "; each plan < 1000 ms: " << (fast ? "met" : "MISSED") << "\n";
+      << "; each plan < 1000 ms: " << (fast ? "met" : "MISSED") << "\n"
+      << "vs EPLB (same run): mean imbalance <= the better EPLB's on both windows: " << (vs_eplb_balance ? "met" : "MISSED")
+      << " (" << fixed(ours1.mean, 3) << " vs " << fixed(eplb_best1, 3) << ", " << fixed(ours2.mean, 3) << " vs "
+      << fixed(eplb_best2, 3) << "); second plan changes fewer slots than either EPLB: " << (vs_eplb_moves ? "met" : "MISSED")
+      << "\n";
   return 0;
 }
 

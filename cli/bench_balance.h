@@ -3,7 +3,8 @@
 // S slots per layer, beside a contiguous placement without replicas (expert e on worker e * W / E). It plans
 // a first window from the contiguous placement and a second window, with multiplicative +-drift noise on
 // the loads, from its first plan; it prints imbalance (mean and max over layers), slots changed and
-// planning time, with the peer figures of issue 5 (DeepSeek EPLB) and the targets.
+// planning time, beside the EPLB baseline (cli/bench_eplb.h, hierarchical and global) run on the same loads
+// in the same run (planning times alternated with ours, median of per-pair ratios), and the targets.
 #pragma once
 
 #include <cstdint>
@@ -23,6 +24,9 @@ struct BenchBalanceOptions {
   double drift = 0.2;       // second window: each load times 1 + U(-drift, drift)
   double tokens = 1e6;      // tokens per layer of the Zipf generator
   uint64_t seed = 1;
+  int eplb_groups = 8;      // EPLB's expert groups (hierarchical); must divide experts
+  int eplb_nodes = 0;       // EPLB's nodes (hierarchical); 0: workers / 8 when that divides, else 1
+  int pairs = 3;            // planning time: ours and EPLB alternated this many times
 };
 
 // Zipf(s) loads: in each layer a seeded random permutation ranks the experts, rank k gets tokens * k^-s / H.

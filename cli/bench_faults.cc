@@ -37,7 +37,7 @@ struct Row {
 
 // The id the coordinator gave the worker LocalCluster named "worker<index>".
 uint32_t worker_id(const std::string& coordinator, size_t index) {
-  Frame reply = query_status(coordinator, 2000ms);
+  Frame reply = query_status(coordinator, 2000ms, nullptr, LocalCluster::inherited_cluster_token());
   const std::string name = "worker" + std::to_string(index);
   for (auto w : reply.envelope().getStatusReply().getWorkers())
     if (name == w.getName().cStr()) return w.getInfo().getId();
@@ -67,7 +67,8 @@ std::vector<FaultType> fault_types() {
        [](LocalCluster& c, const BenchFaultsOptions&) {
          const uint32_t id = worker_id(c.coordinator_address(), 1);
          query_coordinator(c.coordinator_address(), 30000ms, wire::Envelope::ACK,
-                           [&](wire::Envelope::Builder e) { e.initDrain().setWorkerId(id); });
+                           [&](wire::Envelope::Builder e) { e.initDrain().setWorkerId(id); }, nullptr,
+                           LocalCluster::inherited_cluster_token());
        }},
   };
 }

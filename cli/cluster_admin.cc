@@ -14,7 +14,7 @@ namespace {
 Frame ask(const AdminOptions& options, wire::Envelope::Which expected,
           const std::function<void(wire::Envelope::Builder)>& fill) {
   return query_coordinator(options.cluster, std::chrono::milliseconds(options.timeout_ms), expected, fill,
-                           make_tls(options.transport));
+                           make_tls(options.transport), options.cluster_token);
 }
 
 }  // namespace
@@ -22,7 +22,6 @@ Frame ask(const AdminOptions& options, wire::Envelope::Which expected,
 int run_rebalance(const AdminOptions& options, bool dry_run, std::ostream& out) {
   Frame frame = ask(options, wire::Envelope::REBALANCE_REPLY, [&](wire::Envelope::Builder envelope) {
     auto rebalance = envelope.initRebalance();
-    rebalance.setClusterToken(options.cluster_token);
     rebalance.setDryRun(dry_run);
   });
   auto reply = frame.envelope().getRebalanceReply();
@@ -38,7 +37,6 @@ int run_drain(const AdminOptions& options, uint32_t worker_id, std::ostream& out
   Frame frame = ask(options, wire::Envelope::ACK, [&](wire::Envelope::Builder envelope) {
     auto drain = envelope.initDrain();
     drain.setWorkerId(worker_id);
-    drain.setClusterToken(options.cluster_token);
   });
   out << "worker " << worker_id << " drained (epoch " << frame.envelope().getAck().getEpoch() << ")\n";
   return 0;

@@ -189,7 +189,8 @@ int run_demo(const DemoOptions& o, std::ostream& out) {
         << o.workers << " workers active" << std::endl;
   } else {
     out << "demo: waiting for the cluster at " << coordinator << " to serve" << std::endl;
-    const uint64_t epoch = wait_for_active_workers(coordinator, 1, std::chrono::seconds(o.ready_timeout_s), {}, make_tls(o.transport));
+    const uint64_t epoch = wait_for_active_workers(coordinator, 1, std::chrono::seconds(o.ready_timeout_s), {},
+                                                   make_tls(o.transport), o.cluster_token);
     out << "demo: cluster at " << coordinator << " serving in " << std::fixed << std::setprecision(1)
         << std::chrono::duration<double>(Clock::now() - ready_start).count() << " s: epoch " << epoch << std::endl;
   }

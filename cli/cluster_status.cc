@@ -58,8 +58,8 @@ void print_cluster_status(const std::string& coordinator, wire::StatusReply::Rea
 }
 
 int run_cluster_status(const std::string& coordinator, std::chrono::milliseconds timeout, std::ostream& out,
-                       std::shared_ptr<TlsContext> tls) {
-  Frame reply = query_status(coordinator, timeout, std::move(tls));
+                       std::shared_ptr<TlsContext> tls, const std::string& cluster_token) {
+  Frame reply = query_status(coordinator, timeout, std::move(tls), cluster_token);
   print_cluster_status(coordinator, reply.envelope().getStatusReply(), out);
   return 0;
 }

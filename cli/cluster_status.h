@@ -17,6 +17,6 @@ void print_cluster_status(const std::string& coordinator, wire::StatusReply::Rea
 // Asks the coordinator and prints the table; throws (NetError, RemoteError) when it is unreachable or
 // refuses, which moectl turns into a non-zero exit.
 int run_cluster_status(const std::string& coordinator, std::chrono::milliseconds timeout, std::ostream& out,
-                       std::shared_ptr<TlsContext> tls = nullptr);
+                       std::shared_ptr<TlsContext> tls = nullptr, const std::string& cluster_token = {});
 
 }  // namespace moe::cli

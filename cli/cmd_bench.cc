@@ -39,14 +39,40 @@ void register_bench_engine(CLI::App& bench, Action& action) {
   auto opts = std::make_shared<BenchEngineOptions>();
   auto shape = std::make_shared<std::string>();
   CLI::App* cmd = bench.add_subcommand(
-      "engine", "One MoE layer through the CPU backend vs the OpenBLAS sgemm ceiling on the same GEMMs");
+      "engine", "One MoE layer through the CPU backend (f32 and bf16 weights) vs the PyTorch peer, same run");
   cmd->add_option("--shape", *shape, "hidden,intermediate,experts,topk (default: the embedded default 1024,3584,8,2)");
   cmd->add_option("--tokens", opts->tokens, "token counts T to measure")->delimiter(',');
   cmd->add_option("--threads", opts->threads, "CPU threads (0: all cores)");
   cmd->add_option("--min-seconds", opts->min_seconds, "time spent per figure")->check(CLI::PositiveNumber);
   cmd->add_option("--seed", opts->seed, "seed of the synthetic weights and inputs");
-  cmd->callback([opts, shape, &action] {
+  auto dtypes = std::make_shared<std::vector<std::string>>();
+  cmd->add_option("--dtypes", *dtypes, "expert weight dtypes: f32,bf16 (default both)")->delimiter(',')->envname("MOE_DTYPES");
+  auto kernel = std::make_shared<std::string>("auto");
+  cmd->add_option("--kernel", *kernel, "CPU kernel: auto, amx, avx512bf16 or blas")->capture_default_str()->envname("MOE_CPU_KERNEL");
+  cmd->add_option("--pairs", opts->pairs, "ABAB pairs of ours and the peer per row")
+      ->check(CLI::Range(1, 99))->capture_default_str()->envname("MOE_PAIRS");
+  cmd->add_flag("!--no-peer", opts->peer, "do not run the PyTorch peer")->envname("MOE_PEER");
+  cmd->add_option("--peer-python", opts->peer_python, "python with torch (default: <source>/.venv/bin/python)")
+      ->envname("MOE_PEER_PYTHON");
+  cmd->add_option("--peer-script", opts->peer_script, "the peer script (default: <source>/tools/torch_cpu_moe_peer.py)")
+      ->envname("MOE_PEER_SCRIPT");
+  cmd->add_flag("!--no-blas-reference", opts->blas_reference, "skip timing kernel blas on the f32 weights")
+      ->envname("MOE_BLAS_REFERENCE");
+  cmd->callback([opts, shape, dtypes, kernel, &action] {
     if (!shape->empty()) parse_shape(*shape, *opts);
+    if (!dtypes->empty()) {
+      opts->dtypes.clear();
+      for (const std::string& d : *dtypes) {
+        if (d == "f32") opts->dtypes.push_back(DType::F32);
+        else if (d == "bf16") opts->dtypes.push_back(DType::BF16);
+        else throw CLI::ValidationError("--dtypes", "'" + d + "' is not f32 or bf16");
+      }
+    }
+    try {
+      opts->kernel = parse_cpu_kernel(*kernel);
+    } catch (const std::invalid_argument& e) {
+      throw CLI::ValidationError("--kernel", e.what());
+    }
     action = [opts] { return run_bench_engine(*opts, std::cout); };
   });
 }
@@ -67,6 +93,12 @@ void register_bench_balance(CLI::App& bench, Action& action) {
   cmd->add_option("--drift", o->drift, "second window: each load times 1 + U(-drift, drift)")
       ->check(CLI::Range(0.0, 1.0))->capture_default_str();
   cmd->add_option("--seed", o->seed, "seed of the expert ranks and the drift")->capture_default_str();
+  cmd->add_option("--eplb-groups", o->eplb_groups, "EPLB baseline: expert groups (hierarchical)")
+      ->check(CLI::PositiveNumber)->capture_default_str()->envname("MOE_EPLB_GROUPS");
+  cmd->add_option("--eplb-nodes", o->eplb_nodes, "EPLB baseline: nodes (0: workers / 8 when it divides, else 1)")
+      ->check(CLI::NonNegativeNumber)->capture_default_str()->envname("MOE_EPLB_NODES");
+  cmd->add_option("--pairs", o->pairs, "planning time: runs of ours and EPLB, alternated")
+      ->check(CLI::Range(1, 99))->capture_default_str()->envname("MOE_PAIRS");
   cmd->callback([o, &action] { action = [o] { return run_bench_balance(*o, std::cout); }; });
 }
 

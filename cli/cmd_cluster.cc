@@ -20,16 +20,19 @@ namespace {
 void register_status(CLI::App& app, Action& action) {
   auto cluster = std::make_shared<std::string>();
   auto timeout_ms = std::make_shared<int>(3000);
+  auto token = std::make_shared<std::string>();
   auto transport = std::make_shared<TransportOptions>();
   CLI::App* cmd = app.add_subcommand("status", "Workers, their state, address, experts and lease; the epoch");
   add_tls_flags(*cmd, *transport);
   cmd->add_option("--cluster", *cluster, "coordinator HOST:PORT")->required()->envname("MOE_CLUSTER");
+  add_cluster_token_flag(cmd, *token);
   cmd->add_option("--timeout-ms", *timeout_ms, "give up when the coordinator does not answer within this")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  cmd->callback([cluster, timeout_ms, transport, &action] {
-    action = [cluster, timeout_ms, transport] {
-      return run_cluster_status(*cluster, std::chrono::milliseconds(*timeout_ms), std::cout, make_tls(*transport));
+  cmd->callback([cluster, timeout_ms, token, transport, &action] {
+    action = [cluster, timeout_ms, token, transport] {
+      return run_cluster_status(*cluster, std::chrono::milliseconds(*timeout_ms), std::cout, make_tls(*transport),
+                                *token);
     };
   });
 }

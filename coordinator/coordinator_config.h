@@ -15,7 +15,8 @@ struct CoordinatorConfig {
   std::string state_file;                  // empty: no state file
   int replicas = 1;                        // copies of every expert (capped by the worker count)
   uint16_t metrics_port = 0;               // 0: no /metrics endpoint
-  std::string cluster_token;               // empty: registrations are not checked
+  std::string cluster_token;               // every request must carry it (empty: none is checked)
+  std::string cluster_token_file;          // read into cluster_token by finish_coordinator_config
   uint32_t heartbeat_ms = 500;
   uint32_t lease_ms = 3000;
   uint32_t grace_ms = 2000;

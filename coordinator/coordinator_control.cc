@@ -13,6 +13,7 @@
 #include "runtime/placement/placement_error.h"
 #include "runtime/placement/placement_wire.h"
 #include "runtime/placement/reassign_lost.h"
+#include "runtime/wire/cluster_auth.h"
 #include "runtime/wire/envelope_util.h"
 
 namespace moe {
@@ -175,7 +176,11 @@ std::vector<uint32_t> Core::prepare(const PlacementTable& current, const Placeme
     capnp::MallocMessageBuilder message;
     auto prepare = message.initRoot<wire::Envelope>().initPrepare();
     prepare.setEpoch(next.epoch);
-    prepare.setClusterToken(config.cluster_token);
+    {
+      std::lock_guard lock(mutex);
+      const WorkerRecord* record = membership.find(worker.id);
+      authorise_control(message, record ? record->control_key : std::string());
+    }
     auto load = prepare.initLoad(static_cast<unsigned>(gained.size()));
     for (unsigned i = 0; i < gained.size(); ++i) {
       load[i].setLayer(gained[i].layer);
@@ -219,17 +224,16 @@ std::vector<uint32_t> Core::prepare(const PlacementTable& current, const Placeme
 }
 
 void Core::commit(const PlacementTable& next) {
-  std::vector<std::pair<uint32_t, std::string>> targets;
+  std::vector<ControlTarget> targets;
   {
     std::lock_guard lock(mutex);
     save_state_locked(next);  // before anyone hears of the epoch: a restart never reuses its number
     for (const auto& worker : membership.all()) {
-      if (worker.live()) targets.emplace_back(worker.id, worker.address);
+      if (worker.live()) targets.push_back({worker.id, worker.address, worker.control_key});
     }
   }
   broadcast(targets, "commit of epoch " + std::to_string(next.epoch), [&](capnp::MessageBuilder& message) {
     auto commit = message.initRoot<wire::Envelope>().initCommit();
-    commit.setClusterToken(config.cluster_token);
     placement_to_wire(next, commit.initPlacement());
   });
   std::lock_guard lock(mutex);
@@ -256,7 +260,7 @@ void Core::commit(const PlacementTable& next) {
 }
 
 void Core::release_if_due() {
-  std::vector<std::pair<uint32_t, std::string>> targets;
+  std::vector<ControlTarget> targets;
   uint64_t epoch = 0;
   {
     std::lock_guard lock(mutex);
@@ -265,24 +269,30 @@ void Core::release_if_due() {
     release_due.reset();
     released_epoch = epoch;
     for (const auto& worker : membership.all()) {
-      if (worker.live()) targets.emplace_back(worker.id, worker.address);
+      if (worker.live()) targets.push_back({worker.id, worker.address, worker.control_key});
     }
   }
   broadcast(targets, "release of epoch " + std::to_string(epoch),
             [&](capnp::MessageBuilder& message) {
               auto release = message.initRoot<wire::Envelope>().initRelease();
               release.setEpoch(epoch);
-              release.setClusterToken(config.cluster_token);
             });
   coordinator_log("epoch " + std::to_string(epoch) + " released on " + std::to_string(targets.size()) + " worker(s)");
 }
 
-void Core::broadcast(const std::vector<std::pair<uint32_t, std::string>>& targets, const std::string& what,
+void Core::authorise_control(capnp::MessageBuilder& message, const std::string& control_key) const {
+  auto envelope = message.getRoot<wire::Envelope>();
+  set_cluster_token(envelope, config.cluster_token);
+  envelope.setControlKey(capnp::Data::Reader(reinterpret_cast<const capnp::byte*>(control_key.data()), control_key.size()));
+}
+
+void Core::broadcast(const std::vector<ControlTarget>& targets, const std::string& what,
                      const std::function<void(capnp::MessageBuilder&)>& fill) {
   std::vector<std::pair<uint32_t, std::future<Frame>>> waiting;
-  for (const auto& [id, address] : targets) {
+  for (const auto& [id, address, key] : targets) {
     capnp::MallocMessageBuilder message;
     fill(message);
+    authorise_control(message, key);
     try {
       waiting.emplace_back(id, links.get(id, address)->request(message, std::chrono::milliseconds(config.rpc_timeout_ms)));
     } catch (const std::exception& e) {

@@ -29,6 +29,7 @@
 #include "runtime/net/io_pool.h"
 #include "runtime/net/server.h"
 #include "runtime/placement/placement_table.h"
+#include "runtime/wire/service_error.h"
 
 namespace moe {
 
@@ -47,6 +48,9 @@ struct CoordinatorService::Core : std::enable_shared_from_this<CoordinatorServic
   void on_get_placement(const Responder& responder);
   void on_status(const Responder& responder);
   void on_registration_closed(uint32_t worker_id, uint64_t registration);
+  // The one way the coordinator answers with an error: counts it in moe_coordinator_errors_total{code},
+  // logs it with the request kind (`what`) and the peer, replies. Any thread; never takes `mutex`.
+  void send_error(const Responder& responder, const ServiceError& error, const std::string& what);
   // coordinator_rebalance.cc: moectl rebalance / drain (io threads) and the rebalance step (control thread)
   void on_rebalance(wire::Rebalance::Reader request, const Responder& responder);
   void on_drain(wire::Drain::Reader request, const Responder& responder);
@@ -70,8 +74,16 @@ struct CoordinatorService::Core : std::enable_shared_from_this<CoordinatorServic
   std::map<ExpertKey, std::vector<std::string>> expert_holders(const PlacementTable& current);
   void commit(const PlacementTable& next);
   void release_if_due();
-  void broadcast(const std::vector<std::pair<uint32_t, std::string>>& targets, const std::string& what,
+  // A worker an epoch-moving request goes to, with the control key it registered with.
+  struct ControlTarget {
+    uint32_t id = 0;
+    std::string address;
+    std::string control_key;
+  };
+  void broadcast(const std::vector<ControlTarget>& targets, const std::string& what,
                  const std::function<void(capnp::MessageBuilder&)>& fill);
+  // Sets the cluster token and `control_key` on an epoch-moving request (prepare, commit, release).
+  void authorise_control(capnp::MessageBuilder& message, const std::string& control_key) const;
 
   // coordinator_service.cc; callers hold `mutex`
   void mark_dead_locked(WorkerRecord& worker, const std::string& reason);

@@ -7,6 +7,7 @@
 #include "runtime/net/address.h"
 #include "runtime/net/net_error.h"
 #include "runtime/net/transport_flags.h"
+#include "runtime/wire/cluster_auth.h"
 
 namespace moe {
 
@@ -27,8 +28,13 @@ void add_coordinator_flags(CLI::App& app, CoordinatorConfig& config) {
       ->envname("MOE_REPLICAS")->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("--metrics-port", config.metrics_port, "port of /metrics (0 = off)")
       ->envname("MOE_METRICS_PORT")->capture_default_str();
-  app.add_option("--cluster-token", config.cluster_token, "token workers must present to register")
-      ->envname("MOE_CLUSTER_TOKEN");
+  auto* token = app.add_option("--cluster-token", config.cluster_token,
+                               "token every request (workers, clients, moectl) must carry; prefer "
+                               "--cluster-token-file (a flag shows in ps)")
+                    ->envname("MOE_CLUSTER_TOKEN");
+  app.add_option("--cluster-token-file", config.cluster_token_file, "file holding the cluster token")
+      ->envname("MOE_CLUSTER_TOKEN_FILE")
+      ->excludes(token);
   app.add_option("--heartbeat-ms", config.heartbeat_ms, "heartbeat period told to workers")
       ->envname("MOE_HEARTBEAT_MS")->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("--lease-ms", config.lease_ms, "a worker without a heartbeat for this long is dead")
@@ -77,6 +83,11 @@ void finish_coordinator_config(CoordinatorConfig& config) {
     throw CLI::ValidationError("--lease-ms", "lease " + std::to_string(config.lease_ms) +
                                                  " ms must be longer than the heartbeat " +
                                                  std::to_string(config.heartbeat_ms) + " ms");
+  }
+  try {
+    resolve_cluster_token(config.cluster_token, config.cluster_token_file);
+  } catch (const std::exception& e) {
+    throw CLI::ValidationError("--cluster-token-file", e.what());
   }
   try {
     parse_host_port(config.listen);

@@ -5,6 +5,10 @@
 #include <set>
 #include <string>
 
+#include <capnp/schema.h>
+
+#include "runtime/wire/envelope_util.h"
+
 namespace moe {
 
 CoordinatorMetrics::CoordinatorMetrics(prometheus::Registry& registry)
@@ -16,9 +20,15 @@ CoordinatorMetrics::CoordinatorMetrics(prometheus::Registry& registry)
       rebalances_(prometheus::BuildCounter().Name("moe_rebalances_total").Help("Rebalances committed (placement changes made to even out load)").Register(registry).Add({})),
       unavailable_(prometheus::BuildGauge().Name("moe_coordinator_unavailable_experts").Help("Experts the committed placement leaves without a replica because the workers lack the capacity (0 = full service)").Register(registry).Add({})),
       imbalance_(prometheus::BuildGauge().Name("moe_layer_imbalance_ratio").Help("Max worker load / mean worker load of a layer over the last heartbeat window (1 = even)").Register(registry)),
-      load_share_(prometheus::BuildGauge().Name("moe_expert_load_share").Help("An expert's fraction of its layer's tokens over the last heartbeat window").Register(registry)) {
+      load_share_(prometheus::BuildGauge().Name("moe_expert_load_share").Help("An expert's fraction of its layer's tokens over the last heartbeat window").Register(registry)),
+      errors_(prometheus::BuildCounter().Name("moe_coordinator_errors_total").Help("Error replies sent by the coordinator, by error code").Register(registry)) {
   set_workers(Membership{});
+  // Every code starts at 0, so rate() and dashboards see the series before the first error.
+  const auto codes = capnp::Schema::from<wire::ErrorCode>().getEnumerants();
+  for (unsigned i = 0; i < codes.size(); ++i) errors_.Add({{"code", error_code_name(static_cast<wire::ErrorCode>(i))}});
 }
+
+void CoordinatorMetrics::count_error(wire::ErrorCode code) { errors_.Add({{"code", error_code_name(code)}}).Increment(); }
 
 void CoordinatorMetrics::set_workers(const Membership& membership) {
   for (auto state : {WorkerState::Joining, WorkerState::Active, WorkerState::Draining, WorkerState::Dead}) {

@@ -4,6 +4,7 @@
 // and from the workers' last heartbeat windows moe_layer_imbalance_ratio{layer} (max worker load / mean
 // worker load over the workers hosting the layer) and moe_expert_load_share{layer,expert} (the expert's
 // fraction of its layer's tokens). Layers without tokens in the window have neither series.
+// moe_coordinator_errors_total{code}: error replies sent, by wire error code (unauthorized included).
 #pragma once
 
 #include <cstddef>
@@ -15,6 +16,7 @@
 #include <prometheus/registry.h>
 
 #include "coordinator/membership.h"
+#include "runtime/wire/moe.capnp.h"
 #include "runtime/placement/placement_table.h"
 
 namespace moe {
@@ -30,6 +32,7 @@ class CoordinatorMetrics {
   void weights_moved(size_t expert_copies) { weight_moves_.Increment(static_cast<double>(expert_copies)); }
   void rebalanced() { rebalances_.Increment(); }
   void set_unavailable_experts(size_t experts) { unavailable_.Set(static_cast<double>(experts)); }
+  void count_error(wire::ErrorCode code);  // thread-safe
   // Recomputes imbalance and load share from the live workers' last heartbeats and the committed table.
   // Not thread-safe: callers serialise (the coordinator calls it under its mutex).
   void set_load(const Membership& membership, const PlacementTable& table);
@@ -44,6 +47,7 @@ class CoordinatorMetrics {
   prometheus::Gauge& unavailable_;
   prometheus::Family<prometheus::Gauge>& imbalance_;
   prometheus::Family<prometheus::Gauge>& load_share_;
+  prometheus::Family<prometheus::Counter>& errors_;
   std::map<int32_t, prometheus::Gauge*> imbalance_series_;
   std::map<ExpertKey, prometheus::Gauge*> load_share_series_;
 };

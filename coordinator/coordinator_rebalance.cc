@@ -49,16 +49,8 @@ void reply_ack(const Responder& responder, uint64_t epoch) {
 }  // namespace
 
 void Core::on_rebalance(wire::Rebalance::Reader request, const Responder& responder) {
-  if (!config.cluster_token.empty() && request.getClusterToken() != config.cluster_token) {
-    coordinator_log("refused a rebalance request: wrong cluster token");
-    responder.reply_error(wire::ErrorCode::UNAUTHORIZED, "rebalance: wrong cluster token");
-    return;
-  }
   std::lock_guard lock(mutex);
-  if (table.epoch == 0) {
-    responder.reply_error(wire::ErrorCode::NOT_READY, "rebalance: no placement yet");
-    return;
-  }
+  if (table.epoch == 0) throw ServiceError(wire::ErrorCode::NOT_READY, "rebalance: no placement yet");
   coordinator_log(std::string("rebalance requested") + (request.getDryRun() ? " (dry run)" : ""));
   const uint64_t id = ++next_request;
   rebalance_requests.push_back({request.getDryRun(), responder, id});
@@ -69,23 +61,14 @@ void Core::on_rebalance(wire::Rebalance::Reader request, const Responder& respon
 
 void Core::on_drain(wire::Drain::Reader request, const Responder& responder) {
   const uint32_t id = request.getWorkerId();
-  if (!config.cluster_token.empty() && request.getClusterToken() != config.cluster_token) {
-    coordinator_log("refused to drain worker " + std::to_string(id) + ": wrong cluster token");
-    responder.reply_error(wire::ErrorCode::UNAUTHORIZED, "drain: wrong cluster token");
-    return;
-  }
   std::lock_guard lock(mutex);
   WorkerRecord* record = membership.find(id);
-  if (!record || !record->live()) {
-    responder.reply_error(wire::ErrorCode::BAD_REQUEST, "drain: no live worker " + std::to_string(id));
-    return;
-  }
+  if (!record || !record->live()) throw ServiceError(wire::ErrorCode::BAD_REQUEST, "drain: no live worker " + std::to_string(id));
   size_t others = 0;
   for (const auto& worker : membership.placeable()) others += worker.id != id && !draining.count(worker.id);
   if (others == 0) {
-    responder.reply_error(wire::ErrorCode::BAD_REQUEST,
-                          "drain: worker " + std::to_string(id) + " is the last one that could host experts");
-    return;
+    throw ServiceError(wire::ErrorCode::BAD_REQUEST,
+                       "drain: worker " + std::to_string(id) + " is the last one that could host experts");
   }
   if (draining.insert(id).second) coordinator_log(record->label() + " is draining: its experts move away");
   record->state = WorkerState::Draining;
@@ -132,16 +115,16 @@ void undrain(std::set<uint32_t>& draining, Membership& membership, const Placeme
 
 void Core::refuse_waiting_requests_locked(const std::string& reason) {
   for (const auto& request : rebalance_requests) {
-    request.responder.reply_error(wire::ErrorCode::NOT_READY, "rebalance: cannot act: " + reason, table.epoch);
+    send_error(request.responder, ServiceError(wire::ErrorCode::NOT_READY, "rebalance: cannot act: " + reason, table.epoch),
+               "rebalance");
   }
-  if (!rebalance_requests.empty()) coordinator_log("rebalance refused: cannot act: " + reason);
   rebalance_requests.clear();
   std::erase_if(drain_requests, [&](const PendingDrain& drain) {
     if (drain.acting) return false;
-    drain.responder.reply_error(wire::ErrorCode::NOT_READY,
-                                "drain of worker " + std::to_string(drain.worker_id) + ": cannot act: " + reason,
-                                table.epoch);
-    coordinator_log("drain of worker " + std::to_string(drain.worker_id) + " refused: cannot act: " + reason);
+    send_error(drain.responder,
+               ServiceError(wire::ErrorCode::NOT_READY,
+                            "drain of worker " + std::to_string(drain.worker_id) + ": cannot act: " + reason, table.epoch),
+               "drain");
     undrain(draining, membership, table, drain.worker_id);
     return true;
   });
@@ -156,8 +139,8 @@ void Core::request_deadline_passed(uint64_t request) {
                                 [&](const PendingRebalance& r) { return r.id == request; });
   if (rebalance != rebalance_requests.end()) {
     const std::string reason = cannot_act_locked();
-    rebalance->responder.reply_error(wire::ErrorCode::NOT_READY, "rebalance: " + late + reason, table.epoch);
-    coordinator_log("rebalance refused: " + late + reason);
+    send_error(rebalance->responder, ServiceError(wire::ErrorCode::NOT_READY, "rebalance: " + late + reason, table.epoch),
+               "rebalance");
     rebalance_requests.erase(rebalance);
     return;
   }
@@ -170,9 +153,10 @@ void Core::request_deadline_passed(uint64_t request) {
   }
   const std::string reason = cannot_act_locked();
   const uint32_t worker_id = drain->worker_id;
-  drain->responder.reply_error(wire::ErrorCode::NOT_READY,
-                               "drain of worker " + std::to_string(worker_id) + ": " + late + reason, table.epoch);
-  coordinator_log("drain of worker " + std::to_string(worker_id) + " refused: " + late + reason);
+  send_error(drain->responder,
+             ServiceError(wire::ErrorCode::NOT_READY,
+                          "drain of worker " + std::to_string(worker_id) + ": " + late + reason, table.epoch),
+             "drain");
   drain_requests.erase(drain);
   if (std::none_of(drain_requests.begin(), drain_requests.end(),
                    [&](const PendingDrain& d) { return d.worker_id == worker_id; })) {
@@ -291,10 +275,12 @@ void Core::rebalance_step() {
       }
     }
     for (const auto& request : real) {
-      request.responder.reply_error(wire::ErrorCode::INTERNAL,
-                                    "rebalance: prepare of epoch " + std::to_string(result.next.epoch) +
-                                        " failed on " + std::to_string(failed.size()) + " worker(s); try again",
-                                    current.epoch);
+      send_error(request.responder,
+                 ServiceError(wire::ErrorCode::INTERNAL,
+                              "rebalance: prepare of epoch " + std::to_string(result.next.epoch) + " failed on " +
+                                  std::to_string(failed.size()) + " worker(s); try again",
+                              current.epoch, true),
+                 "rebalance");
     }
     return;
   }

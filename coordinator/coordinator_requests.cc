@@ -1,5 +1,8 @@
-// The coordinator's request handlers (io threads): registerWorker, heartbeat, getModel, getPlacement,
-// status (rebalance and drain: coordinator_rebalance.cc). Each takes the lock briefly and replies at once; the control thread does the slow work.
+// The coordinator's request handlers (io threads): handle() checks the cluster token of every request
+// first, then dispatches to registerWorker, heartbeat (counted only on the worker's registration
+// connection), getModel, getPlacement, status (rebalance and drain: coordinator_rebalance.cc). Each takes
+// the lock briefly and replies at once; the control thread does the slow work. Every refusal is a
+// ServiceError, answered and counted by send_error.
 #include <algorithm>
 #include <map>
 #include <set>
@@ -9,56 +12,101 @@
 #include "runtime/net/address.h"
 #include "runtime/net/net_error.h"
 #include "runtime/placement/placement_wire.h"
+#include "runtime/wire/cluster_auth.h"
 #include "runtime/wire/envelope_util.h"
+#include "runtime/wire/service_error.h"
 
 namespace moe {
 
 using Core = CoordinatorService::Core;
 
 namespace {
-constexpr size_t kMaxWorkerNameBytes = 256;  // a worker's name and address (host:port)
-}  // namespace
+constexpr size_t kMaxTextBytes = 256;  // every text field of a registration: name, address, backend
 
-void Core::handle(Frame request, Responder responder) {
-  auto envelope = request.envelope();
-  switch (envelope.which()) {
-    case wire::Envelope::REGISTER_WORKER: return on_register(envelope.getRegisterWorker(), responder);
-    case wire::Envelope::HEARTBEAT: return on_heartbeat(envelope.getHeartbeat(), responder);
-    case wire::Envelope::GET_MODEL: return on_get_model(responder);
-    case wire::Envelope::GET_PLACEMENT: return on_get_placement(responder);
-    case wire::Envelope::STATUS: return on_status(responder);
-    case wire::Envelope::REBALANCE: return on_rebalance(envelope.getRebalance(), responder);
-    case wire::Envelope::DRAIN: return on_drain(envelope.getDrain(), responder);
-    default: {
-      const std::string kind = message_kind_name(envelope);
-      coordinator_log("refused a " + kind + " request: the coordinator does not handle it");
-      responder.reply_error(wire::ErrorCode::BAD_REQUEST, "moe-coordinator does not handle " + kind + " requests");
-    }
+void check_text(const char* field, capnp::Text::Reader text) {
+  if (text.size() > kMaxTextBytes) {
+    throw ServiceError(wire::ErrorCode::BAD_REQUEST, std::string("registerWorker: ") + field + " is " +
+                                                         std::to_string(text.size()) + " bytes, at most " +
+                                                         std::to_string(kMaxTextBytes) + " are accepted");
   }
 }
 
-void Core::on_register(wire::RegisterWorker::Reader request, const Responder& responder) {
-  const std::string address = request.getAddress().cStr();
-  if (!config.cluster_token.empty() && request.getClusterToken() != config.cluster_token) {
-    coordinator_log("refused registration of " + address + ": wrong cluster token");
-    responder.reply_error(wire::ErrorCode::UNAUTHORIZED, "registerWorker from " + address + ": wrong cluster token");
-    return;
+// A list of experts a worker reports (hosted at registration, load in heartbeats): at most one entry per
+// expert of the model, each naming one.
+template <typename List>
+void check_experts(const char* what, const List& list, const ExpertCatalog& catalog) {
+  if (list.size() > catalog.experts.size()) {
+    throw ServiceError(wire::ErrorCode::BAD_REQUEST, std::string(what) + " lists " + std::to_string(list.size()) +
+                                                         " experts, the model has " +
+                                                         std::to_string(catalog.experts.size()));
   }
+  for (auto ref : list) {
+    const ExpertKey key{ref.getLayer(), ref.getExpert()};
+    const bool known = std::binary_search(catalog.experts.begin(), catalog.experts.end(), CatalogExpert{key, 0},
+                                          [](const CatalogExpert& a, const CatalogExpert& b) { return a.key < b.key; });
+    if (!known) {
+      throw ServiceError(wire::ErrorCode::BAD_REQUEST, std::string(what) + " names (layer " + std::to_string(key.layer) +
+                                                           ", expert " + std::to_string(key.expert) +
+                                                           "), which the model does not have");
+    }
+  }
+}
+}  // namespace
+
+// Every request passes here first: the cluster token, then the dispatch; every refusal is one ServiceError,
+// counted in moe_coordinator_errors_total and logged.
+void Core::handle(Frame request, Responder responder) {
+  auto envelope = request.envelope();
+  const std::string kind = message_kind_name(envelope);
+  try {
+    check_cluster_token(envelope, config.cluster_token);
+    switch (envelope.which()) {
+      case wire::Envelope::REGISTER_WORKER: return on_register(envelope.getRegisterWorker(), responder);
+      case wire::Envelope::HEARTBEAT: return on_heartbeat(envelope.getHeartbeat(), responder);
+      case wire::Envelope::GET_MODEL: return on_get_model(responder);
+      case wire::Envelope::GET_PLACEMENT: return on_get_placement(responder);
+      case wire::Envelope::STATUS: return on_status(responder);
+      case wire::Envelope::REBALANCE: return on_rebalance(envelope.getRebalance(), responder);
+      case wire::Envelope::DRAIN: return on_drain(envelope.getDrain(), responder);
+      default:
+        throw ServiceError(wire::ErrorCode::BAD_REQUEST, "moe-coordinator does not handle " + kind + " requests");
+    }
+  } catch (const ServiceError& e) {
+    send_error(responder, e, kind);
+  }
+}
+
+void Core::send_error(const Responder& responder, const ServiceError& error, const std::string& what) {
+  metrics.count_error(error.code());
+  const auto connection = responder.connection().lock();
+  coordinator_log("refused " + what + " " + std::to_string(responder.request_id()) +
+                  (connection ? " from " + connection->peer() : std::string()) + ": " + error_code_name(error.code()) +
+                  ": " + error.what());
+  capnp::MallocMessageBuilder message;
+  set_service_error(message.initRoot<wire::Envelope>(), error);
+  responder.reply(message);
+}
+
+void Core::on_register(wire::RegisterWorker::Reader request, const Responder& responder) {
+  check_text("name", request.getName());
+  check_text("address", request.getAddress());
+  check_text("backend", request.getBackend());
+  const std::string address = request.getAddress().cStr();
   try {
     parse_host_port(address);
   } catch (const NetError& e) {
-    responder.reply_error(wire::ErrorCode::BAD_REQUEST, std::string("registerWorker: ") + e.what());
-    return;
+    throw ServiceError(wire::ErrorCode::BAD_REQUEST, std::string("registerWorker: ") + e.what());
   }
-
   const std::string name = request.getName().cStr();
-  if (name.size() > kMaxWorkerNameBytes || address.size() > kMaxWorkerNameBytes) {
-    responder.reply_error(wire::ErrorCode::BAD_REQUEST,
-                          "registerWorker: name (" + std::to_string(name.size()) + " bytes) or address (" +
-                              std::to_string(address.size()) + " bytes) is longer than " +
-                              std::to_string(kMaxWorkerNameBytes) + " bytes");
-    return;
+  if (request.getControlKey().size() > kControlKeyBytes) {
+    throw ServiceError(wire::ErrorCode::BAD_REQUEST, "registerWorker: control key of " +
+                                                         std::to_string(request.getControlKey().size()) +
+                                                         " bytes, at most " + std::to_string(kControlKeyBytes));
   }
+  check_experts("registerWorker.hosted", request.getHosted(), model.experts());
+  const auto key = request.getControlKey();
+  const std::string control_key(reinterpret_cast<const char*>(key.begin()), key.size());
+  const auto connection = responder.connection().lock();
   std::set<ExpertKey> hosted;
   for (auto ref : request.getHosted()) hosted.insert({ref.getLayer(), ref.getExpert()});
   const uint64_t serving = request.getServingEpoch();
@@ -69,10 +117,7 @@ void Core::on_register(wire::RegisterWorker::Reader request, const Responder& re
   uint64_t epoch = 0;
   {
     std::lock_guard lock(mutex);
-    if (stopping) {
-      responder.reply_error(wire::ErrorCode::NOT_READY, "moe-coordinator is stopping");
-      return;
-    }
+    if (stopping) throw ServiceError(wire::ErrorCode::NOT_READY, "moe-coordinator is stopping");
     if (serving > epoch_floor) epoch_floor = serving;
     if (table.epoch > 0 && serving > table.epoch && !table_stale) {
       table_stale = true;
@@ -111,6 +156,8 @@ void Core::on_register(wire::RegisterWorker::Reader request, const Responder& re
     record->reported_hosted = std::move(hosted);
     record->lease_deadline = Clock::now() + std::chrono::milliseconds(config.lease_ms);
     record->registration = registration = membership.new_registration();
+    record->registered_on = connection.get();
+    record->control_key = control_key;
     id = record->id;
     epoch = table.epoch;
     coordinator_log(record->label() + event + ", backend " + record->backend + ", " +
@@ -118,7 +165,7 @@ void Core::on_register(wire::RegisterWorker::Reader request, const Responder& re
     membership_changed_locked();
   }
   // The worker is dead when the connection it registered on closes.
-  if (auto connection = responder.connection().lock()) {
+  if (connection) {
     connection->on_close([weak = weak_from_this(), id, registration] {
       if (auto self = weak.lock()) self->on_registration_closed(id, registration);
     });
@@ -142,6 +189,8 @@ void Core::on_registration_closed(uint32_t worker_id, uint64_t registration) {
 }
 
 void Core::on_heartbeat(wire::Heartbeat::Reader request, const Responder& responder) {
+  check_experts("heartbeat.load", request.getLoad(), model.experts());
+  const auto connection = responder.connection().lock();
   bool reregister = false;
   bool drained = false;
   uint64_t epoch = 0;
@@ -151,6 +200,11 @@ void Core::on_heartbeat(wire::Heartbeat::Reader request, const Responder& respon
     WorkerRecord* record = membership.find(request.getWorkerId());
     if (!record || !record->live() || !record->confirmed) {
       reregister = true;
+    } else if (record->registered_on != connection.get()) {
+      // Only the connection the worker registered on speaks for it: a heartbeat from anywhere else would
+      // keep a dead worker listed or feed the rebalancer made-up load.
+      throw ServiceError(wire::ErrorCode::UNAUTHORIZED,
+                         "heartbeat for " + record->label() + " on a connection it did not register on", 0, false);
     } else {
       record->lease_deadline = Clock::now() + std::chrono::milliseconds(config.lease_ms);
       record->serving_epoch = request.getEpoch();
@@ -188,16 +242,14 @@ void Core::on_get_placement(const Responder& responder) {
   {
     std::lock_guard lock(mutex);
     if (table_stale) {
-      responder.reply_error(wire::ErrorCode::NOT_READY,
-                            "placement being adopted from the workers (they serve epochs up to " +
-                                std::to_string(epoch_floor) + ", this coordinator had " + std::to_string(table.epoch) + ")");
-      return;
+      throw ServiceError(wire::ErrorCode::NOT_READY,
+                         "placement being adopted from the workers (they serve epochs up to " +
+                             std::to_string(epoch_floor) + ", this coordinator had " + std::to_string(table.epoch) + ")");
     }
     if (table.epoch == 0) {
-      responder.reply_error(wire::ErrorCode::NOT_READY,
-                            "no placement yet: " + std::to_string(membership.placeable().size()) + " of " +
-                                std::to_string(config.min_workers) + " workers registered");
-      return;
+      throw ServiceError(wire::ErrorCode::NOT_READY,
+                         "no placement yet: " + std::to_string(membership.placeable().size()) + " of " +
+                             std::to_string(config.min_workers) + " workers registered");
     }
     placement_to_wire(table, message.initRoot<wire::Envelope>().initPlacement());
   }

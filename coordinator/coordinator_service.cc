@@ -80,9 +80,9 @@ void Core::stop() {
     wake = true;
   }
   wake_cv.notify_all();
+  links.close_all();  // fails the prepares / commits the control thread may be waiting on: it returns now
   if (control.joinable()) control.join();
   if (server) server->stop();
-  links.close_all();
   pool.stop();
   coordinator_log("stopped");
 }
@@ -99,6 +99,7 @@ void Core::mark_dead_locked(WorkerRecord& worker, const std::string& reason) {
   if (!worker.live()) return;
   worker.state = WorkerState::Dead;
   worker.registration = 0;
+  worker.registered_on = nullptr;
   worker.dead_since = Clock::now();
   estimates.forget_worker(worker.id);
   coordinator_log(worker.label() + " is dead: " + reason);
@@ -138,6 +139,7 @@ void CoordinatorService::stop() { core_->stop(); }
 std::string CoordinatorService::address() const { return core_->server->address(); }
 uint16_t CoordinatorService::port() const { return core_->server->port(); }
 uint16_t CoordinatorService::metrics_port() const { return core_->metrics_endpoint.port(); }
+prometheus::Registry& CoordinatorService::metrics_registry() { return core_->metrics_endpoint.registry(); }
 
 uint64_t CoordinatorService::epoch() const {
   std::lock_guard lock(core_->mutex);

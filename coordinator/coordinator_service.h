@@ -9,6 +9,8 @@
 #include <memory>
 #include <string>
 
+#include <prometheus/registry.h>
+
 #include "coordinator/coordinator_config.h"
 #include "runtime/placement/placement_table.h"
 
@@ -26,10 +28,11 @@ class CoordinatorService {
   std::string address() const;  // "host:port" with the bound port
   uint16_t port() const;
   uint16_t metrics_port() const;  // 0 when disabled
-  uint64_t epoch() const;
+  prometheus::Registry& metrics_registry();
+  uint64_t epoch() const;         // the committed epoch (0 before the first placement)
   // Rounds the control thread has finished (lease checks, planning, release, rebalance): a test waits for
   // one that began after an event instead of sleeping.
-  uint64_t control_rounds() const;         // the committed epoch (0 before the first placement)
+  uint64_t control_rounds() const;
   PlacementTable placement() const;
 
   // Stops serving and joins the threads. Idempotent.

@@ -1,5 +1,6 @@
 // moe-coordinator: parses the flags, starts the CoordinatorService, prints "moe-coordinator listening on
-// HOST:PORT", and serves until SIGINT / SIGTERM (and SIGUSR1 under mpirun). Launched by mpirun, it tells every worker of the job its
+// HOST:PORT", and serves until SIGINT / SIGTERM (and SIGUSR1 under mpirun), which it answers in every phase
+// (while loading a model too: runtime/bootstrap/stop_signal_watch.h). Launched by mpirun, it tells every worker of the job its
 // address through MPI (runtime/bootstrap), and listens on the host's address (port 7400) when --listen is
 // not given.
 #include <csignal>
@@ -17,6 +18,7 @@
 #include "runtime/bootstrap/host_address.h"
 #include "runtime/bootstrap/launch_detection.h"
 #include "runtime/bootstrap/mpi_bootstrap.h"
+#include "runtime/bootstrap/stop_signal_watch.h"
 
 int main(int argc, char** argv) {
   moe::CoordinatorConfig config;
@@ -39,6 +41,9 @@ int main(int argc, char** argv) {
 
   // Block the stop signals in every thread the service starts; the main thread waits for them.
   sigset_t signals = moe::block_stop_signals(under_mpi);
+  moe::StopSignalWatch stop_signal(signals, [](int signal) {
+    moe::coordinator_log(std::string("stopping on signal ") + moe::stop_signal_name(signal) + " while starting");
+  });
 
   std::optional<moe::MpiBootstrap> mpi;
   try {
@@ -53,8 +58,8 @@ int main(int argc, char** argv) {
     if (mpi) mpi->publish_coordinator(service->address());
     std::printf("moe-coordinator listening on %s\n", service->address().c_str());
     std::fflush(stdout);
-    int received = 0;
-    sigwait(&signals, &received);
+    stop_signal.serving();
+    const int received = stop_signal.wait();
     moe::coordinator_log(std::string("stopping on signal ") + moe::stop_signal_name(received));
     service->stop();
   } catch (const std::exception& e) {

@@ -33,6 +33,10 @@ struct WorkerRecord {
   bool confirmed = true;
   Clock::time_point lease_deadline{};
   uint64_t registration = 0;  // which registration connection is this worker's (0: none)
+  // That connection (compared, never dereferenced): heartbeats count only when they arrive on it.
+  const void* registered_on = nullptr;
+  // The key the worker sent with its registration: prepare, commit and release carry it back.
+  std::string control_key;
   // The last heartbeat.
   std::vector<ExpertTokens> load;
   uint32_t window_ms = 0;

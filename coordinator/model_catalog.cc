@@ -2,6 +2,7 @@
 #include "coordinator/model_catalog.h"
 
 #include <cstring>
+#include <optional>
 
 #include <nlohmann/json.hpp>
 
@@ -18,9 +19,14 @@ capnp::Data::Reader float_blob(const std::vector<float>& values) {
 }  // namespace
 
 ModelCatalog::ModelCatalog(const ModelRef& ref) : info_(std::make_unique<capnp::MallocMessageBuilder>()) {
-  auto source = open_layer_source(ref);
+  auto source = open_layer_source(ref);  // the spec within its bounds (validate_model_spec)
   spec_ = source->spec();
   name_ = ref.model_dir.empty() ? ref.synthetic : ref.model_dir;
+  // A router first: its shape is checked against the file's header before anything is allocated, so a
+  // config that claims more experts (or a wider hidden size) than the checkpoint holds is refused before
+  // the per-expert tables below grow with it (they stay within kMaxModelExperts in any case).
+  std::optional<RouterWeights> first_router;
+  if (!spec_.moe_layers.empty()) first_router = source->router_weights(spec_.moe_layers.front());
   // Workers hold expert weights in the checkpoint's dtype: its element size prices every expert.
   if (!spec_.moe_layers.empty()) {
     bytes_per_param_ = dtype_size(source->expert_weights(spec_.moe_layers.front(), 0).view.gate.dtype);
@@ -34,7 +40,7 @@ ModelCatalog::ModelCatalog(const ModelRef& ref) : info_(std::make_unique<capnp::
   auto routers = info.initRouters(static_cast<unsigned>(spec_.moe_layers.size()));
   for (unsigned i = 0; i < spec_.moe_layers.size(); ++i) {
     const int32_t layer = spec_.moe_layers[i];
-    RouterWeights weights = source->router_weights(layer);
+    RouterWeights weights = i == 0 ? std::move(*first_router) : source->router_weights(layer);
     auto router = routers[i];
     router.setLayer(layer);
     router.setNumExperts(static_cast<uint32_t>(weights.gate.rows));

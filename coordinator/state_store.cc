@@ -38,10 +38,34 @@ void write_all(int fd, const std::string& text, const std::string& path) {
   }
 }
 
+// A worker's control key, kept so that a restarted coordinator may move the epochs of workers it reloads
+// before they register again (the file is written 0600).
+std::string to_hex(const std::string& bytes) {
+  static const char* digits = "0123456789abcdef";
+  std::string hex;
+  for (unsigned char c : bytes) {
+    hex += digits[c >> 4];
+    hex += digits[c & 15];
+  }
+  return hex;
+}
+
+std::string from_hex(const std::string& hex) {
+  auto value = [&](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    throw std::runtime_error("state file: control_key is not lowercase hex");
+  };
+  if (hex.size() % 2 != 0 || hex.size() > 2 * 64) throw std::runtime_error("state file: control_key has a bad length");
+  std::string bytes;
+  for (size_t i = 0; i < hex.size(); i += 2) bytes += static_cast<char>(value(hex[i]) * 16 + value(hex[i + 1]));
+  return bytes;
+}
+
 nlohmann::json worker_to_json(const WorkerRecord& w) {
   return {{"id", w.id},         {"address", w.address},           {"name", w.name},
           {"backend", w.backend}, {"memory_bytes", w.memory_bytes}, {"slots", w.slots},
-          {"state", worker_state_name(w.state)}};
+          {"state", worker_state_name(w.state)}, {"control_key", to_hex(w.control_key)}};
 }
 
 WorkerRecord worker_from_json(const nlohmann::json& j) {
@@ -53,6 +77,7 @@ WorkerRecord worker_from_json(const nlohmann::json& j) {
   w.memory_bytes = j.value("memory_bytes", uint64_t{0});
   w.slots = j.value("slots", uint32_t{0});
   w.state = parse_worker_state(j.at("state").get<std::string>());
+  w.control_key = from_hex(j.value("control_key", ""));
   return w;
 }
 
@@ -89,7 +114,7 @@ void save_state(const std::string& path, const SavedState& state) {
                          {"workers", std::move(workers)}};
   const std::string text = json.dump(2) + "\n";
   const std::string tmp = path + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) fail(tmp, "open");
   write_all(fd, text, tmp);
   if (::fsync(fd) != 0) {

@@ -1,11 +1,13 @@
 // The coordinator's own connections to workers (to their registered listen address), opened on first
-// use and reopened when closed. Used from the control thread only.
+// use and reopened when closed. get() and drop() from the control thread; close_all() from any thread (stop:
+// it fails the requests the control thread waits on, so it returns at once).
 #pragma once
 
 #include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include <boost/asio/io_context.hpp>
@@ -32,6 +34,8 @@ class WorkerLinks {
   };
   boost::asio::io_context& io_;
   std::chrono::milliseconds connect_timeout_;
+  std::mutex mutex_;
+  bool closed_ = false;  // close_all() ran: get() refuses
   std::map<uint32_t, Link> links_;
 };
 

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 
+#include "runtime/wire/cluster_auth.h"
 #include "runtime/wire/envelope_util.h"
 #include "runtime/wire/wire_error.h"
 #include "worker/worker_log.h"
@@ -43,6 +44,7 @@ bool CoordinatorLink::sleep_for(std::chrono::milliseconds duration) {
 
 Frame CoordinatorLink::call(Connection& connection, capnp::MallocMessageBuilder& message,
                             wire::Envelope::Which expected) {
+  set_cluster_token(message, options_.cluster_token);
   Frame reply = connection.request(message, options_.request_timeout).get();
   expect_kind(reply.envelope(), expected);
   return reply;

@@ -27,6 +27,7 @@ namespace moe {
 
 struct CoordinatorLinkOptions {
   std::string coordinator;  // HOST:PORT
+  std::string cluster_token;  // sent with every request (getModel, registerWorker, heartbeat) when set
   std::chrono::milliseconds connect_timeout{1000};
   std::chrono::milliseconds retry_min{100};
   std::chrono::milliseconds retry_max{2000};

@@ -3,13 +3,13 @@
 
 #include <string>
 
-#include "worker/request_error.h"
+#include "runtime/wire/service_error.h"
 
 namespace moe {
 
 void EpochState::check_request_epoch(uint64_t epoch) const {
   if (epoch < oldest_) {
-    throw RequestError(wire::ErrorCode::STALE_EPOCH,
+    throw ServiceError(wire::ErrorCode::STALE_EPOCH,
                        "request planned on epoch " + std::to_string(epoch) + ", this worker serves epochs >= " +
                            std::to_string(oldest_) + " (current " + std::to_string(current_) + ")",
                        current_);
@@ -18,7 +18,7 @@ void EpochState::check_request_epoch(uint64_t epoch) const {
 
 void EpochState::prepare(uint64_t epoch, const std::set<ExpertKey>& experts) {
   if (epoch < current_) {
-    throw RequestError(wire::ErrorCode::STALE_EPOCH,
+    throw ServiceError(wire::ErrorCode::STALE_EPOCH,
                        "prepare for epoch " + std::to_string(epoch) + ", but epoch " + std::to_string(current_) +
                            " is already committed",
                        current_);
@@ -28,7 +28,7 @@ void EpochState::prepare(uint64_t epoch, const std::set<ExpertKey>& experts) {
 
 void EpochState::commit(uint64_t epoch, const std::set<ExpertKey>& experts) {
   if (epoch < current_) {
-    throw RequestError(wire::ErrorCode::STALE_EPOCH,
+    throw ServiceError(wire::ErrorCode::STALE_EPOCH,
                        "commit of epoch " + std::to_string(epoch) + ", but epoch " + std::to_string(current_) +
                            " is already committed",
                        current_);
@@ -41,7 +41,7 @@ void EpochState::commit(uint64_t epoch, const std::set<ExpertKey>& experts) {
 
 std::set<ExpertKey> EpochState::release(uint64_t epoch, const std::set<ExpertKey>& loaded) {
   if (epoch > current_) {
-    throw RequestError(wire::ErrorCode::BAD_REQUEST,
+    throw ServiceError(wire::ErrorCode::BAD_REQUEST,
                        "release of epoch " + std::to_string(epoch) + ", but this worker's current epoch is " +
                            std::to_string(current_),
                        current_);

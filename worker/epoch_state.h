@@ -26,15 +26,15 @@ class EpochState {
   uint64_t oldest_served() const { return oldest_; }
   bool in_grace() const { return oldest_ < current_; }
 
-  // Throws RequestError(staleEpoch) when `epoch` < oldest_served().
+  // Throws ServiceError(staleEpoch) when `epoch` < oldest_served().
   void check_request_epoch(uint64_t epoch) const;
 
-  // Throws RequestError(staleEpoch) when `epoch` < current().
+  // Throws ServiceError(staleEpoch) when `epoch` < current().
   void prepare(uint64_t epoch, const std::set<ExpertKey>& experts);
-  // Throws RequestError(staleEpoch) when `epoch` < current(). Committing the current epoch again
+  // Throws ServiceError(staleEpoch) when `epoch` < current(). Committing the current epoch again
   // replaces its expert set.
   void commit(uint64_t epoch, const std::set<ExpertKey>& experts);
-  // Throws RequestError(badRequest) when `epoch` > current(). Returns the members of `loaded` to unload.
+  // Throws ServiceError(badRequest) when `epoch` > current(). Returns the members of `loaded` to unload.
   std::set<ExpertKey> release(uint64_t epoch, const std::set<ExpertKey>& loaded);
 
   // Every expert a served or prepared epoch needs.

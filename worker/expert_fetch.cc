@@ -3,6 +3,8 @@
 // queues what it left out.
 #include "worker/expert_fetch.h"
 
+#include "runtime/wire/cluster_auth.h"
+
 #include <capnp/message.h>
 
 #include <array>
@@ -105,7 +107,7 @@ class Fetch {
     request.setMatrix(kMatrices[range.matrix]);
     request.setOffset(range.offset);
     request.setMaxBytes(static_cast<uint32_t>(range.length));
-    request.setClusterToken(options_.cluster_token);
+    set_cluster_token(message, options_.cluster_token);
     return peer_.request(message, options_.timeout);
   }
 

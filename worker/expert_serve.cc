@@ -6,7 +6,7 @@
 #include <string>
 
 #include "runtime/wire/tensor_pack.h"
-#include "worker/request_error.h"
+#include "runtime/wire/service_error.h"
 
 namespace moe {
 
@@ -17,7 +17,7 @@ void fill_expert_chunk(const ExpertStore& store, wire::FetchExpert::Reader reque
   store.check_expert(key);
   std::optional<ExpertWeights> weights = store.retained(key);
   if (!weights) {
-    throw RequestError(wire::ErrorCode::EXPERT_NOT_HOSTED,
+    throw ServiceError(wire::ErrorCode::EXPERT_NOT_HOSTED,
                        name + (store.has(key) ? " is loaded, but this worker keeps no copy to stream (it runs without "
                                                 "--no-shared-storage)"
                                               : " is not held by this worker"),
@@ -30,7 +30,7 @@ void fill_expert_chunk(const ExpertStore& store, wire::FetchExpert::Reader reque
     case wire::ExpertMatrix::DOWN: matrix = &weights->view.down; break;
   }
   if (!matrix) {
-    throw RequestError(wire::ErrorCode::BAD_REQUEST,
+    throw ServiceError(wire::ErrorCode::BAD_REQUEST,
                        "fetchExpert names matrix " + std::to_string(static_cast<unsigned>(request.getMatrix())) +
                            " (known: gate, up, down)",
                        current_epoch);
@@ -38,10 +38,10 @@ void fill_expert_chunk(const ExpertStore& store, wire::FetchExpert::Reader reque
   const uint64_t total = static_cast<uint64_t>(matrix->rows) * static_cast<uint64_t>(matrix->cols) * dtype_size(matrix->dtype);
   const uint64_t offset = request.getOffset();
   if (request.getMaxBytes() == 0) {
-    throw RequestError(wire::ErrorCode::BAD_REQUEST, "fetchExpert of " + name + " asks for 0 bytes", current_epoch);
+    throw ServiceError(wire::ErrorCode::BAD_REQUEST, "fetchExpert of " + name + " asks for 0 bytes", current_epoch);
   }
   if (offset >= total) {
-    throw RequestError(wire::ErrorCode::BAD_REQUEST,
+    throw ServiceError(wire::ErrorCode::BAD_REQUEST,
                        "fetchExpert of " + name + " at byte " + std::to_string(offset) + ", the matrix has " +
                            std::to_string(total) + " bytes",
                        current_epoch);

@@ -12,7 +12,7 @@ namespace moe {
 // The most bytes one expertChunk carries, whatever the request's maxBytes (well under the frame limit).
 inline constexpr uint32_t kMaxExpertChunkBytes = 16u << 20;
 
-// Fills `chunk` for `request`. Throws RequestError: unknownLayer / badRequest for an expert outside the
+// Fills `chunk` for `request`. Throws ServiceError: unknownLayer / badRequest for an expert outside the
 // model (ExpertStore::check_expert), expertNotHosted when this worker holds no retained copy of it (not
 // loaded, or running without --no-shared-storage), badRequest for an unknown matrix, maxBytes 0 or an
 // offset at or past the matrix's end. `current_epoch` goes into the errors.

@@ -5,7 +5,7 @@
 #include <stdexcept>
 
 #include "worker/expert_copy.h"
-#include "worker/request_error.h"
+#include "runtime/wire/service_error.h"
 
 namespace moe {
 
@@ -44,7 +44,7 @@ bool ExpertStore::has_model() const {
 
 std::shared_ptr<const LayerSource> ExpertStore::model() const {
   std::shared_lock lock(mutex_);
-  if (!source_) throw RequestError(wire::ErrorCode::NOT_READY, "this worker has not learned the model from the coordinator yet");
+  if (!source_) throw ServiceError(wire::ErrorCode::NOT_READY, "this worker has not learned the model from the coordinator yet");
   return source_;
 }
 
@@ -52,12 +52,12 @@ void ExpertStore::check_expert(ExpertKey key) const {
   auto source = model();
   const ModelSpec& spec = source->spec();
   if (!spec.is_moe_layer(key.layer)) {
-    throw RequestError(wire::ErrorCode::UNKNOWN_LAYER, "layer " + std::to_string(key.layer) +
+    throw ServiceError(wire::ErrorCode::UNKNOWN_LAYER, "layer " + std::to_string(key.layer) +
                                                            " is not an MoE layer of this model (MoE layers: " +
                                                            moe_layer_list(spec) + ")");
   }
   if (key.expert < 0 || key.expert >= spec.experts_per_layer()) {
-    throw RequestError(wire::ErrorCode::BAD_REQUEST, "expert id " + std::to_string(key.expert) + " of layer " +
+    throw ServiceError(wire::ErrorCode::BAD_REQUEST, "expert id " + std::to_string(key.expert) + " of layer " +
                                                          std::to_string(key.layer) + " is outside 0.." +
                                                          std::to_string(spec.experts_per_layer() - 1));
   }
@@ -74,7 +74,7 @@ std::vector<ExpertKey> ExpertStore::load(const std::set<ExpertKey>& experts) {
       weights = source->expert_weights(key.layer, key.expert);
       backend_->load_expert(key, weights.view);
     } catch (const std::exception& e) {
-      throw RequestError(wire::ErrorCode::INTERNAL, "cannot load " + expert_name(key) + ": " + e.what());
+      throw ServiceError(wire::ErrorCode::INTERNAL, "cannot load " + expert_name(key) + ": " + e.what());
     }
     mark_loaded(key, std::move(weights));
     loaded_now.push_back(key);
@@ -89,13 +89,13 @@ void ExpertStore::load_weights(ExpertKey key, ExpertWeights weights) {
   const ModelSpec& spec = model()->spec();
   weights.view.math = spec.math_of(key.expert);
   if (spec.expert_biases() && spec.fused_expert(key.expert) && !weights.view.has_biases())
-    throw RequestError(wire::ErrorCode::INTERNAL, "cannot load streamed " + expert_name(key) + ": " +
+    throw ServiceError(wire::ErrorCode::INTERNAL, "cannot load streamed " + expert_name(key) + ": " +
                                                       family_name(spec.family) + " experts have biases, which weight "
                                                       "streaming does not carry (run the workers on shared storage)");
   try {
     backend_->load_expert(key, weights.view);
   } catch (const std::exception& e) {
-    throw RequestError(wire::ErrorCode::INTERNAL, "cannot load streamed " + expert_name(key) + ": " + e.what());
+    throw ServiceError(wire::ErrorCode::INTERNAL, "cannot load streamed " + expert_name(key) + ": " + e.what());
   }
   mark_loaded(key, std::move(weights));
 }

@@ -31,19 +31,19 @@ class ExpertStore {
   // throws std::runtime_error naming both.
   void set_model(std::shared_ptr<const LayerSource> source, const std::string& source_ref);
   bool has_model() const;
-  // Throws RequestError(notReady) before set_model.
+  // Throws ServiceError(notReady) before set_model.
   std::shared_ptr<const LayerSource> model() const;
 
-  // Throws RequestError(unknownLayer) for a layer that is not an MoE layer, RequestError(badRequest)
-  // for an expert id outside 0..experts_per_layer-1, RequestError(notReady) without a model.
+  // Throws ServiceError(unknownLayer) for a layer that is not an MoE layer, ServiceError(badRequest)
+  // for an expert id outside 0..experts_per_layer-1, ServiceError(notReady) without a model.
   void check_expert(ExpertKey key) const;
 
   // Loads every expert of `experts` that is not loaded yet. Checks them all first (check_expert);
-  // a failing load throws RequestError(internal) naming the expert, keeping the ones loaded before.
+  // a failing load throws ServiceError(internal) naming the expert, keeping the ones loaded before.
   // Returns the experts it loaded.
   std::vector<ExpertKey> load(const std::set<ExpertKey>& experts);
   // Loads one expert from weights got elsewhere (a peer); checks the key (check_expert) and, like
-  // load, throws RequestError(internal) when the backend refuses them. Does nothing when loaded.
+  // load, throws ServiceError(internal) when the backend refuses them. Does nothing when loaded.
   void load_weights(ExpertKey key, ExpertWeights weights);
   void unload(const std::set<ExpertKey>& experts);
 

@@ -38,7 +38,7 @@ void ForwardRunner::run(ForwardBatcher::Batch& batch) {
     metrics_.queue_seconds.Observe(seconds_since(job.received, start));
     if (job.deadline_ms > 0 && start - job.received > std::chrono::milliseconds(job.deadline_ms)) {
       send_error_reply(job.responder,
-                       RequestError(wire::ErrorCode::DEADLINE_EXCEEDED,
+                       ServiceError(wire::ErrorCode::DEADLINE_EXCEEDED,
                                     "forwardRequest waited " + std::to_string(micros_between(job.received, start) / 1000) +
                                         " ms in the queue, over its deadline of " + std::to_string(job.deadline_ms) + " ms",
                                     current_epoch_()),
@@ -52,7 +52,7 @@ void ForwardRunner::run(ForwardBatcher::Batch& batch) {
                     std::span<float>(x.data() + rows * job.hidden, elements), "forwardRequest.tokens");
     } catch (const std::exception& e) {
       x.resize(static_cast<size_t>(rows) * job.hidden);
-      send_error_reply(job.responder, RequestError(wire::ErrorCode::BAD_REQUEST, e.what(), current_epoch_()), metrics_,
+      send_error_reply(job.responder, ServiceError(wire::ErrorCode::BAD_REQUEST, e.what(), current_epoch_()), metrics_,
                        "forwardRequest");
       continue;
     }
@@ -98,7 +98,7 @@ void ForwardRunner::run_alone(ForwardJob& job, const std::vector<float>& x) {
   for (const TokenAssignment& a : job.assignments) {
     if (!store_.has({job.layer, a.expert})) {
       send_error_reply(job.responder,
-                       RequestError(wire::ErrorCode::EXPERT_NOT_HOSTED,
+                       ServiceError(wire::ErrorCode::EXPERT_NOT_HOSTED,
                                     "expert " + std::to_string(a.expert) + " of layer " + std::to_string(job.layer) +
                                         " is not loaded on this worker (released while the request waited)",
                                     current_epoch_()),
@@ -114,7 +114,7 @@ void ForwardRunner::run_alone(ForwardJob& job, const std::vector<float>& x) {
     }
   } catch (const std::exception& e) {
     send_error_reply(job.responder,
-                     RequestError(wire::ErrorCode::INTERNAL, std::string("expert compute failed: ") + e.what(),
+                     ServiceError(wire::ErrorCode::INTERNAL, std::string("expert compute failed: ") + e.what(),
                                   current_epoch_()),
                      metrics_, "forwardRequest");
     return;

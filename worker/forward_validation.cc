@@ -4,12 +4,12 @@
 #include <string>
 
 #include "runtime/wire/tensor_pack.h"
-#include "worker/request_error.h"
+#include "runtime/wire/service_error.h"
 
 namespace moe {
 
 namespace {
-[[noreturn]] void bad(const std::string& message) { throw RequestError(wire::ErrorCode::BAD_REQUEST, message); }
+[[noreturn]] void bad(const std::string& message) { throw ServiceError(wire::ErrorCode::BAD_REQUEST, message); }
 }  // namespace
 
 void validate_forward_request(const ModelSpec& spec, ForwardJob& job) {
@@ -23,7 +23,7 @@ void validate_forward_request(const ModelSpec& spec, ForwardJob& job) {
   if (!spec.is_moe_layer(job.layer)) {
     std::string layers;
     for (int32_t l : spec.moe_layers) layers += (layers.empty() ? "" : ",") + std::to_string(l);
-    throw RequestError(wire::ErrorCode::UNKNOWN_LAYER, "forwardRequest.layer " + std::to_string(job.layer) +
+    throw ServiceError(wire::ErrorCode::UNKNOWN_LAYER, "forwardRequest.layer " + std::to_string(job.layer) +
                                                            " is not an MoE layer of this model (MoE layers: " +
                                                            layers + ")");
   }

@@ -8,7 +8,7 @@
 
 namespace moe {
 
-// Fills job's request fields from job.frame. Throws RequestError: unknownLayer for a layer that is not
+// Fills job's request fields from job.frame. Throws ServiceError: unknownLayer for a layer that is not
 // an MoE layer; badRequest for a hidden size other than the model's, an unknown dtype, a tokens blob
 // whose size is not numTokens * hidden * dtype size, lists of different lengths, a token index outside
 // [0, numTokens) or an expert id outside the layer's experts. Messages name the field, expected, got.

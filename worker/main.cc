@@ -17,6 +17,7 @@
 #include "runtime/bootstrap/host_address.h"
 #include "runtime/bootstrap/launch_detection.h"
 #include "runtime/bootstrap/mpi_bootstrap.h"
+#include "runtime/bootstrap/stop_signal_watch.h"
 
 #include "worker/worker_flags.h"
 #include "worker/worker_log.h"
@@ -49,6 +50,9 @@ int main(int argc, char** argv) {
 
   // Every thread started from here on inherits the blocked signals; only sigwait below receives them.
   sigset_t signals = moe::block_stop_signals(under_mpi);
+  moe::StopSignalWatch stop_signal(signals, [](int signal) {
+    moe::worker_log("received " + moe::stop_signal_name(signal) + " while starting, exiting");
+  });
 
   std::optional<moe::MpiBootstrap> mpi;
   try {
@@ -65,11 +69,11 @@ int main(int argc, char** argv) {
     }
     moe::check_worker_options(options);
     moe::WorkerService service(options);
+    stop_signal.serving();  // before start(): a failing coordinator link signals this process itself
     service.start();
     std::printf("moe-worker listening on %s\n", service.address().c_str());
     std::fflush(stdout);
-    int received = 0;
-    sigwait(&signals, &received);
+    const int received = stop_signal.wait();
     if (!service.failed()) moe::worker_log("received " + moe::stop_signal_name(received) + ", shutting down");
     service.stop();
     if (service.failed()) return 1;

@@ -7,6 +7,7 @@
 
 #include "runtime/net/address.h"
 #include "runtime/net/transport_flags.h"
+#include "runtime/wire/cluster_auth.h"
 
 namespace moe {
 
@@ -44,8 +45,13 @@ void add_worker_flags(CLI::App& app, WorkerOptions& o) {
   app.add_option("--slots", o.slots, "expert copies offered (0: memory-bytes / largest expert)")
       ->capture_default_str()
       ->envname("MOE_SLOTS");
-  app.add_option("--cluster-token", o.cluster_token, "cluster token sent when registering")
-      ->envname("MOE_CLUSTER_TOKEN");
+  auto* token = app.add_option("--cluster-token", o.cluster_token,
+                               "the cluster's token: sent with every request this worker makes and required on every "
+                               "request it serves (prefer --cluster-token-file: a flag shows in ps)")
+                    ->envname("MOE_CLUSTER_TOKEN");
+  app.add_option("--cluster-token-file", o.cluster_token_file, "file holding the cluster token (first line)")
+      ->envname("MOE_CLUSTER_TOKEN_FILE")
+      ->excludes(token);
   app.add_option("--max-queue", o.max_queue, "forward requests in flight before replying overloaded")
       ->capture_default_str()
       ->envname("MOE_MAX_QUEUE");
@@ -83,12 +89,18 @@ void check_worker_options(const WorkerOptions& o) {
     bad(std::string("--listen: ") + e.what());
   }
   if (o.backend != "cpu" && o.backend != "cuda") bad("--backend must be cpu or cuda, got '" + o.backend + "'");
+  std::string token = o.cluster_token;  // from the flag or the file
+  try {
+    resolve_cluster_token(token, o.cluster_token_file);
+  } catch (const std::exception& e) {
+    bad(std::string("--cluster-token-file: ") + e.what());
+  }
   if (o.max_queue == 0) bad("--max-queue must be at least 1, got 0");
   if (o.max_batch_tokens == 0) bad("--max-batch-tokens must be at least 1, got 0");
   if (o.fetch_timeout_ms == 0) bad("--fetch-timeout-ms must be at least 1, got 0");
   if (o.max_frame_bytes < 4096)
     bad("--max-frame-bytes must be at least 4096, got " + std::to_string(o.max_frame_bytes));
-  check_token_transport(o.transport, o.cluster_token, "moe-worker");
+  check_token_transport(o.transport, token, "moe-worker");
 }
 
 }  // namespace moe

@@ -13,6 +13,7 @@
 
 #include "runtime/model/layer_source_factory.h"
 #include "runtime/net/address.h"
+#include "runtime/wire/cluster_auth.h"
 #include "runtime/wire/envelope_util.h"
 #include "worker/backend_factory.h"
 #include "worker/error_reply.h"
@@ -37,12 +38,20 @@ std::string mib(size_t bytes) { return std::to_string(bytes / (1024 * 1024)) + "
 
 int default_batch_threads(const std::string& backend) { return backend == "cuda" ? 1 : 2; }
 
+constexpr size_t kMaxAddressBytes = 256;  // a peer's "host:port" in prepare.sources
+
 // prepare.sources as expert -> peer addresses, in the coordinator's order.
 std::map<ExpertKey, std::vector<std::string>> source_map(capnp::List<wire::ExpertSource>::Reader list) {
   std::map<ExpertKey, std::vector<std::string>> sources;
   for (auto source : list) {
     auto& addresses = sources[{source.getExpert().getLayer(), source.getExpert().getExpert()}];
-    for (auto address : source.getAddresses()) addresses.emplace_back(address.cStr());
+    for (auto address : source.getAddresses()) {
+      if (address.size() > kMaxAddressBytes) {
+        throw ServiceError(wire::ErrorCode::BAD_REQUEST, "prepare: a source address of " + std::to_string(address.size()) +
+                                                             " bytes, at most " + std::to_string(kMaxAddressBytes));
+      }
+      addresses.emplace_back(address.cStr());
+    }
   }
   return sources;
 }
@@ -50,8 +59,11 @@ std::map<ExpertKey, std::vector<std::string>> source_map(capnp::List<wire::Exper
 
 WorkerService::WorkerService(WorkerOptions options)
     : options_(std::move(options)),
-      store_(make_worker_backend(options_.backend, options_.threads, options_.cuda_path), options_.no_shared_storage) {
+      store_(make_worker_backend(options_.backend, options_.threads, options_.cuda_path), options_.no_shared_storage),
+      control_key_(new_control_key()) {
   check_worker_options(options_);
+  resolve_cluster_token(options_.cluster_token, options_.cluster_token_file);
+  options_.cluster_token_file.clear();
   HostPort listen = parse_host_port(options_.listen);
   listen_host_ = listen.host;
   listen_port_ = listen.port;
@@ -72,6 +84,7 @@ WorkerService::WorkerService(WorkerOptions options)
   io_ = std::make_unique<IoPool>(2, make_tls(options_.transport));
   CoordinatorLinkOptions link;
   link.coordinator = options_.coordinator;
+  link.cluster_token = options_.cluster_token;
   link.connect_timeout = std::chrono::milliseconds(options_.connect_timeout_ms);
   link.retry_min = std::chrono::milliseconds(options_.retry_min_ms);
   link.retry_max = std::chrono::milliseconds(options_.retry_max_ms);
@@ -122,37 +135,40 @@ uint64_t WorkerService::oldest_served_epoch() const {
 
 // ------------------------------------------------------------------------------------------ requests
 
-void WorkerService::check_cluster_token(capnp::Text::Reader token, const char* what) const {
-  if (options_.cluster_token.empty() || token == options_.cluster_token.c_str()) return;
-  throw RequestError(wire::ErrorCode::UNAUTHORIZED,
-                     std::string(what) + (token.size() == 0 ? " without a cluster token" : " with a wrong cluster token") +
-                         ": this worker was started with --cluster-token",
-                     current_epoch());
+void WorkerService::check_control_key(wire::Envelope::Reader envelope) const {
+  auto key = envelope.getControlKey();
+  const std::string_view got(reinterpret_cast<const char*>(key.begin()), key.size());
+  if (same_secret(got, control_key_)) return;
+  throw ServiceError(wire::ErrorCode::UNAUTHORIZED,
+                     message_kind_name(envelope) + (key.size() == 0 ? " without a control key" : " with a wrong control key") +
+                         ": only the coordinator this worker registered with may move its epochs",
+                     current_epoch(), false);
 }
 
+// Every request passes here first: the cluster token (all kinds), then the control key (prepare, commit,
+// release), then the dispatch.
 void WorkerService::handle(Frame request, Responder responder) {
   const auto kind = request.envelope().which();
   try {
-    if (stopping_) throw RequestError(wire::ErrorCode::NOT_READY, "this worker is shutting down", current_epoch());
+    check_cluster_token(request.envelope(), options_.cluster_token);
+    if (stopping_) throw ServiceError(wire::ErrorCode::NOT_READY, "this worker is shutting down", current_epoch());
     switch (kind) {
       case wire::Envelope::FORWARD_REQUEST:
-        check_cluster_token(request.envelope().getForwardRequest().getClusterToken(), "forward");
         handle_forward(std::move(request), responder);
         return;
       case wire::Envelope::PREPARE:
-        check_cluster_token(request.envelope().getPrepare().getClusterToken(), "prepare");
+        check_control_key(request.envelope());
         post_control(std::move(request), responder, &WorkerService::handle_prepare);
         return;
       case wire::Envelope::COMMIT:
-        check_cluster_token(request.envelope().getCommit().getClusterToken(), "commit");
+        check_control_key(request.envelope());
         post_control(std::move(request), responder, &WorkerService::handle_commit);
         return;
       case wire::Envelope::RELEASE:
-        check_cluster_token(request.envelope().getRelease().getClusterToken(), "release");
+        check_control_key(request.envelope());
         post_control(std::move(request), responder, &WorkerService::handle_release);
         return;
       case wire::Envelope::FETCH_EXPERT:
-        check_cluster_token(request.envelope().getFetchExpert().getClusterToken(), "fetchExpert");
         handle_fetch(request, responder);
         return;
       case wire::Envelope::GET_MODEL:  // a client whose coordinator is away
@@ -162,13 +178,13 @@ void WorkerService::handle(Frame request, Responder responder) {
         adopted_.reply_placement(responder, current_epoch());
         return;
       default:
-        throw RequestError(wire::ErrorCode::BAD_REQUEST,
+        throw ServiceError(wire::ErrorCode::BAD_REQUEST,
                            "moe-worker does not serve " + message_kind_name(kind) +
                                " requests (only forwardRequest, prepare, commit, release, fetchExpert, getModel, "
                                "getPlacement)",
                            current_epoch());
     }
-  } catch (const RequestError& e) {
+  } catch (const ServiceError& e) {
     send_error_reply(responder, e, *metrics_, message_kind_name(kind));
   }
 }
@@ -179,14 +195,14 @@ void WorkerService::post_control(Frame request, Responder responder,
   bool posted = control_->post([this, shared, responder, handler] {
     try {
       (this->*handler)(*shared, responder);
-    } catch (const RequestError& e) {
+    } catch (const ServiceError& e) {
       send_error_reply(responder, e, *metrics_, message_kind_name(shared->envelope().which()));
     } catch (const std::exception& e) {
-      send_error_reply(responder, RequestError(wire::ErrorCode::INTERNAL, e.what(), current_epoch()), *metrics_,
+      send_error_reply(responder, ServiceError(wire::ErrorCode::INTERNAL, e.what(), current_epoch()), *metrics_,
                        message_kind_name(shared->envelope().which()));
     }
   });
-  if (!posted) throw RequestError(wire::ErrorCode::NOT_READY, "this worker is shutting down", current_epoch());
+  if (!posted) throw ServiceError(wire::ErrorCode::NOT_READY, "this worker is shutting down", current_epoch());
 }
 
 void WorkerService::handle_forward(Frame request, const Responder& responder) {
@@ -203,7 +219,7 @@ void WorkerService::handle_forward(Frame request, const Responder& responder) {
   for (const TokenAssignment& a : job->assignments) {
     if (checked[a.expert]) continue;
     if (!store_.has({job->layer, a.expert})) {
-      throw RequestError(wire::ErrorCode::EXPERT_NOT_HOSTED,
+      throw ServiceError(wire::ErrorCode::EXPERT_NOT_HOSTED,
                          "expert " + std::to_string(a.expert) + " of layer " + std::to_string(job->layer) +
                              " is not hosted on this worker (request epoch " + std::to_string(job->epoch) +
                              ", current epoch " + std::to_string(current) + ")",
@@ -215,13 +231,13 @@ void WorkerService::handle_forward(Frame request, const Responder& responder) {
     case ForwardBatcher::Submit::Accepted:
       return;
     case ForwardBatcher::Submit::Overloaded:
-      throw RequestError(wire::ErrorCode::OVERLOADED,
+      throw ServiceError(wire::ErrorCode::OVERLOADED,
                          "worker has " + std::to_string(batcher_->in_flight()) +
                              " forward requests in flight, its bound (--max-queue) is " +
                              std::to_string(options_.max_queue),
                          current);
     case ForwardBatcher::Submit::Stopped:
-      throw RequestError(wire::ErrorCode::NOT_READY, "this worker is shutting down", current);
+      throw ServiceError(wire::ErrorCode::NOT_READY, "this worker is shutting down", current);
   }
 }
 
@@ -230,11 +246,12 @@ void WorkerService::handle_prepare(const Frame& request, const Responder& respon
   const uint64_t epoch = prepare.getEpoch();
   std::set<ExpertKey> experts = expert_set(prepare.getLoad());
   for (const ExpertKey& key : experts) store_.check_expert(key);
+  const auto sources = source_map(prepare.getSources());  // checked before anything changes
   {
     std::lock_guard lock(epoch_mutex_);
     epochs_.prepare(epoch, experts);
   }
-  if (options_.no_shared_storage) stream_from_peers(experts, source_map(prepare.getSources()));
+  if (options_.no_shared_storage) stream_from_peers(experts, sources);
   std::vector<ExpertKey> loaded_now = store_.load(experts);  // what no peer sent: from the model source
   update_gauges();
   const size_t hosted = store_.loaded().size();
@@ -343,7 +360,7 @@ void WorkerService::handle_commit(const Frame& request, const Responder& respond
   {
     std::lock_guard lock(epoch_mutex_);
     if (epoch < epochs_.current()) {
-      throw RequestError(wire::ErrorCode::STALE_EPOCH,
+      throw ServiceError(wire::ErrorCode::STALE_EPOCH,
                          "commit of epoch " + std::to_string(epoch) + ", but epoch " +
                              std::to_string(epochs_.current()) + " is already committed",
                          epochs_.current());
@@ -436,7 +453,7 @@ void WorkerService::fill_registration(wire::RegisterWorker::Builder registration
   auto capacity = registration.initCapacity();
   capacity.setMemoryBytes(memory_bytes_);
   capacity.setExpertSlots(expert_slots());
-  registration.setClusterToken(options_.cluster_token);
+  registration.setControlKey(capnp::Data::Reader(reinterpret_cast<const capnp::byte*>(control_key_.data()), control_key_.size()));
   registration.setServingEpoch(current_epoch());
   registration.setPreviousId(link_->worker_id().value_or(0));
   std::set<ExpertKey> hosted = store_.loaded();

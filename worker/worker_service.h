@@ -69,9 +69,11 @@ class WorkerService : private CoordinatorLink::Peer {
   bool failed() const { return failed_; }
 
  private:
+  // Checks the cluster token of every request (--cluster-token), then dispatches it.
   void handle(Frame request, Responder responder);
-  // Control requests (prepare, commit, release) must carry --cluster-token when the worker has one.
-  void check_cluster_token(capnp::Text::Reader token, const char* what) const;
+  // prepare, commit and release must bring back the control key this worker sent with its registration
+  // (only the coordinator it registered with has it): ServiceError(unauthorized) otherwise.
+  void check_control_key(wire::Envelope::Reader envelope) const;
   void handle_forward(Frame request, const Responder& responder);
   void handle_prepare(const Frame& request, const Responder& responder);
   void handle_commit(const Frame& request, const Responder& responder);
@@ -106,6 +108,7 @@ class WorkerService : private CoordinatorLink::Peer {
   LoadWindow load_window_;
   ExpertStore store_;
   AdoptedMetadata adopted_;  // answers getModel / getPlacement of clients while the coordinator is away
+  const std::string control_key_;  // drawn at start, sent with every registration (see check_control_key)
   mutable std::mutex epoch_mutex_;
   EpochState epochs_;
 

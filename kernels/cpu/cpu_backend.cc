@@ -5,12 +5,14 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "kernels/cpu/amx_forward.h"
 #include "kernels/cpu/streaming_kernels.h"
 
 namespace moe {
@@ -138,10 +140,76 @@ float* thread_scratch(size_t floats) {
   return buffer.data();
 }
 
+CpuKernel resolve_kernel(CpuKernel requested) {
+  if (requested == CpuKernel::Auto) {
+    const char* env = std::getenv("MOE_CPU_KERNEL");
+    if (env != nullptr && *env != '\0') requested = parse_cpu_kernel(env);
+  }
+  // Auto never picks avx512bf16: on the one CPU it was measured on (a shared 2-core Xeon with AMX) it ran
+  // at about 1/3 of blas per CPU-second; it stays opt-in until measured where it is meant for (Zen 4/5).
+  if (requested == CpuKernel::Auto) return amx_available() ? CpuKernel::Amx : CpuKernel::Blas;
+  if (requested == CpuKernel::Amx && !amx_available())
+    throw std::invalid_argument("CpuBackend: kernel amx asked for, but this CPU (or its kernel) offers no AMX-BF16");
+  if (requested == CpuKernel::Avx512Bf16 && !avx512bf16_available())
+    throw std::invalid_argument("CpuBackend: kernel avx512bf16 asked for, but this CPU has no AVX512_BF16");
+  return requested;
+}
+
+// Adds each group's outputs, weighted, into out (zeroed first) in ascending expert order:
+// deterministic and free of races. x is no longer read, so out may be the same buffer as x.
+void combine(const std::map<int32_t, ExpertGroup>& by_expert, int64_t num_tokens, int64_t hidden, float* out) {
+  std::memset(out, 0, static_cast<size_t>(num_tokens * hidden) * sizeof(float));
+  for (const auto& [id, g] : by_expert) {
+    const float* bias = g.weights->down_bias.empty() ? nullptr : g.weights->down_bias.data();
+    for (int64_t j = 0; j < g.n(); ++j) {
+      float w = g.output_scale(j);
+      float* dst = out + static_cast<int64_t>(g.tokens[j]) * hidden;
+      const float* src = g.y + j * hidden;
+      if (bias)
+        for (int64_t h = 0; h < hidden; ++h) dst[h] += w * (src[h] + bias[h]);
+      else
+        for (int64_t h = 0; h < hidden; ++h) dst[h] += w * src[h];
+    }
+  }
+}
+
+// Kernels amx and avx512bf16: the packed groups through amx_forward, into their g.y.
+void run_packed(PackedEngine engine, ThreadPool& pool, const std::vector<ExpertGroup*>& groups, const float* x,
+                int64_t hidden) {
+  std::vector<AmxGroupWork> work;
+  work.reserve(groups.size());
+  for (ExpertGroup* g : groups) {
+    AmxGroupWork w;
+    w.expert = &g->weights->amx;
+    for (int32_t t : g->tokens) w.rows.push_back(x + static_cast<int64_t>(t) * hidden);
+    w.y = g->y;
+    work.push_back(std::move(w));
+  }
+  amx_forward(engine, pool, work, hidden);
+}
+
 }  // namespace
 
+CpuKernel parse_cpu_kernel(const std::string& name) {
+  if (name == "auto") return CpuKernel::Auto;
+  if (name == "amx") return CpuKernel::Amx;
+  if (name == "avx512bf16") return CpuKernel::Avx512Bf16;
+  if (name == "blas") return CpuKernel::Blas;
+  throw std::invalid_argument("unknown CPU kernel '" + name + "': expected auto, amx, avx512bf16 or blas");
+}
+
+const char* cpu_kernel_name(CpuKernel kernel) {
+  switch (kernel) {
+    case CpuKernel::Auto: return "auto";
+    case CpuKernel::Amx: return "amx";
+    case CpuKernel::Avx512Bf16: return "avx512bf16";
+    case CpuKernel::Blas: return "blas";
+  }
+  return "?";
+}
+
 CpuBackend::CpuBackend(const CpuBackendOptions& options)
-    : options_(options), pool_(resolve_threads(options.threads)) {
+    : options_(options), kernel_(resolve_kernel(options.kernel)), pool_(resolve_threads(options.threads)) {
   options_.max_streaming_tokens = std::clamp(options_.max_streaming_tokens, 0, kMaxStreamingTokens);
 }
 
@@ -161,6 +229,21 @@ void CpuBackend::load_expert(ExpertKey key, const ExpertWeightsView& w) {
   auto e = std::make_shared<CpuExpert>();
   e->hidden = hidden;
   e->intermediate = inter;
+  if ((kernel_ == CpuKernel::Amx || kernel_ == CpuKernel::Avx512Bf16) && w.math.is_default() && !w.has_biases()) {
+    // bf16 weights stay bf16 (one plane); any other dtype becomes two bf16 planes (hi + lo). Experts with
+    // biases or another activation keep the f32 layout below and run on the blas path.
+    const bool bf16 = w.gate.dtype == DType::BF16 && w.up.dtype == DType::BF16 && w.down.dtype == DType::BF16;
+    const int planes = bf16 ? 1 : 2;
+    e->amx.gate = pack_amx_matrix(w.gate, planes);
+    e->amx.up = pack_amx_matrix(w.up, planes);
+    e->amx.down = pack_amx_matrix(w.down, planes);
+    std::unique_lock lock(mutex_);
+    auto& slot = experts_[key];
+    if (slot) resident_bytes_ -= slot->bytes();
+    resident_bytes_ += e->bytes();
+    slot = std::move(e);
+    return;
+  }
   e->gate_up = AlignedFloats(static_cast<size_t>(2 * inter * hidden));
   e->down = AlignedFloats(static_cast<size_t>(hidden * inter));
   const size_t block = static_cast<size_t>(inter * hidden);
@@ -249,9 +332,14 @@ void CpuBackend::forward(int32_t layer, const float* x, int64_t num_tokens, int6
   }
 
   // Scratch of the calling thread, so concurrent calls share nothing but read-only weights.
-  std::vector<ExpertGroup*> streaming, gemm;
+  std::vector<ExpertGroup*> streaming, gemm, packed;
   int64_t results_floats = 0, gemm_floats = 0;
   for (auto& [id, g] : by_expert) {
+    if (g.weights->packed()) {
+      packed.push_back(&g);
+      results_floats += g.n() * hidden;
+      continue;
+    }
     results_floats += g.n() * (g.weights->intermediate + hidden);
     if (g.n() <= options_.max_streaming_tokens) {
       streaming.push_back(&g);
@@ -262,10 +350,12 @@ void CpuBackend::forward(int32_t layer, const float* x, int64_t num_tokens, int6
   }
   float* scratch = thread_scratch(static_cast<size_t>(results_floats + gemm_floats));
   for (auto& [id, g] : by_expert) {
-    g.act = scratch;
-    g.y = scratch + g.n() * g.weights->intermediate;
+    g.act = g.weights->packed() ? nullptr : scratch;
+    g.y = g.weights->packed() ? scratch : scratch + g.n() * g.weights->intermediate;
     scratch = g.y + g.n() * hidden;
   }
+  if (!packed.empty())
+    run_packed(kernel_ == CpuKernel::Amx ? PackedEngine::Amx : PackedEngine::Avx512Bf16, pool_, packed, x, hidden);
 
   if (!streaming.empty()) {
     // Tasks are (group, row block) over all streaming groups, so two experts of one decode token
@@ -285,21 +375,7 @@ void CpuBackend::forward(int32_t layer, const float* x, int64_t num_tokens, int6
   }
   for (ExpertGroup* g : gemm) gemm_group(*g, x, hidden, scratch);
 
-  // Combine in ascending expert order: deterministic and free of races. x is no longer read, so out
-  // may be the same buffer as x.
-  std::memset(out, 0, static_cast<size_t>(num_tokens * hidden) * sizeof(float));
-  for (auto& [id, g] : by_expert) {
-    const float* bias = g.weights->down_bias.empty() ? nullptr : g.weights->down_bias.data();
-    for (int64_t j = 0; j < g.n(); ++j) {
-      float w = g.output_scale(j);
-      float* dst = out + static_cast<int64_t>(g.tokens[j]) * hidden;
-      const float* src = g.y + j * hidden;
-      if (bias)
-        for (int64_t h = 0; h < hidden; ++h) dst[h] += w * (src[h] + bias[h]);
-      else
-        for (int64_t h = 0; h < hidden; ++h) dst[h] += w * src[h];
-    }
-  }
+  combine(by_expert, num_tokens, hidden, out);
 }
 
 std::unique_ptr<ExpertBackend> make_cpu_backend(int threads) {

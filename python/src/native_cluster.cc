@@ -132,7 +132,7 @@ py::dict NativeCluster::status() const {
   auto c = client();
   Frame reply = [&] {
     py::gil_scoped_release release;
-    return query_status(address_, c->options().deadline);
+    return query_status(address_, c->options().deadline, c->options().tls, c->options().cluster_token);
   }();
   auto status = reply.envelope().getStatusReply();
   py::dict d;

@@ -61,6 +61,7 @@ PYBIND11_MODULE(_native, m) {
              if (!token.empty()) {
                o.coordinator_args = {"--cluster-token", token};
                o.worker_args = {"--cluster-token", token};
+               o.cluster_token = token;
              }
              auto c = std::make_unique<NativeLocalCluster>();
              c->cluster = std::make_unique<moe::LocalCluster>(o);

@@ -128,7 +128,8 @@ void ClusterClient::fetch_model() {
         timeout, [&](const std::string&, const Frame& reply) -> std::optional<std::string> {
           model_ = decode_model_info(reply.envelope().getModelInfo());
           return std::nullopt;
-        });
+        },
+        options_.cluster_token);
     if (got.reply) return;
     const std::string failures = join_failures(got.failures);
     if (!got.not_ready)
@@ -159,7 +160,8 @@ bool ClusterClient::refresh_placement() {
           return "epoch " + std::to_string(candidate->epoch()) + " is older than the cached " + std::to_string(cached);
         fresh = std::move(candidate);
         return std::nullopt;
-      });
+      },
+      options_.cluster_token);
   if (!got.reply) return false;  // keep serving the cached placement
   std::lock_guard lock(placement_mutex_);
   placement_ = std::move(fresh);

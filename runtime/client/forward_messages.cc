@@ -7,6 +7,7 @@
 #include <string>
 
 #include "runtime/wire/envelope_util.h"
+#include "runtime/wire/cluster_auth.h"
 #include "runtime/wire/tensor_pack.h"
 #include "runtime/wire/wire_error.h"
 
@@ -40,9 +41,7 @@ void build_forward_request(capnp::MallocMessageBuilder& message, uint64_t epoch,
   }
   const auto ms = std::clamp<long long>(deadline.count(), 1, UINT32_MAX);
   request.setDeadlineMs(static_cast<uint32_t>(ms));
-  if (!cluster_token.empty()) {
-    request.setClusterToken(capnp::Text::Reader(cluster_token.data(), cluster_token.size()));
-  }
+  set_cluster_token(message, cluster_token);
 }
 
 void decode_forward_reply_into(const Frame& reply, size_t rows, int64_t hidden, std::span<float> out) {

@@ -4,6 +4,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 #include <stdexcept>
 #include <thread>
@@ -119,7 +120,13 @@ uint64_t LocalCluster::wait_ready(std::chrono::milliseconds timeout) {
                                  ") before the cluster was ready" +
                                  (options_.log_dir.empty() ? "" : "; see " + log_path("moe-worker" + std::to_string(i))));
     }
-  }, tls);
+  }, tls, options_.cluster_token.empty() ? inherited_cluster_token() : options_.cluster_token);
+}
+
+// The daemons inherit this process's environment: a MOE_CLUSTER_TOKEN there is theirs too.
+std::string LocalCluster::inherited_cluster_token() {
+  const char* token = std::getenv("MOE_CLUSTER_TOKEN");
+  return token ? token : "";
 }
 
 void LocalCluster::stop(std::chrono::milliseconds grace) {

@@ -31,6 +31,9 @@ struct LocalClusterOptions {
   // the daemons get --allow-cleartext-token (the cluster is on loopback), so an inherited
   // MOE_CLUSTER_TOKEN still starts them.
   TlsFiles tls;
+  // The token the daemons were given in coordinator_args / worker_args, for wait_ready's queries; empty:
+  // MOE_CLUSTER_TOKEN of this process's environment (which they inherit).
+  std::string cluster_token;
   bool tls_enabled() const { return !tls.cert.empty(); }
 };
 
@@ -49,6 +52,8 @@ class LocalCluster {
   // Waits until the placement has epoch >= 1 with every started worker active. Throws
   // std::runtime_error after `timeout` (saying what it saw last) or as soon as a daemon exits.
   // Returns the epoch reached.
+  // MOE_CLUSTER_TOKEN of this process's environment (which the daemons it starts inherit), or "".
+  static std::string inherited_cluster_token();
   uint64_t wait_ready(std::chrono::milliseconds timeout);
 
   ChildProcess& coordinator() { return coordinator_; }

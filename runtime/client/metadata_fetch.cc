@@ -12,14 +12,15 @@ namespace moe {
 MetadataReply fetch_metadata(PeerLinks& links, const std::vector<std::string>& peers,
                              const std::function<void(wire::Envelope::Builder)>& fill,
                              wire::Envelope::Which expected, std::chrono::milliseconds timeout,
-                             const std::function<std::optional<std::string>(const std::string& peer, const Frame&)>& accept) {
+                             const std::function<std::optional<std::string>(const std::string& peer, const Frame&)>& accept,
+                             std::string_view cluster_token) {
   MetadataReply result;
   for (const std::string& peer : peers) {
     try {
       capnp::MallocMessageBuilder request;
       fill(request.initRoot<wire::Envelope>());
       auto connection = links.get(peer);
-      Frame reply = call_peer(*connection, request, timeout, expected);
+      Frame reply = call_peer(*connection, request, timeout, expected, cluster_token);
       if (std::optional<std::string> refusal = accept(peer, reply)) {
         result.failures.push_back(peer + ": " + *refusal);
         continue;

@@ -7,6 +7,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "runtime/client/peer_links.h"
@@ -28,7 +29,8 @@ struct MetadataReply {
 MetadataReply fetch_metadata(PeerLinks& links, const std::vector<std::string>& peers,
                              const std::function<void(wire::Envelope::Builder)>& fill,
                              wire::Envelope::Which expected, std::chrono::milliseconds timeout,
-                             const std::function<std::optional<std::string>(const std::string& peer, const Frame&)>& accept);
+                             const std::function<std::optional<std::string>(const std::string& peer, const Frame&)>& accept,
+                             std::string_view cluster_token = {});
 
 // "a: x; b: y" of MetadataReply::failures.
 std::string join_failures(const std::vector<std::string>& failures);

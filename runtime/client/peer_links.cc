@@ -1,6 +1,8 @@
 // PeerLinks: the per-address connection cache (see peer_links.h).
 #include "runtime/client/peer_links.h"
 
+#include "runtime/wire/cluster_auth.h"
+
 #include "runtime/net/net_error.h"
 #include "runtime/wire/envelope_util.h"
 
@@ -55,7 +57,8 @@ void PeerLinks::close_all() {
 }
 
 Frame call_peer(Connection& connection, capnp::MessageBuilder& request, std::chrono::milliseconds timeout,
-                wire::Envelope::Which expected) {
+                wire::Envelope::Which expected, std::string_view cluster_token) {
+  set_cluster_token(request, cluster_token);
   Frame reply = connection.request(request, timeout).get();
   expect_kind(reply.envelope(), expected);
   return reply;

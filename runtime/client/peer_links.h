@@ -43,8 +43,9 @@ class PeerLinks {
 };
 
 // Sends a request on `connection` and waits for its reply. Throws NetError on a closed connection or a
-// timeout and RemoteError on an `error` reply; otherwise checks that the reply is `expected`.
+// timeout and RemoteError on an `error` reply; otherwise checks that the reply is `expected`. Sets the
+// request's Envelope.clusterToken to `cluster_token` when that is not empty.
 Frame call_peer(Connection& connection, capnp::MessageBuilder& request, std::chrono::milliseconds timeout,
-                wire::Envelope::Which expected);
+                wire::Envelope::Which expected, std::string_view cluster_token = {});
 
 }  // namespace moe

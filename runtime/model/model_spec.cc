@@ -18,8 +18,6 @@ namespace {
 
 using nlohmann::json;
 
-constexpr int32_t kMaxHiddenLayers = 1 << 16;  // real models have about a hundred
-
 std::string join_layers(const std::vector<int32_t>& layers) {
   if (layers.empty()) return "none";
   std::string out;
@@ -95,6 +93,15 @@ void validate_model_spec(const ModelSpec& s) {
     throw ModelError(std::string("invalid ") + family_name(s.family) + " model spec: " + what);
   };
   if (s.hidden_size <= 0) fail("hidden_size must be > 0, got " + std::to_string(s.hidden_size));
+  auto at_most = [&](const char* key, int64_t value, int64_t bound) {
+    if (value > bound) fail(std::string(key) + " " + std::to_string(value) + " is over the bound of " + std::to_string(bound));
+  };
+  at_most("hidden_size", s.hidden_size, kMaxHiddenSize);
+  at_most("num_hidden_layers", s.num_hidden_layers, kMaxModelLayers);
+  at_most("num_experts", s.num_experts, kMaxExpertsPerLayer);
+  at_most("moe_intermediate_size", s.moe_intermediate_size, kMaxIntermediateSize);
+  at_most("shared_intermediate_size", s.shared_intermediate_size, kMaxIntermediateSize);
+  at_most("MoE layers x experts", static_cast<int64_t>(s.moe_layers.size()) * s.num_experts, kMaxModelExperts);
   if (s.moe_intermediate_size <= 0)
     fail("moe_intermediate_size must be > 0, got " + std::to_string(s.moe_intermediate_size));
   if (s.num_experts <= 0) fail("num_experts must be > 0, got " + std::to_string(s.num_experts));
@@ -157,10 +164,10 @@ ModelSpec parse_model_spec(const nlohmann::json& config, const std::string& sour
   ConfigReader r(config, source, model_type);
   s.hidden_size = r.integer("hidden_size", 1);
   s.num_hidden_layers = static_cast<int32_t>(r.integer("num_hidden_layers", 1));
-  // The MoE layer list has one entry per layer: 2^31 layers would be an 8 GiB list.
-  if (s.num_hidden_layers > kMaxHiddenLayers)
-    r.fail("key 'num_hidden_layers' must be in [1, " + std::to_string(kMaxHiddenLayers) + "], got " +
-           std::to_string(s.num_hidden_layers));
+  if (s.num_hidden_layers > kMaxModelLayers) {  // before the families list their MoE layers
+    throw ModelError(source + ": num_hidden_layers " + std::to_string(s.num_hidden_layers) + " is over the bound of " +
+                     std::to_string(kMaxModelLayers));
+  }
   parse_family_config(r, s);
   parse_quantization_config(r, s);
   try {

@@ -55,6 +55,15 @@ ModelFamily parse_family(const std::string& model_type);  // throws ModelError o
 
 enum class ExpertProj { Gate, Up, Down };
 
+// Sane bounds a config must keep (validate_model_spec; parse_model_spec checks num_hidden_layers before
+// it lists the MoE layers): far above any released MoE model, far below what would exhaust a machine's
+// memory in the per-expert tables the coordinator and workers build before reading a weight.
+constexpr int64_t kMaxModelLayers = 4096;
+constexpr int64_t kMaxExpertsPerLayer = 65536;
+constexpr int64_t kMaxModelExperts = 1 << 22;  // MoE layers x experts per layer
+constexpr int64_t kMaxHiddenSize = 1 << 18;
+constexpr int64_t kMaxIntermediateSize = 1 << 20;
+
 struct ModelSpec {
   ModelFamily family = ModelFamily::Mixtral;
   int64_t hidden_size = 0;

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <vector>
 
+#include "runtime/routing/softmax.h"
 #include "runtime/routing/family_routing.h"
 #include "runtime/routing/topk.h"
 
@@ -15,14 +16,7 @@ void route_softmax_topk(const float* logits, int32_t num_experts, int32_t top_k,
   // softmax are broken the same way torch.topk on the probabilities would see them.
   thread_local std::vector<float> probs;
   probs.resize(static_cast<size_t>(num_experts));
-  const float max_logit = *std::max_element(logits, logits + num_experts);
-  double sum = 0.0;
-  for (int32_t e = 0; e < num_experts; ++e) {
-    probs[e] = std::exp(logits[e] - max_logit);
-    sum += probs[e];
-  }
-  const float inv_sum = static_cast<float>(1.0 / sum);
-  for (int32_t e = 0; e < num_experts; ++e) probs[e] *= inv_sum;
+  softmax_into(logits, num_experts, probs.data());
 
   select_topk(probs.data(), num_experts, top_k, out_ids);
   float chosen_sum = 0.f;

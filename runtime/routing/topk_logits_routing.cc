@@ -4,6 +4,7 @@
 #include <cmath>
 #include <vector>
 
+#include "runtime/routing/softmax.h"
 #include "runtime/routing/family_routing.h"
 #include "runtime/routing/router_logits.h"
 #include "runtime/routing/topk.h"
@@ -15,17 +16,8 @@ void route_biased_softmax(const float* logits, const float* bias, int32_t num_ex
   thread_local std::vector<float> probs, choice;
   probs.resize(static_cast<size_t>(num_experts));
   choice.resize(static_cast<size_t>(num_experts));
-  const float max_logit = *std::max_element(logits, logits + num_experts);
-  double sum = 0.0;
-  for (int32_t e = 0; e < num_experts; ++e) {
-    probs[e] = std::exp(logits[e] - max_logit);
-    sum += probs[e];
-  }
-  const float inv_sum = static_cast<float>(1.0 / sum);
-  for (int32_t e = 0; e < num_experts; ++e) {
-    probs[e] *= inv_sum;
-    choice[e] = probs[e] + bias[e];
-  }
+  softmax_into(logits, num_experts, probs.data());
+  for (int32_t e = 0; e < num_experts; ++e) choice[e] = probs[e] + bias[e];
   select_topk(choice.data(), num_experts, top_k, out_ids);
   float chosen = 0.f;
   for (int32_t j = 0; j < top_k; ++j) chosen += (out_weights[j] = probs[out_ids[j]]);

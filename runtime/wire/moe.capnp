@@ -51,6 +51,14 @@ struct Envelope {
     fetchExpert @22 :FetchExpert;
     expertChunk @23 :ExpertChunk;
   }
+
+  # Authorisation (docs/architecture.md, "Who may say what"). Every request carries the cluster token
+  # when the cluster has one; each daemon checks it in one place before looking at the request.
+  # Replies carry neither field.
+  clusterToken @24 :Text;
+  # prepare, commit and release (coordinator -> worker): the control key the worker sent with its
+  # registration; a worker acts on epoch-moving requests only when it comes back.
+  controlKey @25 :Data;
 }
 
 enum ErrorCode {
@@ -59,7 +67,7 @@ enum ErrorCode {
   expertNotHosted @2;    # the worker does not host an expert the request names
   badRequest @3;         # malformed frame, wrong sizes, inconsistent lists
   overloaded @4;         # queue full: retry later or elsewhere
-  unauthorized @5;       # control-plane request without the right cluster token
+  unauthorized @5;       # a request without the right cluster token, or control without the worker's key
   deadlineExceeded @6;   # the replier gave up on the request's deadline
   unknownLayer @7;       # the layer is out of range or not an MoE layer
   notReady @8;           # no placement yet, experts still loading, coordinator starting
@@ -69,6 +77,7 @@ struct Error {
   code @0 :ErrorCode;
   message @1 :Text;      # one line: what was wrong, with which values
   currentEpoch @2 :UInt64;  # the epoch the replier serves (0 if none): lets a client refresh
+  retryable @3 :Bool;    # the same request may succeed later or elsewhere (notReady, overloaded, ...)
 }
 
 struct ExpertRef {
@@ -86,11 +95,14 @@ struct RegisterWorker {
   address @1 :Text;         # "host:port" where the worker listens for forward requests
   backend @2 :Text;         # "cpu", "cuda", ...
   capacity @3 :Capacity;
-  clusterToken @4 :Text;
+  clusterToken @4 :Text;   # unused: Envelope.clusterToken
   servingEpoch @5 :UInt64;  # a worker re-registering after a coordinator restart keeps serving this
   hosted @6 :List(ExpertRef);  # ... with these experts loaded
   previousId @7 :UInt32;    # the id a coordinator gave this worker before (0: none): a worker that
                             # registers again with the same name and address keeps its id
+  controlKey @8 :Data;      # 16 random bytes the worker drew at start: prepare, commit and release must
+                            # bring them back in Envelope.controlKey (only the coordinator it registered
+                            # with knows them)
 }
 
 struct RegisterReply {
@@ -174,7 +186,7 @@ struct Prepare {
   load @1 :List(ExpertRef);  # experts the worker gains in that epoch
   sources @2 :List(ExpertSource);  # --no-shared-storage: where to stream gained experts from; an expert
                                    # not listed loads from the model source
-  clusterToken @3 :Text;     # a worker started with --cluster-token refuses control requests without it
+  clusterToken @3 :Text;     # unused: Envelope.clusterToken
 }
 
 struct ExpertSource {
@@ -190,12 +202,12 @@ struct PrepareAck {
 
 struct Commit {
   placement @0 :Placement;   # the full placement of the new epoch
-  clusterToken @1 :Text;
+  clusterToken @1 :Text;     # unused: Envelope.clusterToken
 }
 
 struct Release {
   epoch @0 :UInt64;          # unload every expert not assigned to this worker in this epoch
-  clusterToken @1 :Text;
+  clusterToken @1 :Text;     # unused: Envelope.clusterToken
 }
 
 struct Ack {
@@ -219,7 +231,7 @@ struct ForwardRequest {
   expertId @7 :List(Int32);
   weight @8 :List(Float32);     # the routing weight of that pair
   deadlineMs @9 :UInt32;        # how long the client waits; 0 = unspecified
-  clusterToken @10 :Text;       # a worker started with --cluster-token computes only for holders of it
+  clusterToken @10 :Text;       # unused: Envelope.clusterToken
 }
 
 struct ForwardReply {
@@ -232,11 +244,11 @@ struct ForwardReply {
 
 struct Drain {
   workerId @0 :UInt32;
-  clusterToken @1 :Text;
+  clusterToken @1 :Text;     # unused: Envelope.clusterToken
 }
 
 struct Rebalance {
-  clusterToken @0 :Text;
+  clusterToken @0 :Text;      # unused: Envelope.clusterToken
   dryRun @1 :Bool;           # plan only: report what would move
 }
 
@@ -280,7 +292,7 @@ struct FetchExpert {
   matrix @1 :ExpertMatrix;
   offset @2 :UInt64;         # first byte of the matrix wanted
   maxBytes @3 :UInt32;       # at most this many bytes (the replier may send fewer, never more)
-  clusterToken @4 :Text;     # a worker started with --cluster-token streams weights only to holders of it
+  clusterToken @4 :Text;     # unused: Envelope.clusterToken
 }
 
 struct ExpertChunk {         # the reply to fetchExpert; expertNotHosted when the replier holds no copy

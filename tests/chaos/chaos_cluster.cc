@@ -201,7 +201,8 @@ std::vector<std::string> ChaosCluster::crashed() {
 std::optional<ClusterStatus> ChaosCluster::status(std::string* why) const {
   try {
     Frame reply = query_coordinator(coordinator_address_, 1000ms, wire::Envelope::STATUS_REPLY,
-                                    [&](wire::Envelope::Builder e) { e.setStatus(); });
+                                    [&](wire::Envelope::Builder e) { e.setStatus(); }, nullptr,
+                                    options_.cluster_token);
     return integration::status_from_reply(reply.envelope().getStatusReply());
   } catch (const std::exception& e) {
     if (why) *why = e.what();

@@ -20,7 +20,7 @@
 #include "runtime/wire/tensor_pack.h"
 #include "tests/fuzz/fuzz_check.h"
 #include "worker/forward_validation.h"
-#include "worker/request_error.h"
+#include "runtime/wire/service_error.h"
 
 namespace {
 
@@ -92,7 +92,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   moe::ForwardJob job(std::move(frame), moe::Responder({}, 0), moe::ForwardJob::Clock::now());
   try {
     moe::validate_forward_request(spec(), job);
-  } catch (const moe::RequestError&) {
+  } catch (const moe::ServiceError&) {
     return 0;
   }
   const int32_t experts = spec().experts_per_layer();

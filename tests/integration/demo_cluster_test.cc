@@ -38,15 +38,14 @@ TEST_F(MoectlDemoCluster, DrivesARunningClusterAndLeavesItRunning) {
   EXPECT_EQ(cluster.wait_ready().epoch(), epoch);
 }
 
-// A cluster started with --cluster-token: moectl's forwards without it are refused by the workers with
-// a message that says so; with --cluster-token (or MOE_CLUSTER_TOKEN) they go through.
+// A cluster started with a cluster token: moectl without it is refused (its first request, the readiness
+// query, already) with a message that says so; with --cluster-token (or MOE_CLUSTER_TOKEN) they go through.
 TEST_F(MoectlDemoCluster, ForwardsNeedTheClusterTokenOfATokenCluster) {
   require_binaries({"moectl"});
   TestClusterOptions options;
   options.model_flags = {"--synthetic", "tiny", "--seed", "0"};
   options.workers = 2;
-  options.coordinator_flags = {"--cluster-token", "s3cret"};
-  options.worker_flags = {"--cluster-token", "s3cret"};
+  options.cluster_token = "s3cret";
   TestCluster& cluster = start_cluster(options);
   cluster.wait_ready();
   const std::vector<std::string> demo = {bin_path("moectl"), "demo", "--cluster", cluster.coordinator_address(),
@@ -54,7 +53,7 @@ TEST_F(MoectlDemoCluster, ForwardsNeedTheClusterTokenOfATokenCluster) {
 
   const fs::path refused_log = cluster.dir() / "demo-no-token.log";
   EXPECT_EQ(run_to_completion(demo, refused_log, 60s), "exit 1") << read_text(refused_log);
-  EXPECT_NE(read_text(refused_log).find("forward without a cluster token"), std::string::npos)
+  EXPECT_NE(read_text(refused_log).find("without a cluster token"), std::string::npos)
       << read_text(refused_log);
 
   std::vector<std::string> with_token = demo;

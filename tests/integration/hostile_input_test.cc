@@ -21,20 +21,6 @@ constexpr double kTolerance = 1e-4;
 
 using Reply = RawConnection::Reply;
 
-// Resident memory of a process in bytes, from /proc/PID/status.
-uint64_t resident_bytes(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  std::string key;
-  while (in >> key) {
-    if (key == "VmRSS:") {
-      uint64_t kb = 0;
-      in >> kb;
-      return kb * 1024;
-    }
-    in.ignore(1 << 12, '\n');
-  }
-  return 0;
-}
 
 std::string describe(const Reply& reply) {
   if (reply.kind == Reply::Kind::Frame) {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <gtest/gtest.h>
+#include <sys/types.h>
 
 #include <filesystem>
 #include <fstream>
@@ -25,6 +26,21 @@ namespace moe::integration {
 using test::random_input;
 
 using testdata::relative_error;
+
+// Resident memory of a process in bytes, from /proc/PID/status (0 when it cannot be read).
+inline uint64_t resident_bytes(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string key;
+  while (in >> key) {
+    if (key == "VmRSS:") {
+      uint64_t kb = 0;
+      in >> kb;
+      return kb * 1024;
+    }
+    in.ignore(1 << 12, '\n');
+  }
+  return 0;
+}
 
 inline std::string read_text(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);

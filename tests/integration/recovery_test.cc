@@ -141,8 +141,7 @@ TEST_F(Recovery, DeadWorkersLeaveStatusAfterTheirTtl) {
 
 TEST_F(Recovery, WorkerWithAWrongTokenExitsAfterBoundedTries) {
   TestClusterOptions options = tiny_cluster(1, 1);
-  options.coordinator_flags = {"--cluster-token", "the-right-token"};
-  options.worker_flags = {"--cluster-token", "the-right-token"};
+  options.cluster_token = "the-right-token";  // every daemon and every status / placement query
   TestCluster& cluster = start_cluster(options);
   cluster.wait_ready();
   DaemonProcess intruder({bin_path("moe-worker"), "--coordinator", cluster.coordinator_address(), "--listen",

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <fstream>
 #include <stdexcept>
 #include <thread>
 
@@ -56,6 +57,15 @@ TestCluster::TestCluster(const std::string& name, TestClusterOptions options)
     : options_(std::move(options)), dir_(scratch_dir(name)) {
   if (options_.tls) client_tls_ = TlsContext::load(test_tls_files("client"));
   coordinator_address_ = "127.0.0.1:" + std::to_string(pick_free_port());
+  if (!options_.cluster_token.empty()) {
+    {
+      std::ofstream out(token_file());
+      out << options_.cluster_token << "\n";
+    }
+    fs::permissions(token_file(), fs::perms::owner_read | fs::perms::owner_write, fs::perm_options::replace);
+    options_.coordinator_flags.insert(options_.coordinator_flags.begin(), {"--cluster-token-file", token_file().string()});
+    options_.worker_flags.insert(options_.worker_flags.begin(), {"--cluster-token-file", token_file().string()});
+  }
   start_coordinator();
   for (int i = 0; i < options_.workers; ++i) start_worker();
 }
@@ -125,7 +135,7 @@ void TestCluster::kill_worker(size_t i) {
 
 std::optional<ClientPlacement> TestCluster::placement(std::string* why) const {
   try {
-    Frame reply = query_placement(coordinator_address_, 1000ms, client_tls_);
+    Frame reply = query_placement(coordinator_address_, 1000ms, client_tls_, options_.cluster_token);
     return ClientPlacement(reply.envelope().getPlacement());
   } catch (const std::exception& e) {
     if (why) *why = e.what();
@@ -144,7 +154,7 @@ ClusterStatus status_from_reply(wire::StatusReply::Reader s) {
 
 std::optional<ClusterStatus> TestCluster::status(std::string* why) const {
   try {
-    Frame reply = query_status(coordinator_address_, 1000ms, client_tls_);
+    Frame reply = query_status(coordinator_address_, 1000ms, client_tls_, options_.cluster_token);
     return status_from_reply(reply.envelope().getStatusReply());
   } catch (const std::exception& e) {
     if (why) *why = e.what();

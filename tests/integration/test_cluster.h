@@ -34,6 +34,9 @@ struct TestClusterOptions {
   bool state_file = false;                // --state-file DIR/coordinator-state.json
   std::vector<std::string> worker_flags;  // extra flags of every worker
   std::vector<std::string> coordinator_flags;  // extra flags of the coordinator
+  // Not empty: written to DIR/cluster-token (0600) and given to every daemon as --cluster-token-file;
+  // placement() and status() send it.
+  std::string cluster_token;
   // Mutual TLS on every connection, with the build's test certificates (MOE_TEST_CERTS_DIR): the
   // coordinator and workers get their own, the harness's queries and client_tls() the client's. Without
   // it every daemon gets --allow-cleartext-token (so tests may give tokens on loopback).
@@ -76,6 +79,8 @@ class TestCluster {
   const std::string& coordinator_address() const { return coordinator_address_; }
   const std::filesystem::path& dir() const { return dir_; }
   std::filesystem::path state_file() const { return dir_ / "coordinator-state.json"; }
+  std::filesystem::path token_file() const { return dir_ / "cluster-token"; }
+  const std::string& cluster_token() const { return options_.cluster_token; }
 
   DaemonProcess& coordinator() { return coordinator_; }
   // (Re)starts the coordinator on the same address and state file; its log is appended to.

@@ -21,19 +21,6 @@ namespace {
 constexpr size_t kForwards = 2000;
 constexpr uint64_t kMaxGrowth = 256ull << 20;
 
-uint64_t resident_bytes(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  std::string key;
-  while (in >> key) {
-    if (key == "VmRSS:") {
-      uint64_t kb = 0;
-      in >> kb;
-      return kb * 1024;
-    }
-    in.ignore(1 << 12, '\n');
-  }
-  return 0;
-}
 
 class SlowReader : public ClusterTest {};
 

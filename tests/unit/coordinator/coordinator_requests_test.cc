@@ -28,12 +28,12 @@ TEST(CoordinatorRequests, RegistrationWithoutTheClusterTokenIsUnauthorized) {
       FAIL() << "registered with token '" << token << "'";
     } catch (const RemoteError& e) {
       EXPECT_EQ(e.code(), wire::ErrorCode::UNAUTHORIZED);
-      EXPECT_NE(e.remote_message().find(worker.address()), std::string::npos) << e.remote_message();
+      EXPECT_NE(e.remote_message().find("registerWorker"), std::string::npos) << e.remote_message();
     }
   }
   // Refused registrations leave no member behind (status is answered under the same lock they took).
   {
-    Client client(coordinator.address());
+    Client client(coordinator.address(), "s3cret");
     Frame status = client.status();
     ASSERT_EQ(status.envelope().which(), wire::Envelope::STATUS_REPLY);
     EXPECT_EQ(status.envelope().getStatusReply().getWorkers().size(), 0u);

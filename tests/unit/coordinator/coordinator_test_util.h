@@ -26,24 +26,34 @@ inline CoordinatorConfig fast_config() {
 
 class Client {
  public:
-  explicit Client(const std::string& address) : connection_(Connection::connect(pool_.context(), address, 2000ms)) {}
+  // `token`: sent with every request when not empty (a coordinator with a cluster token requires it).
+  explicit Client(const std::string& address, std::string token = "")
+      : connection_(Connection::connect(pool_.context(), address, 2000ms)), token_(std::move(token)) {}
   ~Client() {
     connection_->close();
     pool_.stop();
   }
   Frame get_placement() {
-    return ask(*connection_, [](wire::Envelope::Builder e) { e.setGetPlacement(); });
+    return request([](wire::Envelope::Builder e) { e.setGetPlacement(); });
   }
   Frame get_model() {
-    return ask(*connection_, [](wire::Envelope::Builder e) { e.setGetModel(); });
+    return request([](wire::Envelope::Builder e) { e.setGetModel(); });
   }
   Frame status() {
-    return ask(*connection_, [](wire::Envelope::Builder e) { e.setStatus(); });
+    return request([](wire::Envelope::Builder e) { e.setStatus(); });
   }
 
  private:
+  Frame request(void (*fill)(wire::Envelope::Builder)) {
+    capnp::MallocMessageBuilder message;
+    fill(message.initRoot<wire::Envelope>());
+    set_cluster_token(message, token_);
+    return connection_->request(message, 2000ms).get();
+  }
+
   IoPool pool_{1};
   std::shared_ptr<Connection> connection_;
+  std::string token_;
 };
 
 }  // namespace moe::test

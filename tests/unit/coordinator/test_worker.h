@@ -1,6 +1,7 @@
 // A real protocol peer playing a worker for the coordinator tests: it listens on 127.0.0.1 and answers
 // prepare (prepareAck), commit and release (ack) while recording what it was told, and it registers and
-// heartbeats over its own connection to the coordinator.
+// heartbeats over its own connection to the coordinator. Like moe-worker, it hands the coordinator a
+// control key at registration and refuses prepare, commit and release that do not bring it back.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -20,6 +21,7 @@
 #include "runtime/net/server.h"
 #include "runtime/placement/placement_table.h"
 #include "runtime/placement/placement_wire.h"
+#include "runtime/wire/cluster_auth.h"
 #include "runtime/wire/envelope_util.h"
 
 namespace moe::test {
@@ -62,7 +64,9 @@ class TestWorker {
     request.setAddress(address_override.value_or(address()));
     request.setBackend("cpu");
     request.getCapacity().setExpertSlots(0);
-    request.setClusterToken(token);
+    token_ = token;
+    set_cluster_token(message, token);
+    request.setControlKey(capnp::Data::Reader(reinterpret_cast<const capnp::byte*>(control_key_.data()), control_key_.size()));
     {  // like moe-worker: the epoch it serves, the experts its last commit gave it and the id it had
       std::lock_guard lock(mutex_);
       if (!commits_.empty()) {
@@ -90,6 +94,7 @@ class TestWorker {
     auto request = message.initRoot<wire::Envelope>().initHeartbeat();
     request.setWorkerId(id_);
     request.setWindowMs(1000);
+    set_cluster_token(message, token_);
     auto list = request.initLoad(static_cast<unsigned>(load.size()));
     for (unsigned i = 0; i < load.size(); ++i) {
       list[i].setLayer(load[i].first.layer);
@@ -131,6 +136,10 @@ class TestWorker {
     std::lock_guard lock(mutex_);
     return releases_;
   }
+  size_t refused_control() {
+    std::lock_guard lock(mutex_);
+    return refused_control_;
+  }
 
  private:
   void on_request(Frame frame, const Responder& responder) {
@@ -138,6 +147,12 @@ class TestWorker {
     capnp::MallocMessageBuilder message;
     auto reply = message.initRoot<wire::Envelope>();
     std::lock_guard lock(mutex_);
+    const auto key = envelope.getControlKey();
+    if (std::string(reinterpret_cast<const char*>(key.begin()), key.size()) != control_key_) {
+      ++refused_control_;
+      responder.reply_error(wire::ErrorCode::UNAUTHORIZED, "test worker: wrong control key");
+      return;
+    }
     switch (envelope.which()) {
       case wire::Envelope::PREPARE: {
         ToldPrepare told{envelope.getPrepare().getEpoch(), {}};
@@ -181,6 +196,9 @@ class TestWorker {
   std::vector<ToldPrepare> prepares_;
   std::vector<PlacementTable> commits_;
   std::vector<uint64_t> releases_;
+  std::string token_;  // the cluster token of the last register_with, sent with heartbeats too
+  const std::string control_key_ = new_control_key();
+  size_t refused_control_ = 0;  // control requests without the key
 };
 
 // Waits (bounded) until `condition` holds.

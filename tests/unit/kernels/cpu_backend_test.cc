@@ -9,6 +9,8 @@
 #include <algorithm>
 #include <cmath>
 #include <random>
+#include <stdexcept>
+#include <tuple>
 #include <thread>
 #include <vector>
 
@@ -30,10 +32,18 @@ struct Case {
 
 void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
 
-class CpuBackendForward : public ::testing::TestWithParam<Case> {};
+class CpuBackendForward : public ::testing::TestWithParam<std::tuple<Case, CpuKernel>> {};
+
+// Kernels amx and avx512bf16 only where the CPU has them; blas everywhere.
+#define SKIP_WITHOUT(kernel)                                                                              \
+  if (((kernel) == CpuKernel::Amx && !amx_available()) ||                                                 \
+      ((kernel) == CpuKernel::Avx512Bf16 && !avx512bf16_available()))                                     \
+  GTEST_SKIP() << "no " << cpu_kernel_name(kernel) << " on this CPU"
 
 TEST_P(CpuBackendForward, MatchesDoubleReference) {
-  const Case c = GetParam();
+  const Case c = std::get<0>(GetParam());
+  const CpuKernel kernel = std::get<1>(GetParam());
+  SKIP_WITHOUT(kernel);
   std::mt19937 rng(1234);
   std::vector<RandomExpert> owned;
   for (int e = 0; e < c.experts; ++e) owned.emplace_back(c.dtype, c.hidden, c.inter, rng);
@@ -41,7 +51,9 @@ TEST_P(CpuBackendForward, MatchesDoubleReference) {
   std::vector<const RandomExpert*> experts;
   for (auto& e : owned) experts.push_back(&e);
 
-  CpuBackend backend(CpuBackendOptions{.threads = 2, .max_streaming_tokens = c.max_streaming_tokens});
+  CpuBackend backend(
+      CpuBackendOptions{.threads = 2, .max_streaming_tokens = c.max_streaming_tokens, .kernel = kernel});
+  ASSERT_EQ(backend.kernel(), kernel);
   for (size_t e = 0; e < owned.size(); ++e) backend.load_expert({3, static_cast<int32_t>(e)}, owned[e].view());
 
   // Routing: distinct experts per token from the first half of the ids (so the others get no token);
@@ -83,7 +95,7 @@ TEST_P(CpuBackendForward, MatchesDoubleReference) {
 
 INSTANTIATE_TEST_SUITE_P(
     Shapes, CpuBackendForward,
-    ::testing::Values(Case{"f32_64x128_streaming", 64, 128, 0, 4, 2, 5, DType::F32, 24},
+    ::testing::Combine(::testing::Values(Case{"f32_64x128_streaming", 64, 128, 0, 4, 2, 5, DType::F32, 24},
                       Case{"f32_64x128_sgemm", 64, 128, 0, 4, 2, 5, DType::F32, 0},
                       Case{"f32_odd_37x53_streaming", 37, 53, 0, 6, 2, 9, DType::F32, 24},
                       Case{"f32_odd_37x53_sgemm", 37, 53, 0, 6, 2, 9, DType::F32, 0},
@@ -93,8 +105,13 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"f16_48x100_shared_72", 48, 100, 72, 4, 1, 7, DType::F16, 24},
                       Case{"f16_48x100_shared_72_sgemm", 48, 100, 72, 4, 1, 7, DType::F16, 0},
                       Case{"f32_single_token", 128, 256, 0, 8, 2, 1, DType::F32, 24},
-                      Case{"f32_wide_hidden_1_column", 1, 3, 0, 2, 1, 3, DType::F32, 24}),
-    [](const ::testing::TestParamInfo<Case>& info) { return std::string(info.param.name); });
+                      Case{"f32_wide_hidden_1_column", 1, 3, 0, 2, 1, 3, DType::F32, 24},
+                      Case{"bf16_tokens_past_tile_70", 64, 96, 0, 4, 2, 70, DType::BF16, 24},
+                      Case{"f32_tokens_past_tile_33", 70, 40, 0, 3, 2, 33, DType::F32, 0}),
+                       ::testing::Values(CpuKernel::Blas, CpuKernel::Amx, CpuKernel::Avx512Bf16)),
+    [](const ::testing::TestParamInfo<std::tuple<Case, CpuKernel>>& info) {
+      return std::string(std::get<0>(info.param).name) + "_" + cpu_kernel_name(std::get<1>(info.param));
+    });
 
 TEST(CpuBackend, ZeroTokensAndNoAssignmentsLeaveZeroOutput) {
   std::mt19937 rng(7);
@@ -123,7 +140,7 @@ TEST(CpuBackend, OutputMayOverwriteTheInputBuffer) {
 TEST(CpuBackend, LoadUnloadHasExpertAndResidentBytes) {
   std::mt19937 rng(9);
   RandomExpert small(DType::BF16, 16, 24, rng), large(DType::F32, 16, 40, rng);
-  CpuBackend backend;
+  CpuBackend backend(CpuBackendOptions{.kernel = CpuKernel::Blas});
   EXPECT_EQ(backend.name(), "cpu");
   EXPECT_EQ(backend.resident_bytes(), 0u);
   EXPECT_FALSE(backend.has_expert({1, 0}));
@@ -144,6 +161,44 @@ TEST(CpuBackend, LoadUnloadHasExpertAndResidentBytes) {
   backend.unload_expert({1, 0});  // unloading what is not there is a no-op
   backend.unload_expert({1, 1});
   EXPECT_EQ(backend.resident_bytes(), 0u);
+}
+
+// Kernels amx and avx512bf16 keep bf16 weights as bf16 (half the bytes of f32) and f32 weights in two bf16 planes
+// (the bytes of f32); shapes here are multiples of the tiles, so there is no padding.
+class CpuBackendPacked : public ::testing::TestWithParam<CpuKernel> {};
+
+TEST_P(CpuBackendPacked, KeepsBf16WeightsAtTwoBytes) {
+  SKIP_WITHOUT(GetParam());
+  std::mt19937 rng(10);
+  RandomExpert bf16(DType::BF16, 64, 96, rng), f32(DType::F32, 64, 96, rng);
+  CpuBackend backend(CpuBackendOptions{.kernel = GetParam()});
+  backend.load_expert({0, 0}, bf16.view());
+  EXPECT_EQ(backend.resident_bytes(), 3u * 64 * 96 * 2);
+  backend.load_expert({0, 1}, f32.view());
+  EXPECT_EQ(backend.resident_bytes(), 3u * 64 * 96 * 2 + 3u * 64 * 96 * 4);
+}
+
+INSTANTIATE_TEST_SUITE_P(Kernels, CpuBackendPacked, ::testing::Values(CpuKernel::Amx, CpuKernel::Avx512Bf16),
+                         [](const ::testing::TestParamInfo<CpuKernel>& info) { return cpu_kernel_name(info.param); });
+
+TEST(CpuBackend, KernelNamesParseAndAmxIsRefusedWhereAbsent) {
+  EXPECT_EQ(parse_cpu_kernel("amx"), CpuKernel::Amx);
+  EXPECT_EQ(parse_cpu_kernel("blas"), CpuKernel::Blas);
+  EXPECT_EQ(parse_cpu_kernel("auto"), CpuKernel::Auto);
+  EXPECT_EQ(parse_cpu_kernel("avx512bf16"), CpuKernel::Avx512Bf16);
+  if (!avx512bf16_available()) EXPECT_THROW(CpuBackend(CpuBackendOptions{.kernel = CpuKernel::Avx512Bf16}), std::invalid_argument);
+  try {
+    parse_cpu_kernel("avx");
+    FAIL() << "no throw";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("'avx'"), std::string::npos) << e.what();
+  }
+  if (amx_available()) {
+    EXPECT_EQ(CpuBackend(CpuBackendOptions{}).kernel(), CpuKernel::Amx);
+  } else {
+    EXPECT_THROW(CpuBackend(CpuBackendOptions{.kernel = CpuKernel::Amx}), std::invalid_argument);
+    EXPECT_EQ(CpuBackend(CpuBackendOptions{}).kernel(), CpuKernel::Blas);
+  }
 }
 
 TEST(CpuBackend, ReloadedExpertComputesWithItsNewWeights) {

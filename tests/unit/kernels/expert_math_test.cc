@@ -49,7 +49,10 @@ void reference(const test::RandomExpert& e, const std::vector<double>& b, const 
   }
 }
 
-void check(const Case& c, int max_streaming_tokens, int64_t tokens) {
+// first_default: expert 0 has the default math and no biases (so kernels amx/avx512bf16 pack it and run it
+// in the same forward as expert 1 on the blas path).
+void check(const Case& c, int max_streaming_tokens, int64_t tokens, CpuKernel kernel = CpuKernel::Auto,
+           bool first_default = false) {
   std::mt19937 rng(7);
   std::vector<test::RandomExpert> experts;
   for (int i = 0; i < 2; ++i) experts.emplace_back(DType::F32, kHidden, kInter, rng);
@@ -58,11 +61,14 @@ void check(const Case& c, int max_streaming_tokens, int64_t tokens) {
   CpuBackendOptions options;
   options.threads = 1;
   options.max_streaming_tokens = max_streaming_tokens;
+  options.kernel = kernel;
   CpuBackend backend(options);
+  std::vector<ExpertMath> maths(2, c.math);
+  if (first_default) maths[0] = ExpertMath{};
   for (int e = 0; e < 2; ++e) {
     ExpertWeightsView v = experts[e].view();
-    v.math = c.math;
-    if (c.biases) {
+    v.math = maths[e];
+    if (c.biases && !(first_default && e == 0)) {
       biases[e].resize(2 * kInter + kHidden);
       for (float& b : biases[e]) b = uni(rng);
       v.gate_bias = {DType::F32, biases[e].data(), kInter};
@@ -84,7 +90,7 @@ void check(const Case& c, int max_streaming_tokens, int64_t tokens) {
   std::vector<double> want(tokens * kHidden, 0.0);
   for (const auto& a : assignments) {
     std::vector<double> b(biases[a.expert].begin(), biases[a.expert].end());
-    reference(experts[a.expert], b, c.math, x.data() + a.token * kHidden, a.weight, want.data() + a.token * kHidden);
+    reference(experts[a.expert], b, maths[a.expert], x.data() + a.token * kHidden, a.weight, want.data() + a.token * kHidden);
   }
   double num = 0, den = 0;
   for (size_t i = 0; i < want.size(); ++i) {
@@ -116,6 +122,15 @@ TEST(ExpertMath, ClampedSwigluWithBiasesOnBothPaths) {
 TEST(ExpertMath, WeightScalingTheInputOnBothPaths) {
   for (int streaming : {48, 0}) check({input_scaled(), false}, streaming, 5);
   check({input_scaled(), false}, 48, 60);
+}
+
+TEST(ExpertMath, PackedAndBlasExpertsInOneForward) {
+  for (CpuKernel kernel : {CpuKernel::Amx, CpuKernel::Avx512Bf16}) {
+    if ((kernel == CpuKernel::Amx && !amx_available()) || (kernel == CpuKernel::Avx512Bf16 && !avx512bf16_available()))
+      continue;
+    for (int64_t tokens : {5, 60}) check({clamped(), true}, 48, tokens, kernel, true);
+    check({input_scaled(), false}, 48, 5, kernel, true);
+  }
 }
 
 TEST(ExpertMath, BiasesMustComeAsAFullSet) {

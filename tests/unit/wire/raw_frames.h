@@ -41,10 +41,14 @@ inline uint64_t byte_list_pointer(int32_t offset, uint32_t bytes) {
 }
 
 // Root layout shared by the crafted Envelopes below: 2 data words (requestId 0, union tag 0 = error),
-// pointer 0 null (so the schema reads a default Error), and extra pointers a newer schema might have
-// defined: invisible to the schema, but still walked by the schema-less checks.
+// the schema's pointers null (0: the union member, so the schema reads a default Error; 1: clusterToken;
+// 2: controlKey), and extra pointers a newer schema might have defined: invisible to the schema, but
+// still walked by the schema-less checks.
+constexpr uint16_t kEnvelopeSchemaPointers = 3;
 inline std::vector<uint64_t> envelope_with_extra_pointers(uint16_t extra) {
-  return {struct_pointer(0, 2, static_cast<uint16_t>(1 + extra)), 0, 0, 0};
+  std::vector<uint64_t> words = {struct_pointer(0, 2, static_cast<uint16_t>(kEnvelopeSchemaPointers + extra)), 0, 0};
+  for (uint16_t i = 0; i < kEnvelopeSchemaPointers; ++i) words.push_back(0);
+  return words;
 }
 
 // An Envelope whose extra pointer starts a chain of `depth` structs, each pointing to the next.

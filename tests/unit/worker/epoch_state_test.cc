@@ -3,7 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "worker/epoch_state.h"
-#include "worker/request_error.h"
+#include "runtime/wire/service_error.h"
 
 namespace moe {
 namespace {
@@ -11,10 +11,10 @@ namespace {
 wire::ErrorCode code_of(const std::function<void()>& f) {
   try {
     f();
-  } catch (const RequestError& e) {
+  } catch (const ServiceError& e) {
     return e.code();
   }
-  ADD_FAILURE() << "no RequestError thrown";
+  ADD_FAILURE() << "no ServiceError thrown";
   return wire::ErrorCode::INTERNAL;
 }
 

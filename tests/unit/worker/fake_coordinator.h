@@ -25,7 +25,8 @@
 namespace moe::test {
 
 struct Registration {
-  std::string name, address, backend, cluster_token;
+  std::string name, address, backend, cluster_token;  // cluster_token: the envelope's
+  std::string control_key;  // what the worker asks prepare, commit and release to bring back
   uint64_t memory_bytes = 0;
   uint32_t slots = 0;
   uint64_t serving_epoch = 0;
@@ -102,7 +103,8 @@ class FakeCoordinator {
       }
       case wire::Envelope::REGISTER_WORKER: {
         auto r = envelope.getRegisterWorker();
-        Registration seen{r.getName(), r.getAddress(), r.getBackend(), r.getClusterToken(),
+        Registration seen{r.getName(), r.getAddress(), r.getBackend(), envelope.getClusterToken(),
+                          std::string(reinterpret_cast<const char*>(r.getControlKey().begin()), r.getControlKey().size()),
                           r.getCapacity().getMemoryBytes(), r.getCapacity().getExpertSlots(), r.getServingEpoch(), {}};
         for (auto ref : r.getHosted()) seen.hosted.insert({ref.getLayer(), ref.getExpert()});
         auto out = reply.initRegisterReply();

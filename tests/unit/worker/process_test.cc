@@ -124,6 +124,9 @@ TEST(WorkerProcess, RegistersServesAndExitsCleanlyOnSigterm) {
   auto load = prepare.initRoot<wire::Envelope>().initPrepare();
   load.setEpoch(1);
   load.initLoad(1)[0].setExpert(2);
+  const std::string key = coordinator.registrations().front().control_key;  // as the coordinator does
+  prepare.getRoot<wire::Envelope>().setControlKey(
+      capnp::Data::Reader(reinterpret_cast<const capnp::byte*>(key.data()), key.size()));
   EXPECT_EQ(control->request(prepare, 10s).get().envelope().which(), wire::Envelope::PREPARE_ACK);
   ForwardCall call;
   call.x = random_hidden(2, 64, 3);

@@ -19,6 +19,7 @@
 #include "runtime/model/layer_source_factory.h"
 #include "runtime/net/io_pool.h"
 #include "runtime/routing/dispatch_plan.h"
+#include "runtime/wire/cluster_auth.h"
 #include "runtime/wire/envelope_util.h"
 #include "runtime/wire/tensor_pack.h"
 #include "tests/unit/worker/fake_coordinator.h"
@@ -62,7 +63,7 @@ inline void build_forward(capnp::MallocMessageBuilder& message, const ForwardCal
   request.setDtype(call.dtype);
   request.setNumTokens(static_cast<uint32_t>(call.x.rows));
   request.setHidden(static_cast<uint32_t>(call.x.cols));
-  if (!call.cluster_token.empty()) request.setClusterToken(call.cluster_token);
+  set_cluster_token(message, call.cluster_token);
   auto tokens = request.initTokens(packed_tensor_bytes(call.dtype, call.x.data.size()));
   pack_tensor(call.x.data, call.dtype, tokens);
   auto token_index = request.initTokenIndex(static_cast<unsigned>(call.assignments.size()));
@@ -136,13 +137,27 @@ class WorkerHarness {
     return connection.request(message, 10s).get();
   }
 
+  // The worker's control key, from its latest registration with the fake coordinator.
+  std::string control_key() const {
+    auto seen = coordinator.registrations();
+    return seen.empty() ? std::string() : seen.back().control_key;
+  }
+
+  // Sends an epoch-moving request the way the coordinator does: the cluster token and the control key.
+  Frame call_control(capnp::MallocMessageBuilder& message) {
+    auto envelope = message.getRoot<wire::Envelope>();
+    set_cluster_token(envelope, control_token);
+    const std::string key = control_key();
+    envelope.setControlKey(capnp::Data::Reader(reinterpret_cast<const capnp::byte*>(key.data()), key.size()));
+    return call(*control, message);
+  }
+
   // `sources`: the workers a gained expert can be streamed from (--no-shared-storage), by expert.
   Frame send_prepare(uint64_t epoch, const std::set<ExpertKey>& experts,
                      const std::map<ExpertKey, std::vector<std::string>>& sources = {}) {
     capnp::MallocMessageBuilder message;
     auto prepare = message.initRoot<wire::Envelope>().initPrepare();
     prepare.setEpoch(epoch);
-    prepare.setClusterToken(control_token);
     auto load = prepare.initLoad(static_cast<unsigned>(experts.size()));
     unsigned i = 0;
     for (const ExpertKey& key : experts) {
@@ -159,14 +174,13 @@ class WorkerHarness {
       for (unsigned a = 0; a < addresses.size(); ++a) out.set(a, addresses[a]);
       ++i;
     }
-    return call(*control, message);
+    return call_control(message);
   }
 
   // A placement where this worker (FakeCoordinator::kWorkerId) hosts `mine` and worker 99 the rest.
   Frame send_commit(uint64_t epoch, const std::set<ExpertKey>& mine) {
     capnp::MallocMessageBuilder message;
     auto commit = message.initRoot<wire::Envelope>().initCommit();
-    commit.setClusterToken(control_token);
     auto placement = commit.initPlacement();
     placement.setEpoch(epoch);
     auto workers = placement.initWorkers(2);
@@ -187,15 +201,14 @@ class WorkerHarness {
       replica[0].setShare(1.f);
       ++i;
     }
-    return call(*control, message);
+    return call_control(message);
   }
 
   Frame send_release(uint64_t epoch) {
     capnp::MallocMessageBuilder message;
     auto release = message.initRoot<wire::Envelope>().initRelease();
     release.setEpoch(epoch);
-    release.setClusterToken(control_token);
-    return call(*control, message);
+    return call_control(message);
   }
 
   // prepare + commit, expecting both to succeed.
