@@ -6,12 +6,12 @@
 # and the command to replay it is printed. Turn each one into a unit test beside the code it broke.
 #
 # Usage: ops/run-fuzzers.sh [TARGET...]     (default: every target)
-#   MOE_FUZZ_SECONDS  seconds per target (default 60)
+#   MOE_FUZZ_SECONDS  seconds per target (default 45)
 #   MOE_FUZZ_JOBS     targets run at once (default: nproc)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-seconds=${MOE_FUZZ_SECONDS:-60}
+seconds=${MOE_FUZZ_SECONDS:-45}
 jobs=${MOE_FUZZ_JOBS:-$(nproc)}
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
@@ -20,7 +20,9 @@ fi
 
 command -v clang++ >/dev/null || { echo "run-fuzzers: clang++ not found (ops/install-deps.sh installs clang)" >&2; exit 1; }
 cmake --preset fuzz >/dev/null
+start=$SECONDS
 cmake --build --preset fuzz -j "$(nproc)" --target "${targets[@]}"
+echo "run-fuzzers: build $((SECONDS - start)) s, load $(cut -d' ' -f1-3 /proc/loadavg)"
 
 out=build-fuzz
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
@@ -46,4 +48,8 @@ run_one() {
 }
 export -f run_one
 
-printf '%s\n' "${targets[@]}" | xargs -P "$jobs" -I{} bash -c 'run_one "$@"' _ {} "$seconds" "$out"
+start=$SECONDS
+rc=0
+printf '%s\n' "${targets[@]}" | xargs -P "$jobs" -I{} bash -c 'run_one "$@"' _ {} "$seconds" "$out" || rc=$?
+echo "run-fuzzers: ${#targets[@]} targets, $jobs at a time: $((SECONDS - start)) s, load $(cut -d' ' -f1-3 /proc/loadavg)"
+exit $rc

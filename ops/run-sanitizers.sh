@@ -28,12 +28,13 @@ status=0
 for run in "${runs[@]}"; do
   case $run in
     asan) preset=debug; dir=build-debug; targets=(all) ;;
-    tsan) preset=tsan; dir=build-tsan; targets=(test_net test_client test_worker moe-coordinator moe-worker) ;;
+    tsan) preset=tsan; dir=build-tsan; targets=(test_net test_client test_worker) ;;
     *) echo "run-sanitizers: unknown run '$run' (asan, tsan)" >&2; exit 2 ;;
   esac
   start=$SECONDS
   cmake --preset "$preset" >/dev/null
   cmake --build --preset "$preset" -j "$(nproc)" --target "${targets[@]}"
+  built=$SECONDS
   logs=$repo/$dir/sanitizer-logs
   rm -rf "$logs"
   mkdir -p "$logs"
@@ -64,10 +65,11 @@ for run in "${runs[@]}"; do
     done
     rc=1
   fi
+  times="build $((built - start)) s, tests $((SECONDS - built)) s, load $(cut -d' ' -f1-3 /proc/loadavg)"
   if [ $rc -eq 0 ]; then
-    echo "run-sanitizers: $run: ok ($((SECONDS - start)) s)"
+    echo "run-sanitizers: $run: ok ($times)"
   else
-    echo "run-sanitizers: $run: FAILED ($((SECONDS - start)) s)"
+    echo "run-sanitizers: $run: FAILED ($times)"
     status=1
   fi
 done
