@@ -3,6 +3,7 @@
 // reach these functions only after amx_available() said yes.
 #include "kernels/cpu/amx_experts.h"
 
+#include <cpuid.h>
 #include <immintrin.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -313,10 +314,17 @@ MOE_AMX void split_rows(const float* const* rows, int n, int64_t cols, AmxActiva
 
 }  // namespace
 
+// AMX-BF16 and AMX-TILE from CPUID leaf 7 (EDX bits 22 and 24): clang before 16 has no "amx-*" names
+// for __builtin_cpu_supports, and the clang-built fuzz targets link this library.
+static bool cpu_has_amx_bf16_tile() {
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return false;
+  return (edx & (1u << 22)) != 0 && (edx & (1u << 24)) != 0;
+}
+
 bool amx_available() {
   static const bool ok = [] {
-    if (!__builtin_cpu_supports("amx-bf16") || !__builtin_cpu_supports("amx-tile") ||
-        !__builtin_cpu_supports("avx512bf16") || !__builtin_cpu_supports("avx512bw"))
+    if (!cpu_has_amx_bf16_tile() || !__builtin_cpu_supports("avx512bf16") || !__builtin_cpu_supports("avx512bw"))
       return false;
     return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
   }();
