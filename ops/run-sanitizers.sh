@@ -3,7 +3,8 @@
 #   asan: ASan + UBSan (-O1, preset `debug`, build-debug/): the daemons, moectl and every unit and
 #         integration test (not the python/peer/cuda groups); integration tests start the sanitized
 #         daemons from build-debug/bin.
-#   tsan: TSan (-O1, preset `tsan`, build-tsan/): the daemons and the net, client and worker unit tests.
+#   tsan: TSan (-O1, preset `tsan`, build-tsan/): the net, client and worker unit tests (label unit;
+#         no daemons are built).
 # A sanitizer finding fails the test that meets it (ASan aborts, UBSan is built with
 # -fno-sanitize-recover, TSan exits 66). ASan, LSan and TSan reports, also those of a daemon a test
 # started, are written under build-*/sanitizer-logs/ and fail the run even when the test passed; the
