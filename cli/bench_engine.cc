@@ -114,6 +114,15 @@ std::string fixed_or_dash(double v, int precision) {  // negative or NaN: not me
 // Milliseconds with enough decimals to stay readable for tiny layers.
 std::string millis(double seconds) { return fixed_or_dash(seconds * 1e3, seconds < 1e-3 ? 4 : 2); }
 
+// A rate (GFLOP/s, GB/s): one decimal, or three significant digits below 1 so that a slow build
+// (sanitizers, a loaded machine) does not print a measured rate as 0.0.
+std::string rate(double v) {
+  if (!(v >= 0) || v >= 1) return fixed_or_dash(v, 1);
+  std::ostringstream s;
+  s << std::setprecision(3) << v;
+  return s.str();
+}
+
 std::string sci(double v) {
   if (!(v >= 0)) return "-";
   std::ostringstream s;
@@ -400,14 +409,14 @@ int run_bench_engine(const BenchEngineOptions& o, std::ostream& out) {
                                            std::to_string(T),
                                            millis(ours_med),
                                            std::to_string(ours_threads),
-                                           fixed_or_dash(gflops, 1),
+                                           rate(gflops),
                                            peer ? millis(peer_med * 1e-3) : "-",
                                            peer ? std::to_string(peer_threads) : "-",
                                            peer ? fixed_or_dash(ratio, 2) + "x" : "-",
                                            sci(peer_diff),
                                            millis(blas_s),
-                                           blas_s > 0 ? fixed_or_dash(flops / blas_s / 1e9, 1) : "-",
-                                           fixed_or_dash(weight_gbs, 1),
+                                           blas_s > 0 ? rate(flops / blas_s / 1e9) : "-",
+                                           rate(weight_gbs),
                                            "  " + targets};
       for (size_t c = 0; c < cells.size(); ++c) out << std::setw(columns[c].second) << cells[c];
       out << "\n";

@@ -3,8 +3,9 @@
 // through the slow parts of its start (a big model, a state file, the MPI rendezvous): a signal then logs
 // one line through `on_early_stop` and ends the process at once with exit status 0 (nothing is served
 // yet, so nothing is lost). serving() stops that thread; wait() then takes the next signal on the calling
-// thread, so that main, the thread group leader, is where the kernel delivers it (threads a library
-// started before the signals were blocked do not steal it).
+// thread (main). Threads a library started before the signals were blocked (OpenBLAS's pool) leave
+// them unblocked; a handler there sends a stop signal the kernel gave them on to the thread that
+// takes them, instead of the default action ending the process unanswered.
 #pragma once
 
 #include <signal.h>
