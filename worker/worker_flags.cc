@@ -52,7 +52,7 @@ void add_worker_flags(CLI::App& app, WorkerOptions& o) {
   app.add_option("--cluster-token-file", o.cluster_token_file, "file holding the cluster token (first line)")
       ->envname("MOE_CLUSTER_TOKEN_FILE")
       ->excludes(token);
-  app.add_option("--max-queue", o.max_queue, "forward requests in flight before replying overloaded")
+  app.add_option("--max-queue", o.max_queue, "forward requests in flight (until each reply is written to its socket) before replying overloaded")
       ->capture_default_str()
       ->envname("MOE_MAX_QUEUE");
   app.add_option("--batch-wait-us", o.batch_wait_us, "how long a request waits for others of its layer to batch with")

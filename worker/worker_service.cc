@@ -79,7 +79,10 @@ WorkerService::WorkerService(WorkerOptions options)
   batching.max_queue = options_.max_queue;
   batching.batch_wait = std::chrono::microseconds(options_.batch_wait_us);
   batching.max_batch_tokens = options_.max_batch_tokens;
-  batcher_ = std::make_unique<ForwardBatcher>(batching, [this](ForwardBatcher::Batch& batch) { runner_->run(batch); });
+  metrics_->max_queue.Set(options_.max_queue);
+  batcher_ = std::make_unique<ForwardBatcher>(
+      batching, [this](ForwardBatcher::Batch& batch) { runner_->run(batch); },
+      [gauge = &metrics_->forwards_in_flight](size_t n) { gauge->Set(static_cast<double>(n)); });
   control_ = std::make_unique<SerialExecutor>();
   io_ = std::make_unique<IoPool>(2, make_tls(options_.transport));
   CoordinatorLinkOptions link;
@@ -233,7 +236,8 @@ void WorkerService::handle_forward(Frame request, const Responder& responder) {
     case ForwardBatcher::Submit::Overloaded:
       throw ServiceError(wire::ErrorCode::OVERLOADED,
                          "worker has " + std::to_string(batcher_->in_flight()) +
-                             " forward requests in flight, its bound (--max-queue) is " +
+                             " forward requests in flight (queued, computing, or replies not yet read by their "
+                             "clients), its bound (--max-queue) is " +
                              std::to_string(options_.max_queue),
                          current);
     case ForwardBatcher::Submit::Stopped:
