@@ -90,7 +90,12 @@ NativeCluster::NativeCluster(const std::string& address, const std::vector<std::
     // The constructor reports every peer's answer in one ClusterError: none gave the model.
     const std::string message = e.what();
     if (message.find("unauthorized") != std::string::npos) throw BindingError("Unauthorized", message);
+    // A failed handshake on our side names it; with TLS 1.3 the server's refusal of our certificate comes
+    // as an alert after the handshake (e.g. "tlsv1 alert unknown ca").
     if (message.find("TLS handshake") != std::string::npos) throw BindingError("TlsRefused", message);
+    if (message.find(" alert ") != std::string::npos)
+      throw BindingError("TlsRefused", "TLS refused by the peer: it does not accept this client's certificate "
+                                       "(tls_cert, from a CA it does not trust?): " + message);
     if (message.find("bad address") != std::string::npos) throw BindingError("InvalidArgument", message);
     throw BindingError("Unreachable", message);
   }
