@@ -28,6 +28,10 @@ void add_coordinator_flags(CLI::App& app, CoordinatorConfig& config) {
       ->envname("MOE_REPLICAS")->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("--metrics-port", config.metrics_port, "port of /metrics (0 = off)")
       ->envname("MOE_METRICS_PORT")->capture_default_str();
+  app.add_flag("--metrics-open", config.metrics_open,
+               "serve /metrics without the cluster token (by default a scrape must send 'Authorization: Bearer "
+               "<token>' when a token is set); for networks isolated otherwise")
+      ->envname("MOE_METRICS_OPEN");
   auto* token = app.add_option("--cluster-token", config.cluster_token,
                                "token every request (workers, clients, moectl) must carry; prefer "
                                "--cluster-token-file (a flag shows in ps)")

@@ -18,7 +18,8 @@ using Core = CoordinatorService::Core;
 Core::Core(CoordinatorConfig cfg)
     : config(std::move(cfg)),
       model(config.model),
-      metrics_endpoint(parse_host_port(config.listen).host, config.metrics_port, "coordinator", "none"),
+      metrics_endpoint(parse_host_port(config.listen).host, config.metrics_port, "coordinator", "none",
+                       config.metrics_open ? std::string() : config.cluster_token),
       metrics(metrics_endpoint.registry()),
       pool(config.io_threads, make_tls(config.transport)),
       links(pool.context(), std::chrono::milliseconds(config.rpc_timeout_ms)) {}

@@ -37,6 +37,10 @@ void add_worker_flags(CLI::App& app, WorkerOptions& o) {
   app.add_option("--metrics-port", o.metrics_port, "Prometheus /metrics port on the listen host (0: off)")
       ->capture_default_str()
       ->envname("MOE_METRICS_PORT");
+  app.add_flag("--metrics-open", o.metrics_open,
+               "serve /metrics without the cluster token (by default a scrape must send 'Authorization: Bearer "
+               "<token>' when a token is set); for networks isolated otherwise")
+      ->envname("MOE_METRICS_OPEN");
   app.add_option("--name", o.name, "worker name shown by the coordinator (default: host name)")
       ->envname("MOE_NAME");
   app.add_option("--memory-bytes", o.memory_bytes, "weight memory offered (0: 80% of RAM / free GPU memory)")

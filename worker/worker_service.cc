@@ -71,7 +71,8 @@ WorkerService::WorkerService(WorkerOptions options)
   memory_bytes_ = options_.memory_bytes > 0 ? options_.memory_bytes : default_memory_bytes(options_.backend);
 
   metrics_endpoint_ = std::make_unique<MetricsEndpoint>(is_wildcard(listen_host_) ? "0.0.0.0" : listen_host_,
-                                                        options_.metrics_port, "worker", store_.backend().name());
+                                                        options_.metrics_port, "worker", store_.backend().name(),
+                                                        options_.metrics_open ? std::string() : options_.cluster_token);
   metrics_ = std::make_unique<WorkerMetrics>(metrics_endpoint_->registry());
   runner_ = std::make_unique<ForwardRunner>(store_, *metrics_, load_window_, [this] { return current_epoch(); });
   BatcherOptions batching;

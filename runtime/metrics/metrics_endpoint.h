@@ -17,7 +17,9 @@ class MetricsEndpoint {
  public:
   // Binds HOST:PORT (host defaults to 0.0.0.0 for daemons; tests pass 127.0.0.1). Throws
   // std::runtime_error naming the address when it cannot bind.
-  MetricsEndpoint(const std::string& host, uint16_t port, const std::string& component, const std::string& backend);
+  // bearer_token: required on every scrape when not empty (metrics_http_server.h).
+  MetricsEndpoint(const std::string& host, uint16_t port, const std::string& component, const std::string& backend,
+                  std::string bearer_token = "");
   ~MetricsEndpoint();
   prometheus::Registry& registry() { return *registry_; }
   std::shared_ptr<prometheus::Registry> shared_registry() { return registry_; }
