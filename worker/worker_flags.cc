@@ -38,8 +38,9 @@ void add_worker_flags(CLI::App& app, WorkerOptions& o) {
       ->capture_default_str()
       ->envname("MOE_METRICS_PORT");
   app.add_flag("--metrics-open", o.metrics_open,
-               "serve /metrics without the cluster token (by default a scrape must send 'Authorization: Bearer "
-               "<token>' when a token is set); for networks isolated otherwise")
+               "serve /metrics without the cluster token and over plain HTTP (by default, with a token a scrape "
+               "must send 'Authorization: Bearer <token>', and with --tls it must use HTTPS with a certificate from "
+               "the cluster CA); for networks that isolate the metrics port otherwise")
       ->envname("MOE_METRICS_OPEN");
   app.add_option("--name", o.name, "worker name shown by the coordinator (default: host name)")
       ->envname("MOE_NAME");

@@ -70,9 +70,12 @@ WorkerService::WorkerService(WorkerOptions options)
   name_ = options_.name.empty() ? boost::asio::ip::host_name() : options_.name;
   memory_bytes_ = options_.memory_bytes > 0 ? options_.memory_bytes : default_memory_bytes(options_.backend);
 
+  std::shared_ptr<TlsContext> tls = make_tls(options_.transport);
+  // /metrics: the cluster token and TLS as on every other port, unless --metrics-open.
   metrics_endpoint_ = std::make_unique<MetricsEndpoint>(is_wildcard(listen_host_) ? "0.0.0.0" : listen_host_,
                                                         options_.metrics_port, "worker", store_.backend().name(),
-                                                        options_.metrics_open ? std::string() : options_.cluster_token);
+                                                        options_.metrics_open ? std::string() : options_.cluster_token,
+                                                        options_.metrics_open ? nullptr : shared_native(tls));
   metrics_ = std::make_unique<WorkerMetrics>(metrics_endpoint_->registry());
   runner_ = std::make_unique<ForwardRunner>(store_, *metrics_, load_window_, [this] { return current_epoch(); });
   BatcherOptions batching;
@@ -85,7 +88,7 @@ WorkerService::WorkerService(WorkerOptions options)
       batching, [this](ForwardBatcher::Batch& batch) { runner_->run(batch); },
       [gauge = &metrics_->forwards_in_flight](size_t n) { gauge->Set(static_cast<double>(n)); });
   control_ = std::make_unique<SerialExecutor>();
-  io_ = std::make_unique<IoPool>(2, make_tls(options_.transport));
+  io_ = std::make_unique<IoPool>(2, tls);
   CoordinatorLinkOptions link;
   link.coordinator = options_.coordinator;
   link.cluster_token = options_.cluster_token;
@@ -113,7 +116,8 @@ void WorkerService::start() {
   address_ = HostPort{advertised_host, server_->port()}.to_string();
   worker_log("listening on " + server_->address() + " as " + address_ + (server_->tls() ? " with mutual TLS" : "") +
              " (backend " + store_.backend().name() +
-             ", metrics port " + std::to_string(metrics_endpoint_->port()) + ", coordinator " + options_.coordinator + ")");
+             ", metrics port " + std::to_string(metrics_endpoint_->port()) +
+             (metrics_endpoint_->tls() ? " (https)" : "") + ", coordinator " + options_.coordinator + ")");
   link_->start();
 }
 

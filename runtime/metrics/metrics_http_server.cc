@@ -1,87 +1,66 @@
-// The /metrics HTTP server: accept, read the request head (bounded), answer, close.
+// The /metrics HTTP server: accept, (TLS: handshake,) read the request head (bounded), answer, close.
 #include "runtime/metrics/metrics_http_server.h"
 
 #include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
 #include <prometheus/text_serializer.h>
 
-#include <algorithm>
-#include <array>
-#include <cctype>
-#include <optional>
 #include <stdexcept>
 #include <thread>
+#include <type_traits>
+
+#include "runtime/metrics/bearer_auth.h"
 
 namespace moe {
 
 namespace asio = boost::asio;
+namespace ssl = asio::ssl;
 using tcp = asio::ip::tcp;
 
 namespace {
 
 constexpr size_t kMaxRequestHead = 16 * 1024;
 
-bool equal_constant_time(const std::string& a, const std::string& b) {
-  unsigned char diff = a.size() == b.size() ? 0 : 1;
-  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i % std::max<size_t>(b.size(), 1)]);
-  return diff == 0 && !b.empty();
-}
+// One request on one connection; Stream is tcp::socket (plain HTTP) or ssl::stream<tcp::socket> (HTTPS).
+template <typename Stream>
+class Session : public std::enable_shared_from_this<Session<Stream>> {
+  static constexpr bool kTls = !std::is_same_v<Stream, tcp::socket>;
 
-// The value of header `name` (case-insensitive) in a request head, without surrounding blanks.
-std::optional<std::string> header_value(const std::string& head, const std::string& name) {
-  size_t pos = head.find("\r\n");
-  while (pos != std::string::npos && pos + 2 < head.size()) {
-    const size_t start = pos + 2;
-    const size_t end = head.find("\r\n", start);
-    const std::string line = head.substr(start, end == std::string::npos ? std::string::npos : end - start);
-    const size_t colon = line.find(':');
-    if (colon == name.size() && std::equal(name.begin(), name.end(), line.begin(), [](char x, char y) {
-          return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
-        })) {
-      std::string value = line.substr(colon + 1);
-      const size_t first = value.find_first_not_of(" \t");
-      const size_t last = value.find_last_not_of(" \t");
-      return first == std::string::npos ? std::string() : value.substr(first, last - first + 1);
-    }
-    pos = end;
-  }
-  return std::nullopt;
-}
-
-// Whether the head's Authorization header is `Bearer <token>`.
-bool authorized(const std::string& head, const std::string& token) {
-  if (token.empty()) return true;
-  const auto value = header_value(head, "Authorization");
-  if (!value || value->size() < 7 || !std::equal(value->begin(), value->begin() + 7, "bearer ", [](char x, char y) {
-        return std::tolower(static_cast<unsigned char>(x)) == y;
-      }))
-    return false;
-  std::string given = value->substr(7);
-  given.erase(0, std::min(given.find_first_not_of(' '), given.size()));
-  return equal_constant_time(given, token);
-}
-
-class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(tcp::socket socket, std::shared_ptr<prometheus::Registry> registry, std::shared_ptr<const std::string> token)
-      : socket_(std::move(socket)), registry_(std::move(registry)), token_(std::move(token)), timer_(socket_.get_executor()) {}
+  Session(Stream stream, std::shared_ptr<prometheus::Registry> registry, std::shared_ptr<const std::string> token)
+      : stream_(std::move(stream)), registry_(std::move(registry)), token_(std::move(token)),
+        timer_(socket().get_executor()) {}
 
   void start() {
-    timer_.expires_after(std::chrono::seconds(10));  // a client that never finishes its request is dropped
-    timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
-      if (!ec) self->socket_.close();
+    // A client that never finishes its handshake or request is dropped.
+    timer_.expires_after(std::chrono::seconds(10));
+    timer_.async_wait([self = this->shared_from_this()](const boost::system::error_code& ec) {
+      boost::system::error_code ignored;
+      if (!ec) self->socket().close(ignored);
     });
-    read();
+    if constexpr (kTls) {
+      stream_.async_handshake(ssl::stream_base::server, [self = this->shared_from_this()](const boost::system::error_code& ec) {
+        if (ec) return self->finish();  // no certificate from the CA, or plain HTTP on the TLS port
+        self->read();
+      });
+    } else {
+      read();
+    }
   }
 
  private:
+  tcp::socket& socket() {
+    if constexpr (kTls) return stream_.next_layer();
+    else return stream_;
+  }
+
   void read() {
-    asio::async_read_until(socket_, asio::dynamic_buffer(request_, kMaxRequestHead), "\r\n\r\n",
-                           [self = shared_from_this()](const boost::system::error_code& ec, size_t) {
-                             if (ec) {
-                               if (ec == asio::error::not_found) self->respond("431 Request Header Fields Too Large", "text/plain", "request head too large\n");
-                               else self->timer_.cancel();
-                               return;
-                             }
+    asio::async_read_until(stream_, asio::dynamic_buffer(request_, kMaxRequestHead), "\r\n\r\n",
+                           [self = this->shared_from_this()](const boost::system::error_code& ec, size_t) {
+                             if (ec == asio::error::not_found)
+                               return self->respond("431 Request Header Fields Too Large", "text/plain",
+                                                    "request head too large\n");
+                             if (ec) return self->finish();
                              self->answer();
                            });
   }
@@ -96,7 +75,7 @@ class Session : public std::enable_shared_from_this<Session> {
     std::string path = line.substr(path_start, line.find(' ', path_start) - path_start);
     path = path.substr(0, path.find('?'));
     if (path != "/metrics") return respond("404 Not Found", "text/plain", "not found: try /metrics\n");
-    if (!authorized(request_, *token_)) {
+    if (!bearer_authorized(request_, *token_)) {
       return respond("401 Unauthorized", "text/plain",
                      "/metrics needs the cluster token: send 'Authorization: Bearer <token>' (Prometheus: "
                      "authorization: credentials_file)\n",
@@ -112,16 +91,26 @@ class Session : public std::enable_shared_from_this<Session> {
     response_ = "HTTP/1.1 " + status + "\r\nContent-Type: " + type + "\r\nContent-Length: " +
                 std::to_string(body.size()) + "\r\n" + extra_headers + "Connection: close\r\n\r\n" +
                 (head_only ? std::string() : body);
-    asio::async_write(socket_, asio::buffer(response_),
-                      [self = shared_from_this()](const boost::system::error_code&, size_t) {
-                        boost::system::error_code ignored;
-                        self->socket_.shutdown(tcp::socket::shutdown_both, ignored);
-                        self->socket_.close(ignored);
-                        self->timer_.cancel();
+    asio::async_write(stream_, asio::buffer(response_),
+                      [self = this->shared_from_this()](const boost::system::error_code& ec, size_t) {
+                        if constexpr (kTls) {
+                          if (!ec) {  // close_notify, so the client sees a clean end (bounded by the timer)
+                            return self->stream_.async_shutdown(
+                                [self](const boost::system::error_code&) { self->finish(); });
+                          }
+                        }
+                        self->finish();
                       });
   }
 
-  tcp::socket socket_;
+  void finish() {
+    boost::system::error_code ignored;
+    socket().shutdown(tcp::socket::shutdown_both, ignored);
+    socket().close(ignored);
+    timer_.cancel();
+  }
+
+  Stream stream_;
   std::shared_ptr<prometheus::Registry> registry_;
   std::shared_ptr<const std::string> token_;
   asio::steady_timer timer_;
@@ -136,22 +125,32 @@ struct MetricsHttpServer::Impl {
   tcp::acceptor acceptor{io};
   std::shared_ptr<prometheus::Registry> registry;
   std::shared_ptr<const std::string> token;
+  std::shared_ptr<ssl::context> tls;
   std::thread thread;
 
   void accept() {
     acceptor.async_accept([this](const boost::system::error_code& ec, tcp::socket socket) {
       if (ec == asio::error::operation_aborted || !acceptor.is_open()) return;
-      if (!ec) std::make_shared<Session>(std::move(socket), registry, token)->start();
+      if (!ec) {
+        if (tls) {
+          using TlsStream = ssl::stream<tcp::socket>;
+          std::make_shared<Session<TlsStream>>(TlsStream(std::move(socket), *tls), registry, token)->start();
+        } else {
+          std::make_shared<Session<tcp::socket>>(std::move(socket), registry, token)->start();
+        }
+      }
       accept();
     });
   }
 };
 
 MetricsHttpServer::MetricsHttpServer(const std::string& host, uint16_t port,
-                                     std::shared_ptr<prometheus::Registry> registry, std::string bearer_token)
+                                     std::shared_ptr<prometheus::Registry> registry, std::string bearer_token,
+                                     std::shared_ptr<boost::asio::ssl::context> tls)
     : impl_(std::make_unique<Impl>()) {
   impl_->registry = std::move(registry);
   impl_->token = std::make_shared<const std::string>(std::move(bearer_token));
+  impl_->tls = std::move(tls);
   const std::string address = host + ":" + std::to_string(port);
   try {
     tcp::endpoint endpoint(asio::ip::make_address(host), port);
@@ -176,5 +175,7 @@ MetricsHttpServer::~MetricsHttpServer() {
 }
 
 uint16_t MetricsHttpServer::port() const { return impl_->acceptor.local_endpoint().port(); }
+
+bool MetricsHttpServer::tls() const { return impl_->tls != nullptr; }
 
 }  // namespace moe

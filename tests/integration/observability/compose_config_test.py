@@ -171,6 +171,10 @@ def main():
     shutil.copy(prometheus_yml, os.path.join(promtool_dir, "prometheus.yml"))
     with open(os.path.join(promtool_dir, "cluster-token"), "w") as f:
         f.write("stand-in")
+    # ... and stand-ins for the TLS files it names (the compose certs volume at /etc/prometheus/tls).
+    os.makedirs(os.path.join(promtool_dir, "tls"))
+    for name in ("ca.pem", "prometheus.pem", "prometheus.key"):
+        open(os.path.join(promtool_dir, "tls", name), "w").close()
     check = subprocess.run([args.promtool, "check", "config", os.path.join(promtool_dir, "prometheus.yml")],
                            capture_output=True, text=True, timeout=30)
     if check.returncode != 0:
@@ -182,6 +186,14 @@ def main():
             auth = job.get("authorization") or {}
             if auth.get("type", "Bearer") != "Bearer" or not auth.get("credentials_file"):
                 fail(f"prometheus.yml job {job['job_name']} sends no cluster token (authorization: credentials_file)")
+    certs_made = services.get("certs", {}).get("command", [])
+    for job in prometheus["scrape_configs"]:
+        tls = job.get("tls_config") or {}
+        if job["job_name"] in ("moe-coordinator", "moe-worker") and job.get("scheme") != "https":
+            fail(f"prometheus.yml job {job['job_name']} scrapes over plain HTTP; compose runs the daemons with TLS")
+        cert = os.path.basename(tls.get("cert_file", ""))
+        if cert and cert.removesuffix(".pem") not in certs_made:
+            fail(f"prometheus.yml job {job['job_name']} uses {cert}, which the certs service does not make")
     prometheus_env = services["prometheus"].get("environment") or {}
     if "MOE_CLUSTER_TOKEN" not in prometheus_env or "cluster-token" not in " ".join(services["prometheus"].get("entrypoint", [])):
         fail("the prometheus service does not write the cluster token its scrape config reads")
