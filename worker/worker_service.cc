@@ -15,6 +15,7 @@
 #include "runtime/net/address.h"
 #include "runtime/wire/cluster_auth.h"
 #include "runtime/wire/envelope_util.h"
+#include "runtime/wire/text_limits.h"
 #include "worker/backend_factory.h"
 #include "worker/error_reply.h"
 #include "worker/expert_fetch.h"
@@ -38,7 +39,6 @@ std::string mib(size_t bytes) { return std::to_string(bytes / (1024 * 1024)) + "
 
 int default_batch_threads(const std::string& backend) { return backend == "cuda" ? 1 : 2; }
 
-constexpr size_t kMaxAddressBytes = 256;  // a peer's "host:port" in prepare.sources
 
 // prepare.sources as expert -> peer addresses, in the coordinator's order.
 std::map<ExpertKey, std::vector<std::string>> source_map(capnp::List<wire::ExpertSource>::Reader list) {
@@ -434,6 +434,7 @@ uint32_t WorkerService::expert_slots() const {
 // ---------------------------------------------------------------------------------- coordinator peer
 
 void WorkerService::adopt_model(wire::ModelInfo::Reader info) {
+  check_model_info_text(info, "the coordinator's");
   ModelSpec spec = parse_model_spec(nlohmann::json::parse(info.getSpecJson().cStr()), "coordinator modelInfo.specJson");
   std::string source_text = info.getSource();
   if (source_text.empty()) throw std::runtime_error("the coordinator's modelInfo names no weight source");

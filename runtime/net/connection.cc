@@ -1,6 +1,8 @@
 // Connection: read loop, write queue, request/reply matching with deadlines (see connection.h).
 #include "runtime/net/connection.h"
 
+#include "runtime/wire/text_limits.h"
+
 #include <boost/asio/connect.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/ssl/error.hpp>
@@ -27,7 +29,6 @@ constexpr size_t kReadBufferBytes = 64 * 1024;
 // Bodies with at least this much left are read straight into the frame buffer (no copy).
 constexpr size_t kDirectReadBytes = 64 * 1024;
 // Error replies carry at most this much text.
-constexpr size_t kMaxErrorMessageBytes = 4096;
 
 std::string endpoint_text(const tcp::socket& socket) {
   error_code ec;
