@@ -2,7 +2,8 @@
 // (Debian `prometheus`) scrapes the coordinator and a worker over HTTPS with a client certificate from
 // the cluster CA and the token from a file (`authorization: credentials_file`), as ops/prometheus does
 // for compose, and its `up` is 1 for both with their series stored. Another Prometheus job that scrapes
-// the same ports over plain HTTP gets nothing (`up` 0).
+// the same ports over plain HTTP gets nothing (`up` 0). A worker of the same cluster started with
+// --metrics-open serves plain HTTP without the token.
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
@@ -103,6 +104,22 @@ TEST_F(TlsMetrics, PrometheusScrapesTheDaemonsOverHttpsWithTheToken) {
   EXPECT_GE(query(prometheus_port, "moe_placement_epoch")["https@" + coordinator], 1);
   prometheus.kill(SIGTERM);
   if (!prometheus.wait_exit(10s)) prometheus.kill_now();
+
+  // --metrics-open: plain HTTP, no token, on a worker that otherwise speaks TLS with the token.
+  const uint16_t open_port = pick_free_port();
+  const TlsFiles worker_tls = test_tls_files("worker");
+  DaemonProcess open_worker({bin_path("moe-worker"), "--coordinator", cluster.coordinator_address(), "--listen",
+                             "127.0.0.1:0", "--threads", "1", "--tls", "on", "--tls-cert", worker_tls.cert, "--tls-key",
+                             worker_tls.key, "--tls-ca", worker_tls.ca, "--cluster-token-file",
+                             cluster.token_file().string(), "--metrics-port", std::to_string(open_port),
+                             "--metrics-open"},
+                            cluster.dir() / "moe-worker-open.log");
+  open_worker.wait_for_log_line("moe-worker listening on", 20s);
+  const HttpReply open = http_get("127.0.0.1", open_port, "/metrics");
+  EXPECT_EQ(open.status, 200u) << open.body;
+  EXPECT_NE(open.body.find("moe_build_info{"), std::string::npos);
+  open_worker.kill(SIGTERM);
+  if (!open_worker.wait_exit(10s)) open_worker.kill_now();
 }
 
 }  // namespace
