@@ -207,15 +207,11 @@ int run_bench_cluster_determinism(const BenchClusterOptions& o, std::ostream& ou
   out << "moectl bench cluster --deterministic: two loopback clusters side by side (1 coordinator + " << o.workers
       << " workers each, synthetic '" << o.synthetic << "': hidden " << spec.hidden_size << ", intermediate "
       << spec.moe_intermediate_size << ", " << spec.num_experts << " experts, top-" << spec.top_k << "), "
-      << o.wire_dtype << " on the wire; one coordinator with --deterministic
-"
+      << o.wire_dtype << " on the wire; one coordinator with --deterministic\n"
       << "  ABAB: " << o.pairs << " pairs of segments (>= " << o.min_seconds
-      << " s each) per T; ms = median of the segment medians; cost = median of the per-pair ratios det/default - 1
-"
-      << "  row 0 alone = the first token's output is the same bits computed alone as in its batch
-"
-      << "  load average before: " << load_before << " (" << ::sysconf(_SC_NPROCESSORS_ONLN) << " CPUs)
-";
+      << " s each) per T; ms = median of the segment medians; cost = median of the per-pair ratios det/default - 1\n"
+      << "  row 0 alone = the first token's output is the same bits computed alone as in its batch\n"
+      << "  load average before: " << load_before << " (" << ::sysconf(_SC_NPROCESSORS_ONLN) << " CPUs)\n";
   const std::vector<std::pair<std::string, int>> columns{{"T", 6},     {"default ms", 12}, {"det ms", 10},
                                                          {"cost", 9},  {"row 0 alone: default", 22},
                                                          {"det", 6},   {"  target", 0}};
@@ -250,3 +246,4 @@ int run_bench_cluster_determinism(const BenchClusterOptions& o, std::ostream& ou
 }
 
 }  // namespace moe
+
