@@ -439,7 +439,7 @@ void CpuBackend::forward(int32_t layer, const float* x, int64_t num_tokens, int6
   }
   std::vector<ExpertGroup*> groups;
   for (auto& [id, g] : by_expert) groups.push_back(&g);
-  compute(groups, x, hidden, true);
+  compute(groups, x, hidden, false);
   combine(by_expert, num_tokens, hidden, out);
 }
 
