@@ -211,17 +211,15 @@ MOE_AMX inline void tile_products(const uint16_t* ah, const uint16_t* al, int64_
 }
 
 template <PackedEngine Engine, int Planes>
-MOE_AMX void gate_up_kernel(const AmxExpert& e, const AmxActivations& x, int64_t p0, int64_t p1, AmxActivations& act,
-                            bool row_invariant) {
+MOE_AMX void gate_up_kernel(const AmxExpert& e, const AmxActivations& x, int64_t p0, int64_t p1, AmxActivations& act) {
   TileScope<Engine> tiles;
   alignas(64) float c[2][2][256];
   alignas(64) float a[256];
   std::vector<float> carry_buffer(static_cast<size_t>(p1 - p0) * 1024 + 16);
   float* carries = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(carry_buffer.data()) + 63) & ~uintptr_t{63});
   const int64_t ks = x.ksteps;
-  const int64_t step = row_invariant ? 1 : 2;
-  for (int64_t tb = 0; tb < x.token_blocks; tb += step) {
-    const int pair = !row_invariant && x.token_blocks - tb >= 2 ? 2 : 1;
+  for (int64_t tb = 0; tb < x.token_blocks; tb += 2) {
+    const int pair = x.token_blocks - tb >= 2 ? 2 : 1;
     const uint16_t* ah = x.hi + tb * ks * 512;
     const uint16_t* al = x.lo + tb * ks * 512;
     const int64_t chunk = Engine == PackedEngine::Amx ? kChunk : ks;
@@ -255,16 +253,15 @@ MOE_AMX void gate_up_kernel(const AmxExpert& e, const AmxActivations& x, int64_t
 
 template <PackedEngine Engine, int Planes>
 MOE_AMX void down_kernel(const AmxExpert& e, const AmxActivations& act, int64_t n, int64_t pair0, int64_t pair1,
-                         float* y, int64_t ldy, bool row_invariant) {
+                         float* y, int64_t ldy) {
   TileScope<Engine> tiles;
   alignas(64) float c[2][2][256];
   std::vector<float> carry_buffer(static_cast<size_t>(pair1 - pair0) * 1024 + 16);
   float* carries = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(carry_buffer.data()) + 63) & ~uintptr_t{63});
   const int64_t ks = act.ksteps;
   const int64_t hidden = e.down.rows;
-  const int64_t step = row_invariant ? 1 : 2;
-  for (int64_t tb = 0; tb < act.token_blocks; tb += step) {
-    const int blocks = !row_invariant && act.token_blocks - tb >= 2 ? 2 : 1;
+  for (int64_t tb = 0; tb < act.token_blocks; tb += 2) {
+    const int blocks = act.token_blocks - tb >= 2 ? 2 : 1;
     const uint16_t* ah = act.hi + tb * ks * 512;
     const uint16_t* al = act.lo + tb * ks * 512;
     const int64_t chunk = Engine == PackedEngine::Amx ? kChunk : ks;
@@ -380,25 +377,25 @@ AmxMatrix pack_amx_matrix(const WeightMatrixView& w, int planes) {
 void amx_split_rows(const float* const* rows, int n, int64_t cols, AmxActivations& a) { split_rows(rows, n, cols, a); }
 
 void amx_gate_up(PackedEngine engine, const AmxExpert& e, const AmxActivations& x, int64_t p0, int64_t p1,
-                 AmxActivations& act, bool row_invariant) {
+                 AmxActivations& act) {
   const bool two = e.gate.planes == 2;
   if (engine == PackedEngine::Amx) {
-    two ? gate_up_kernel<PackedEngine::Amx, 2>(e, x, p0, p1, act, row_invariant) : gate_up_kernel<PackedEngine::Amx, 1>(e, x, p0, p1, act, row_invariant);
+    two ? gate_up_kernel<PackedEngine::Amx, 2>(e, x, p0, p1, act) : gate_up_kernel<PackedEngine::Amx, 1>(e, x, p0, p1, act);
   } else {
-    two ? gate_up_kernel<PackedEngine::Avx512Bf16, 2>(e, x, p0, p1, act, row_invariant)
-        : gate_up_kernel<PackedEngine::Avx512Bf16, 1>(e, x, p0, p1, act, row_invariant);
+    two ? gate_up_kernel<PackedEngine::Avx512Bf16, 2>(e, x, p0, p1, act)
+        : gate_up_kernel<PackedEngine::Avx512Bf16, 1>(e, x, p0, p1, act);
   }
 }
 
 void amx_down(PackedEngine engine, const AmxExpert& e, const AmxActivations& act, int64_t n, int64_t pair0,
-              int64_t pair1, float* y, int64_t ldy, bool row_invariant) {
+              int64_t pair1, float* y, int64_t ldy) {
   const bool two = e.down.planes == 2;
   if (engine == PackedEngine::Amx) {
-    two ? down_kernel<PackedEngine::Amx, 2>(e, act, n, pair0, pair1, y, ldy, row_invariant)
-        : down_kernel<PackedEngine::Amx, 1>(e, act, n, pair0, pair1, y, ldy, row_invariant);
+    two ? down_kernel<PackedEngine::Amx, 2>(e, act, n, pair0, pair1, y, ldy)
+        : down_kernel<PackedEngine::Amx, 1>(e, act, n, pair0, pair1, y, ldy);
   } else {
-    two ? down_kernel<PackedEngine::Avx512Bf16, 2>(e, act, n, pair0, pair1, y, ldy, row_invariant)
-        : down_kernel<PackedEngine::Avx512Bf16, 1>(e, act, n, pair0, pair1, y, ldy, row_invariant);
+    two ? down_kernel<PackedEngine::Avx512Bf16, 2>(e, act, n, pair0, pair1, y, ldy)
+        : down_kernel<PackedEngine::Avx512Bf16, 1>(e, act, n, pair0, pair1, y, ldy);
   }
 }
 

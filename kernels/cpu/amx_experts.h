@@ -86,16 +86,12 @@ void amx_split_rows(const float* const* rows, int n, int64_t cols, AmxActivation
 
 // For gate/up panels [p0, p1) and every token block: act = silu(x·gateᵀ) ⊙ (x·upᵀ) into `act`
 // (blocked, hi + lo; its k steps are the intermediate columns).
-// row_invariant (the deterministic mode): every token block runs alone (the one-block tile schedule),
-// so a token's result does not depend on whether its block was paired with another, i.e. on the
-// group's row count; otherwise blocks run in pairs where they can (faster for prefill, but the paired
-// and the lone block sum the hi/lo products in different orders).
 void amx_gate_up(PackedEngine engine, const AmxExpert& e, const AmxActivations& x, int64_t p0, int64_t p1,
-                 AmxActivations& act, bool row_invariant = false);
+                 AmxActivations& act);
 
 // For down panel pairs [pair0, pair1) and every token block: y[t, h] = act[t]·down[h] for t < n and the
 // panels' rows h < hidden; y is row-major with leading dimension ldy.
 void amx_down(PackedEngine engine, const AmxExpert& e, const AmxActivations& act, int64_t n, int64_t pair0,
-              int64_t pair1, float* y, int64_t ldy, bool row_invariant = false);
+              int64_t pair1, float* y, int64_t ldy);
 
 }  // namespace moe

@@ -1,7 +1,8 @@
 // CpuBackend::forward_rows, the deterministic mode's entry point: a probe token's rows are the same
-// bits in every batch (sizes across the streaming/sgemm switch, the 64-token streaming pieces and odd
-// AMX token blocks; random other tokens; shuffled assignment order) as when it runs alone, on every
-// kernel this CPU has, for f32 and bf16 weights and for an expert with biases (never packed). Also: the
+// bits in every batch (sizes across the default mode's streaming/sgemm switch, the 64-row sgemm pieces
+// and odd AMX token blocks; random other tokens; shuffled assignment order; 2 threads) as when it runs
+// alone on 1 thread, on every kernel this CPU has, for f32 and bf16 weights and for an expert with
+// biases (never packed). Also: the
 // rows are the weighted outputs (close to the reference), and forward_rows checks its input like forward.
 #include <gtest/gtest.h>
 
@@ -42,16 +43,17 @@ TEST_P(ForwardRows, ProbeRowsAreTheSameBitsInEveryBatch) {
   std::vector<RandomExpert> owned;
   for (int e = 0; e < experts; ++e) owned.emplace_back(dtype, hidden, inter, rng);
   Biases biases(hidden, inter, rng);
-  CpuBackend backend(CpuBackendOptions{.threads = 2, .kernel = kernel});
-  for (int e = 0; e < experts; ++e) {
-    ExpertWeightsView v = owned[static_cast<size_t>(e)].view();
-    if (e == experts - 1) {  // the biased one
-      v.gate_bias = {DType::F32, biases.gate.data(), inter};
-      v.up_bias = {DType::F32, biases.up.data(), inter};
-      v.down_bias = {DType::F32, biases.down.data(), hidden};
+  auto load = [&](CpuBackend& backend) {
+    for (int e = 0; e < experts; ++e) {
+      ExpertWeightsView v = owned[static_cast<size_t>(e)].view();
+      if (e == experts - 1) {  // the biased one
+        v.gate_bias = {DType::F32, biases.gate.data(), inter};
+        v.up_bias = {DType::F32, biases.up.data(), inter};
+        v.down_bias = {DType::F32, biases.down.data(), hidden};
+      }
+      backend.load_expert({0, e}, v);
     }
-    backend.load_expert({0, e}, v);
-  }
+  };
 
   std::normal_distribution<float> normal(0.f, 1.f);
   std::vector<float> probe(static_cast<size_t>(hidden));
@@ -59,8 +61,16 @@ TEST_P(ForwardRows, ProbeRowsAreTheSameBitsInEveryBatch) {
   // The probe goes to every expert with its own weight.
   std::vector<TokenAssignment> solo;
   for (int e = 0; e < experts; ++e) solo.push_back({0, e, 0.1f + 0.2f * static_cast<float>(e)});
+  // The solo rows on one thread (a worker may run with another thread count than the client's engine),
+  // the batches on two (OpenBLAS's thread count is process-wide: the last backend made sets it).
   std::vector<float> solo_rows(solo.size() * static_cast<size_t>(hidden));
-  backend.forward_rows(0, probe.data(), 1, hidden, solo, solo_rows.data());
+  {
+    CpuBackend one_thread(CpuBackendOptions{.threads = 1, .kernel = kernel});
+    load(one_thread);
+    one_thread.forward_rows(0, probe.data(), 1, hidden, solo, solo_rows.data());
+  }
+  CpuBackend backend(CpuBackendOptions{.threads = 2, .kernel = kernel});
+  load(backend);
 
   for (int64_t tokens : {2, 3, 17, 33, 49, 64, 65, 97, 130, 257}) {
     std::vector<float> x(static_cast<size_t>(tokens * hidden));
