@@ -40,6 +40,11 @@ namespace {
 using cpu_detail::ExpertGroup;
 
 constexpr int64_t kRowBlock = 64;  // weight rows per streaming task
+// Most tokens of one streaming call: the default mode's groups (at most kMaxStreamingTokens) and the
+// deterministic mode's pieces. Bigger pieces read each 64-row weight block from memory once for more
+// tokens (the others from L2): 256 keeps prefill near sgemm's memory traffic; the per-task stack buffers
+// (2 x 64 KiB) are sized by it.
+constexpr int kStreamingPieceTokens = 256;
 
 std::string expert_name(ExpertKey key) {
   return "(layer " + std::to_string(key.layer) + ", expert " + std::to_string(key.expert) + ")";
@@ -94,10 +99,10 @@ void gate_up_block(ExpertGroup& g, const float* x, int64_t hidden, int64_t i0) {
   const int64_t inter = e.intermediate;
   const int64_t i1 = std::min(i0 + kRowBlock, inter);
   const int n = static_cast<int>(g.n());
-  const float* rows[kMaxStreamingTokens] = {};
+  const float* rows[kStreamingPieceTokens] = {};
   for (int j = 0; j < n; ++j) rows[j] = x + static_cast<int64_t>(g.tokens[j]) * hidden;
-  float gate[kMaxStreamingTokens * kRowBlock];
-  float up[kMaxStreamingTokens * kRowBlock];
+  float gate[kStreamingPieceTokens * kRowBlock];
+  float up[kStreamingPieceTokens * kRowBlock];
   rows_dot_tokens(e.gate_up.data(), hidden, i0, i1, rows, n, hidden, gate, kRowBlock);
   rows_dot_tokens(e.gate_up.data(), hidden, inter + i0, inter + i1, rows, n, hidden, up, kRowBlock);
   for (int j = 0; j < n; ++j)
@@ -111,7 +116,7 @@ void down_block(ExpertGroup& g, int64_t h0) {
   const int64_t hidden = e.hidden;
   const int64_t h1 = std::min(h0 + kRowBlock, hidden);
   const int n = static_cast<int>(g.n());
-  const float* rows[kMaxStreamingTokens] = {};
+  const float* rows[kStreamingPieceTokens] = {};
   for (int j = 0; j < n; ++j) rows[j] = g.act + j * inter;
   rows_dot_tokens(e.down.data(), inter, h0, h1, rows, n, inter, g.y + h0, hidden);
 }
@@ -136,39 +141,6 @@ void gemm_group(ExpertGroup& g, const float* x, int64_t hidden, float* scratch) 
     activate(e, gu + j * 2 * inter, gu + j * 2 * inter + inter, g.act + j * inter, 0, inter, g.input_scale(j));
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, hidden, inter, 1.f, g.act, inter,
               e.down.data(), inter, 0.f, g.y, hidden);
-}
-
-// Deterministic mode, non-packed experts: the GEMM path with the row count fixed. Every call is one
-// sgemm of exactly kFixedRows rows (the group's tokens in pieces, the last piece padded with zero rows)
-// for gate+up and one for down, so OpenBLAS sees the same shapes whatever the batch: the same kernels,
-// blocking and thread split, and no split-K; a token's row does not depend on which rows share its call
-// (checked by tests/unit/kernels/forward_rows_test.cc for pieces, positions and batch sizes).
-constexpr int64_t kFixedRows = 64;
-
-void gemm_fixed_group(ExpertGroup& g, const float* x, int64_t hidden) {
-  const CpuExpert& e = *g.weights;
-  const int64_t inter = e.intermediate;
-  thread_local AlignedFloats buffer;
-  const size_t floats = static_cast<size_t>(kFixedRows * (hidden + 2 * inter + inter + hidden));
-  if (buffer.size() < floats) buffer = AlignedFloats(floats);
-  float* xs = buffer.data();              // [64, H]
-  float* gu = xs + kFixedRows * hidden;   // [64, 2I]
-  float* act = gu + kFixedRows * 2 * inter;  // [64, I]
-  float* y = act + kFixedRows * inter;    // [64, H]
-  for (int64_t j0 = 0; j0 < g.n(); j0 += kFixedRows) {
-    const int64_t n = std::min(kFixedRows, g.n() - j0);
-    for (int64_t j = 0; j < n; ++j)
-      std::memcpy(xs + j * hidden, x + static_cast<int64_t>(g.tokens[j0 + j]) * hidden, hidden * sizeof(float));
-    std::memset(xs + n * hidden, 0, static_cast<size_t>((kFixedRows - n) * hidden) * sizeof(float));
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, kFixedRows, 2 * inter, hidden, 1.f, xs, hidden,
-                e.gate_up.data(), hidden, 0.f, gu, 2 * inter);
-    for (int64_t j = 0; j < n; ++j)
-      activate(e, gu + j * 2 * inter, gu + j * 2 * inter + inter, act + j * inter, 0, inter, g.input_scale(j0 + j));
-    std::memset(act + n * inter, 0, static_cast<size_t>((kFixedRows - n) * inter) * sizeof(float));
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, kFixedRows, hidden, inter, 1.f, act, inter, e.down.data(),
-                inter, 0.f, y, hidden);
-    std::memcpy(g.y + j0 * hidden, y, static_cast<size_t>(n * hidden) * sizeof(float));
-  }
 }
 
 // Scratch of the calling thread, grown on demand and reused by its later calls: fresh buffers per
@@ -215,8 +187,8 @@ void combine(const std::map<int32_t, ExpertGroup>& by_expert, int64_t num_tokens
 
 // rows[g.assignment[j]] = output_scale · (y + down bias) for every token j of every group: each
 // assignment's weighted output on its own row (forward_rows).
-void write_rows(const std::map<int32_t, ExpertGroup>& groups, int64_t hidden, float* rows) {
-  for (const auto& [id, g] : groups) {
+void write_rows(const std::vector<ExpertGroup>& groups, int64_t hidden, float* rows) {
+  for (const ExpertGroup& g : groups) {
     const float* bias = g.weights->down_bias.empty() ? nullptr : g.weights->down_bias.data();
     for (int64_t j = 0; j < g.n(); ++j) {
       const float w = g.output_scale(j);
@@ -228,6 +200,32 @@ void write_rows(const std::map<int32_t, ExpertGroup>& groups, int64_t hidden, fl
         for (int64_t h = 0; h < hidden; ++h) dst[h] = w * src[h];
     }
   }
+}
+
+// Deterministic mode: the groups of the streaming path cut into pieces of at most kStreamingPieceTokens
+// tokens (its per-task buffers hold that many), so every group, whatever its size, runs through the
+// streaming kernels, whose per-token result does not depend on how many tokens share the call (each
+// token has its own accumulators; k runs in one order; the sgemm the default mode switches to above 48
+// tokens would not do: its kernels, blocking and threads depend on the row count).
+std::vector<ExpertGroup> split_for_streaming(std::map<int32_t, ExpertGroup>& by_expert) {
+  std::vector<ExpertGroup> pieces;
+  for (auto& [id, g] : by_expert) {
+    if (g.weights->packed() || g.n() <= kStreamingPieceTokens) {
+      pieces.push_back(std::move(g));
+      continue;
+    }
+    for (int64_t j0 = 0; j0 < g.n(); j0 += kStreamingPieceTokens) {
+      const int64_t j1 = std::min<int64_t>(g.n(), j0 + kStreamingPieceTokens);
+      ExpertGroup piece;
+      piece.expert = g.expert;
+      piece.weights = g.weights;
+      piece.tokens.assign(g.tokens.begin() + j0, g.tokens.begin() + j1);
+      piece.routing_weights.assign(g.routing_weights.begin() + j0, g.routing_weights.begin() + j1);
+      piece.assignment.assign(g.assignment.begin() + j0, g.assignment.begin() + j1);
+      pieces.push_back(std::move(piece));
+    }
+  }
+  return pieces;
 }
 
 // Kernels amx and avx512bf16: the packed groups through amx_forward, into their g.y.
@@ -390,9 +388,9 @@ std::map<int32_t, cpu_detail::ExpertGroup> CpuBackend::group(int32_t layer, cons
 }
 
 // Runs every group's expert into its g.y (and g.act), in the calling thread's scratch. row_invariant:
-// the deterministic mode's kernels (fixed-row sgemm for every non-packed group, paired AMX token blocks).
+// the deterministic mode's kernels (streaming for every non-packed group, paired AMX token blocks).
 void CpuBackend::compute(std::span<cpu_detail::ExpertGroup* const> groups, const float* x, int64_t hidden, bool row_invariant) {
-  std::vector<ExpertGroup*> streaming, gemm, fixed, packed;
+  std::vector<ExpertGroup*> streaming, gemm, packed;
   int64_t results_floats = 0, gemm_floats = 0;
   for (ExpertGroup* gp : groups) {
     ExpertGroup& g = *gp;
@@ -402,9 +400,7 @@ void CpuBackend::compute(std::span<cpu_detail::ExpertGroup* const> groups, const
       continue;
     }
     results_floats += g.n() * (g.weights->intermediate + hidden);
-    if (row_invariant) {
-      fixed.push_back(&g);
-    } else if (g.n() <= options_.max_streaming_tokens) {
+    if (row_invariant || g.n() <= options_.max_streaming_tokens) {
       streaming.push_back(&g);
     } else {
       gemm.push_back(&g);
@@ -439,7 +435,6 @@ void CpuBackend::compute(std::span<cpu_detail::ExpertGroup* const> groups, const
     run_blocks([&](const ExpertGroup&) { return hidden; }, [](ExpertGroup& g, int64_t h0) { down_block(g, h0); });
   }
   for (ExpertGroup* g : gemm) gemm_group(*g, x, hidden, scratch);
-  for (ExpertGroup* g : fixed) gemm_fixed_group(*g, x, hidden);
 }
 
 void CpuBackend::forward(int32_t layer, const float* x, int64_t num_tokens, int64_t hidden,
@@ -459,10 +454,11 @@ void CpuBackend::forward_rows(int32_t layer, const float* x, int64_t num_tokens,
                               std::span<const TokenAssignment> assignments, float* rows) {
   std::map<int32_t, ExpertGroup> by_expert = group(layer, x, num_tokens, hidden, assignments, rows, "forward_rows");
   if (by_expert.empty()) return;
+  std::vector<ExpertGroup> pieces = split_for_streaming(by_expert);
   std::vector<ExpertGroup*> groups;
-  for (auto& [id, g] : by_expert) groups.push_back(&g);
+  for (ExpertGroup& g : pieces) groups.push_back(&g);
   compute(groups, x, hidden, true);
-  write_rows(by_expert, hidden, rows);
+  write_rows(pieces, hidden, rows);
 }
 
 std::unique_ptr<ExpertBackend> make_cpu_backend(int threads) {

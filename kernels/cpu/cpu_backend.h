@@ -81,10 +81,10 @@ class CpuBackend : public ExpertBackend {
   size_t resident_bytes() const override;
   void forward(int32_t layer, const float* x, int64_t num_tokens, int64_t hidden,
                std::span<const TokenAssignment> assignments, float* out) override;
-  // Deterministic mode (expert_backend.h): every non-packed group through sgemm calls of a fixed row
-  // count (64: pieces of the group, the last padded with zero rows), never the streaming/sgemm switch
-  // by row count; packed groups through AMX with every token block paired (a lone last block with a
-  // block of zeros); each row written alone, weighted.
+  // Deterministic mode (expert_backend.h): every non-packed group through the streaming kernels (in
+  // pieces of at most 256 tokens; never sgemm, whose kernels and blocking depend on the row count),
+  // packed groups through AMX with every token block paired (a lone last block with a block of zero
+  // rows); each row written alone, weighted.
   void forward_rows(int32_t layer, const float* x, int64_t num_tokens, int64_t hidden,
                     std::span<const TokenAssignment> assignments, float* rows) override;
 
