@@ -22,23 +22,15 @@ void amx_forward(PackedEngine engine, ThreadPool& pool, std::span<AmxGroupWork> 
   // Scratch: per group, x and act in hi + lo planes.
   std::vector<GroupScratch> scratch(groups.size());
   size_t total = 0;
-  // Row-invariant: an even number of token blocks, so every block runs in a pair (the last one, when
-  // the tokens fill an odd number, with a block of zero rows): the kernels sum a paired block's hi/lo
-  // products in another order than a lone block's, so a token's bits would depend on whether the group's
-  // row count left its block alone.
-  auto padded_tokens = [&](int64_t n) {
-    const int64_t blocks = (n + 15) / 16;
-    return (row_invariant ? (blocks + 1) / 2 * 2 : blocks) * 16;
-  };
   for (const AmxGroupWork& g : groups) {
-    const int64_t n = padded_tokens(static_cast<int64_t>(g.rows.size()));
+    const int64_t n = static_cast<int64_t>(g.rows.size());
     total += 2 * (AmxActivations::elements(n, hidden) + AmxActivations::elements(n, g.expert->gate.rows));
   }
   thread_local AlignedBf16 buffer;
   if (buffer.size() < total) buffer = AlignedBf16(total);
   uint16_t* next = buffer.data();
   for (size_t i = 0; i < groups.size(); ++i) {
-    const int64_t n = padded_tokens(static_cast<int64_t>(groups[i].rows.size()));
+    const int64_t n = static_cast<int64_t>(groups[i].rows.size());
     const int64_t inter = groups[i].expert->gate.rows;
     GroupScratch& s = scratch[i];
     s.x.token_blocks = s.act.token_blocks = (n + 15) / 16;
@@ -71,14 +63,15 @@ void amx_forward(PackedEngine engine, ThreadPool& pool, std::span<AmxGroupWork> 
       [&](size_t i, int64_t block) {
         const AmxExpert& e = *groups[i].expert;
         const int64_t p0 = block * kGateUpPanelsPerTask;
-        amx_gate_up(engine, e, scratch[i].x, p0, std::min(p0 + kGateUpPanelsPerTask, e.gate.panels), scratch[i].act);
+        amx_gate_up(engine, e, scratch[i].x, p0, std::min(p0 + kGateUpPanelsPerTask, e.gate.panels), scratch[i].act,
+                    row_invariant);
       });
   run([](const AmxExpert& e) { return (e.down.panels / 2 + kDownPairsPerTask - 1) / kDownPairsPerTask; },
       [&](size_t i, int64_t block) {
         const AmxExpert& e = *groups[i].expert;
         const int64_t q0 = block * kDownPairsPerTask;
         amx_down(engine, e, scratch[i].act, static_cast<int64_t>(groups[i].rows.size()), q0,
-                 std::min(q0 + kDownPairsPerTask, e.down.panels / 2), groups[i].y, hidden);
+                 std::min(q0 + kDownPairsPerTask, e.down.panels / 2), groups[i].y, hidden, row_invariant);
       });
 }
 
