@@ -83,8 +83,8 @@ class CpuBackend : public ExpertBackend {
                std::span<const TokenAssignment> assignments, float* out) override;
   // Deterministic mode (expert_backend.h): every non-packed group through the streaming kernels (in
   // pieces of at most 256 tokens; never sgemm, whose kernels and blocking depend on the row count),
-  // packed groups through AMX with every token block paired (a lone last block with a block of zero
-  // rows); each row written alone, weighted.
+  // packed groups through AMX with a lone last token block summed in the paired blocks' order
+  // (amx_gate_up); each row written alone, weighted.
   void forward_rows(int32_t layer, const float* x, int64_t num_tokens, int64_t hidden,
                     std::span<const TokenAssignment> assignments, float* rows) override;
 

@@ -1,5 +1,5 @@
 // CpuBackend::forward_rows, the deterministic mode's entry point: a probe token's rows are the same
-// bits in every batch (sizes across the default mode's streaming/sgemm switch, the 64-row sgemm pieces
+// bits in every batch (sizes across the default mode's streaming/sgemm switch, the 256-token streaming pieces
 // and odd AMX token blocks; random other tokens; shuffled assignment order; 2 threads) as when it runs
 // alone on 1 thread, on every kernel this CPU has, for f32 and bf16 weights and for an expert with
 // biases (never packed). Also: the
