@@ -17,7 +17,7 @@ using Core = CoordinatorService::Core;
 
 Core::Core(CoordinatorConfig cfg)
     : config(std::move(cfg)),
-      model(config.model),
+      model(config.model, config.deterministic),
       // /metrics: the cluster token and TLS as on every other port, unless --metrics-open.
       metrics_endpoint(parse_host_port(config.listen).host, config.metrics_port, "coordinator", "none",
                        config.metrics_open ? std::string() : config.cluster_token,

@@ -56,6 +56,7 @@ ClusterModel decode_model_info(wire::ModelInfo::Reader info) {
   model.spec = parse_model_spec(config, "modelInfo.specJson");
   model.name = info.getName().cStr();
   model.source = info.getSource().cStr();
+  model.deterministic = info.getDeterministic();
   for (auto r : info.getRouters()) {
     const int32_t layer = r.getLayer();
     if (!model.spec.is_moe_layer(layer))
