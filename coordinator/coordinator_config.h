@@ -17,6 +17,7 @@ struct CoordinatorConfig {
   uint16_t metrics_port = 0;               // 0: no /metrics endpoint
   std::string cluster_token;               // every request must carry it (empty: none is checked)
   std::string cluster_token_file;          // read into cluster_token by finish_coordinator_config
+  bool metrics_open = false;               // /metrics without the token even when one is set
   uint32_t heartbeat_ms = 500;
   uint32_t lease_ms = 3000;
   uint32_t grace_ms = 2000;
@@ -40,6 +41,8 @@ struct CoordinatorConfig {
   // this long, placing what is still missing (0: the lease).
   uint32_t adopt_wait_ms = 0;
   TransportOptions transport;              // TLS (every connection) and the server's bounds
+  bool deterministic = false;              // ModelInfo.deterministic: clients and workers run the
+                                           // deterministic mode (README, "Deterministic mode")
   uint32_t adopt_wait() const { return adopt_wait_ms ? adopt_wait_ms : lease_ms; }
 };
 

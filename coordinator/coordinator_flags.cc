@@ -28,6 +28,11 @@ void add_coordinator_flags(CLI::App& app, CoordinatorConfig& config) {
       ->envname("MOE_REPLICAS")->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("--metrics-port", config.metrics_port, "port of /metrics (0 = off)")
       ->envname("MOE_METRICS_PORT")->capture_default_str();
+  app.add_flag("--metrics-open", config.metrics_open,
+               "serve /metrics without the cluster token and over plain HTTP (by default, with a token a scrape "
+               "must send 'Authorization: Bearer <token>', and with --tls it must use HTTPS with a certificate from "
+               "the cluster CA); for networks that isolate the metrics port otherwise")
+      ->envname("MOE_METRICS_OPEN");
   auto* token = app.add_option("--cluster-token", config.cluster_token,
                                "token every request (workers, clients, moectl) must carry; prefer "
                                "--cluster-token-file (a flag shows in ps)")
@@ -68,6 +73,10 @@ void add_coordinator_flags(CLI::App& app, CoordinatorConfig& config) {
                "nodes do not share the checkpoint: a prepare names the workers that hold each gained expert, "
                "so workers (also run with --no-shared-storage) stream weights from each other")
       ->envname("MOE_NO_SHARED_STORAGE");
+  app.add_flag("--deterministic", config.deterministic,
+               "every token's MoE output the same bits whatever its batch, worker, replica or placement "
+               "(told to clients in modelInfo; costs some speed, see README)")
+      ->envname("MOE_DETERMINISTIC");
   add_tls_flags(app, config.transport);
   add_server_bound_flags(app, config.transport);
 }

@@ -18,7 +18,7 @@ capnp::Data::Reader float_blob(const std::vector<float>& values) {
 
 }  // namespace
 
-ModelCatalog::ModelCatalog(const ModelRef& ref) : info_(std::make_unique<capnp::MallocMessageBuilder>()) {
+ModelCatalog::ModelCatalog(const ModelRef& ref, bool deterministic) : info_(std::make_unique<capnp::MallocMessageBuilder>()) {
   auto source = open_layer_source(ref);  // the spec within its bounds (validate_model_spec)
   spec_ = source->spec();
   name_ = ref.model_dir.empty() ? ref.synthetic : ref.model_dir;
@@ -37,6 +37,7 @@ ModelCatalog::ModelCatalog(const ModelRef& ref) : info_(std::make_unique<capnp::
   info.setSpecJson(model_spec_to_config(spec_).dump());
   info.setName(name_);
   info.setSource(ref.to_string());
+  info.setDeterministic(deterministic);
   auto routers = info.initRouters(static_cast<unsigned>(spec_.moe_layers.size()));
   for (unsigned i = 0; i < spec_.moe_layers.size(); ++i) {
     const int32_t layer = spec_.moe_layers[i];

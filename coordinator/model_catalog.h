@@ -17,7 +17,8 @@ namespace moe {
 class ModelCatalog {
  public:
   // Opens the model (throws ModelError as open_layer_source does) and reads its routers.
-  explicit ModelCatalog(const ModelRef& ref);
+  // deterministic: ModelInfo.deterministic.
+  explicit ModelCatalog(const ModelRef& ref, bool deterministic = false);
 
   const ModelSpec& spec() const { return spec_; }
   const std::string& name() const { return name_; }

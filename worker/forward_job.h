@@ -26,6 +26,7 @@ struct ForwardJob {
   wire::DType dtype = wire::DType::F32;
   uint32_t deadline_ms = 0;                  // 0: none
   std::vector<TokenAssignment> assignments;  // .token indexes this request's rows
+  bool deterministic = false;                // reply one row per assignment (ExpertBackend::forward_rows)
 
   ForwardJob(Frame f, Responder r, Clock::time_point t) : frame(std::move(f)), responder(std::move(r)), received(t) {}
 };

@@ -17,6 +17,7 @@ struct ClusterModel {
   std::string name;
   std::string source;
   std::map<int32_t, Router> routers;  // keyed by MoE layer
+  bool deterministic = false;         // ModelInfo.deterministic: forward in the deterministic mode
 
   // Throws ModelError when `layer` is dense, out of range, or has no router.
   const Router& router(int32_t layer) const;

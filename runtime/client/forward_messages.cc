@@ -15,7 +15,7 @@ namespace moe {
 
 void build_forward_request(capnp::MallocMessageBuilder& message, uint64_t epoch, int32_t layer, wire::DType dtype,
                            const Matrix& x, const WorkerShard& shard, std::chrono::milliseconds deadline,
-                           std::string_view cluster_token) {
+                           std::string_view cluster_token, bool deterministic) {
   auto request = message.initRoot<wire::Envelope>().initForwardRequest();
   const size_t rows = shard.tokens.size();
   const size_t hidden = static_cast<size_t>(x.cols);
@@ -41,6 +41,7 @@ void build_forward_request(capnp::MallocMessageBuilder& message, uint64_t epoch,
   }
   const auto ms = std::clamp<long long>(deadline.count(), 1, UINT32_MAX);
   request.setDeadlineMs(static_cast<uint32_t>(ms));
+  request.setDeterministic(deterministic);
   set_cluster_token(message, cluster_token);
 }
 

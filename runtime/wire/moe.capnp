@@ -149,6 +149,8 @@ struct ModelInfo {
   name @2 :Text;             # the model's name or path, for display
   source @3 :Text;           # where workers load expert weights: "hf:DIR" (a path every node can read)
                              # or "synthetic:PRESET:SEED" (see runtime/model/layer_source_factory.h)
+  deterministic @4 :Bool;    # the coordinator runs with --deterministic: clients route each token alone
+                             # and send ForwardRequest.deterministic (README, "Deterministic mode")
 }
 
 enum WorkerState {
@@ -232,6 +234,9 @@ struct ForwardRequest {
   weight @8 :List(Float32);     # the routing weight of that pair
   deadlineMs @9 :UInt32;        # how long the client waits; 0 = unspecified
   clusterToken @10 :Text;       # unused: Envelope.clusterToken
+  deterministic @11 :Bool;      # reply with one row per (token, expert) pair instead of per-token sums:
+                                # ForwardReply.output is [pairs x hidden], row i = weight[i] * expert(token)
+                                # computed by per-row invariant kernels, and ForwardReply.numTokens = pairs
 }
 
 struct ForwardReply {
@@ -239,6 +244,7 @@ struct ForwardReply {
   hidden @1 :UInt32;
   dtype @2 :DType;
   output @3 :Data;           # [numTokens x hidden]: per token, sum over its experts of weight * expert(x)
+                             # (a deterministic request: [pairs x hidden], one row per pair, see there)
   computeMicros @4 :UInt64;  # time the worker spent computing, for latency breakdowns
 }
 
