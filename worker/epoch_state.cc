@@ -48,6 +48,9 @@ std::set<ExpertKey> EpochState::release(uint64_t epoch, const std::set<ExpertKey
   }
   if (epoch > oldest_) oldest_ = epoch;
   assigned_.erase(assigned_.begin(), assigned_.lower_bound(oldest_));
+  // The coordinator releases only between changes: nothing is being prepared now. What an unfinished
+  // prepare loaded (a change that failed on another worker, an update-weights refused) goes too.
+  prepared_.clear();
   std::set<ExpertKey> keep = needed();
   std::set<ExpertKey> unload;
   for (const ExpertKey& key : loaded) {

@@ -5,7 +5,12 @@
 //   commit(N, E)   N becomes current; E are this worker's experts in N. The epochs before stay served
 //                  (grace) until a release: requests planned on them are still accepted
 //   release(N)     grace ends: epochs before N are no longer served; returns the loaded experts that no
-//                  kept epoch (>= N) and no prepared epoch needs, i.e. what to unload
+//                  kept epoch (>= N) needs, i.e. what to unload. Prepared epochs are forgotten: the
+//                  coordinator releases only between changes, so a prepared epoch left then is one whose
+//                  change failed (its experts are unloaded)
+//
+// Experts are the backend's keys (worker/weight_version.h): the same expert in two weight versions is
+// two keys.
 //
 // A request is accepted when its epoch >= oldest_served() (future epochs too: a client may see a commit
 // before this worker does); whether its experts are loaded is checked elsewhere. Not thread-safe: the

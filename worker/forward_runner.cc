@@ -63,6 +63,7 @@ void ForwardRunner::run(ForwardBatcher::Batch& batch) {
   if (jobs.empty()) return;
 
   const int32_t layer = jobs.front()->layer;
+  const int32_t backend_layer = jobs.front()->backend_layer;
   const int64_t hidden = jobs.front()->hidden;
   std::vector<TokenAssignment> assignments;
   for (size_t j = 0; j < jobs.size(); ++j) {
@@ -75,7 +76,7 @@ void ForwardRunner::run(ForwardBatcher::Batch& batch) {
   const auto compute_start = Clock::now();
   try {
     if (rows > 0 && !assignments.empty()) {
-      store_.backend().forward(layer, x.data(), rows, hidden, assignments, out.data());
+      store_.backend().forward(backend_layer, x.data(), rows, hidden, assignments, out.data());
     }
   } catch (const std::exception&) {
     // One of the requests names an expert that went away (or the backend refused it): isolate it.
@@ -96,10 +97,11 @@ void ForwardRunner::run(ForwardBatcher::Batch& batch) {
 
 void ForwardRunner::run_alone(ForwardJob& job, const std::vector<float>& x) {
   for (const TokenAssignment& a : job.assignments) {
-    if (!store_.has({job.layer, a.expert})) {
+    if (!store_.has({job.layer, a.expert}, job.weight_version)) {
       send_error_reply(job.responder,
                        ServiceError(wire::ErrorCode::EXPERT_NOT_HOSTED,
                                     "expert " + std::to_string(a.expert) + " of layer " + std::to_string(job.layer) +
+                                        " in weight version " + std::to_string(job.weight_version) +
                                         " is not loaded on this worker (released while the request waited)",
                                     current_epoch_()),
                        metrics_, "forwardRequest");
@@ -110,7 +112,7 @@ void ForwardRunner::run_alone(ForwardJob& job, const std::vector<float>& x) {
   const auto compute_start = Clock::now();
   try {
     if (job.num_tokens > 0 && !job.assignments.empty()) {
-      store_.backend().forward(job.layer, x.data(), job.num_tokens, job.hidden, job.assignments, out.data());
+      store_.backend().forward(job.backend_layer, x.data(), job.num_tokens, job.hidden, job.assignments, out.data());
     }
   } catch (const std::exception& e) {
     send_error_reply(job.responder,
@@ -132,6 +134,7 @@ void ForwardRunner::reply_output(ForwardJob& job, const float* out, uint64_t com
   reply.setHidden(job.hidden);
   reply.setDtype(job.dtype);
   reply.setComputeMicros(compute_micros);
+  reply.setWeightVersion(job.weight_version);
   auto output = reply.initOutput(packed_tensor_bytes(job.dtype, elements));
   pack_tensor(std::span<const float>(out, elements), job.dtype, output);
   metrics_.forward_seconds.Observe(seconds_since(job.received, Clock::now()));

@@ -6,6 +6,7 @@
 //   moe_worker_experts_hosted              experts loaded
 //   moe_worker_weight_bytes                bytes of expert weights the backend holds
 //   moe_worker_epoch                       the placement epoch the worker serves
+//   moe_worker_weight_version              the weight version its current epoch serves (update-weights)
 //   moe_worker_errors_total{code}          error replies sent, by wire error code
 #pragma once
 
@@ -34,6 +35,7 @@ class WorkerMetrics {
   prometheus::Gauge& experts_hosted;
   prometheus::Gauge& weight_bytes;
   prometheus::Gauge& epoch;
+  prometheus::Gauge& weight_version;
 
  private:
   prometheus::Family<prometheus::Counter>& expert_tokens_;
