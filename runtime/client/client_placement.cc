@@ -25,7 +25,8 @@ const std::vector<ClientReplica> kNoReplicas;
 
 }  // namespace
 
-ClientPlacement::ClientPlacement(wire::Placement::Reader placement) : epoch_(placement.getEpoch()) {
+ClientPlacement::ClientPlacement(wire::Placement::Reader placement)
+    : epoch_(placement.getEpoch()), weight_version_(placement.getWeightVersion() != 0 ? placement.getWeightVersion() : 1) {
   for (auto w : placement.getWorkers()) {
     workers_[w.getId()] = ClientWorker{w.getId(), w.getAddress().cStr(), w.getState()};
   }
