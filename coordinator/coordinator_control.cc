@@ -50,6 +50,7 @@ void Core::control_loop() {
     check_leases();
     plan_and_change();
     release_if_due();
+    catch_up_commits();
     update_weights_step();
     rebalance_step();
     ++control_rounds;
@@ -269,6 +270,7 @@ void Core::commit(const PlacementTable& next_in, std::shared_ptr<const ModelCata
   });
   std::lock_guard lock(mutex);
   table = next;
+  committed_at = Clock::now();
   if (new_weights) weights = std::move(new_weights);  // clients now route with the new version's routers
   std::erase_if(dead_in_table, [&](uint32_t id) { return !table.find_worker(id); });
   table_stale = false;
@@ -289,6 +291,40 @@ void Core::commit(const PlacementTable& next_in, std::shared_ptr<const ModelCata
   metrics.set_workers(membership);
   coordinator_log("epoch " + std::to_string(table.epoch) + " committed: " + std::to_string(table.assignments.size()) +
                   " experts on " + std::to_string(table.workers.size()) + " worker(s)");
+}
+
+void Core::catch_up_commits() {
+  std::vector<ControlTarget> targets;
+  PlacementTable current;
+  std::string source;
+  {
+    std::lock_guard lock(mutex);
+    if (stopping || table.epoch == 0 || table_stale || release_due || !control_activity.empty()) return;
+    const auto now = Clock::now();
+    if (now < committed_at + std::chrono::milliseconds(config.lease_ms)) return;
+    for (const auto& worker : membership.all()) {
+      if (worker.live() && worker.confirmed && worker.serving_epoch < table.epoch && table.find_worker(worker.id)) {
+        targets.push_back({worker.id, worker.address, worker.control_key});
+      }
+    }
+    if (targets.empty()) return;
+    current = table;
+    source = weights ? weights->source() : model.source();
+    committed_at = now;  // at most once a lease period
+  }
+  std::string ids;
+  for (const auto& target : targets) ids += (ids.empty() ? "" : ", ") + std::to_string(target.id);
+  coordinator_log("worker(s) " + ids + " still serve an epoch before " + std::to_string(current.epoch) +
+                  ": committing it to them again");
+  broadcast(targets, "catch-up commit of epoch " + std::to_string(current.epoch), [&](capnp::MessageBuilder& message) {
+    auto commit = message.initRoot<wire::Envelope>().initCommit();
+    placement_to_wire(current, commit.initPlacement());
+    commit.setWeightSource(source);
+  });
+  std::lock_guard lock(mutex);
+  if (table.epoch == current.epoch && !release_due) {
+    release_due = std::make_pair(current.epoch, Clock::now() + std::chrono::milliseconds(config.grace_ms));
+  }
 }
 
 void Core::release_if_due() {

@@ -105,6 +105,11 @@ struct CoordinatorService::Core : std::enable_shared_from_this<CoordinatorServic
   // keeps the served version.
   void commit(const PlacementTable& next, std::shared_ptr<const ModelCatalog> new_weights = nullptr);
   void release_if_due();
+  // A worker the committed table lists that still serves an older epoch a lease period after the commit
+  // (it missed it: the coordinator restarted between its state file and the broadcast, or the commit
+  // timed out) gets the commit again, and the epoch's release is due again after the grace period: its
+  // old weight version is dropped too.
+  void catch_up_commits();
   // A worker an epoch-moving request goes to, with the control key it registered with.
   struct ControlTarget {
     uint32_t id = 0;
@@ -175,6 +180,7 @@ struct CoordinatorService::Core : std::enable_shared_from_this<CoordinatorServic
   uint64_t failed_plan_version = UINT64_MAX;  // a plan failed at this version: wait for a change
   std::optional<std::pair<uint64_t, Clock::time_point>> release_due;  // epoch, when
   uint64_t released_epoch = 0;        // the last epoch whose release was sent
+  Clock::time_point committed_at = Clock::now();  // of the table (start, for a table from the state file)
   // Rebalancing (coordinator_rebalance.cc).
   struct PendingRebalance {
     bool dry_run = false;

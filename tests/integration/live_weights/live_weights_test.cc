@@ -18,6 +18,8 @@
 #include <mutex>
 #include <thread>
 
+#include <nlohmann/json.hpp>
+
 #include "runtime/client/cluster_client.h"
 #include "runtime/model/hf_checkpoint_writer.h"
 #include "runtime/model/hf_layer_source.h"
@@ -365,6 +367,30 @@ TEST_F(LiveWeights, TheVersionSurvivesACoordinatorRestart) {
   cluster.wait_for_status("worker 0 back on version 2", [&](const ClusterStatus&) {
     return workers_on_version(cluster, 2) == 3;
   }, 15s);
+}
+
+// The coordinator dies after writing the new version's epoch to its state file and before any worker
+// heard the commit (the state file is written so here, then the coordinator restarts on it): the
+// restarted coordinator serves version 2, and the workers, which still serve the old epoch, get the commit
+// again (loading version 2 then). Calls go on through it all and none fails.
+TEST_F(LiveWeights, WorkersThatMissedTheCommitCatchUpAfterACoordinatorRestart) {
+  TestCluster& cluster = start_cluster(options(true));
+  const ClientPlacement before = cluster.wait_ready();
+  CheckedLoad load(cluster.coordinator_address(), jobs_);
+  ASSERT_TRUE(load.wait_for(1, 30, 20s)) << "the load did not get going";
+  cluster.kill_coordinator();
+  nlohmann::json state = nlohmann::json::parse(read_text(cluster.state_file()));
+  ASSERT_EQ(state["placement"]["epoch"].get<uint64_t>(), before.epoch());
+  state["placement"]["epoch"] = before.epoch() + 1;
+  state["placement"]["weight_version"] = 2;
+  state["weight_source"] = "hf:" + new_dir_.string();
+  std::ofstream(cluster.state_file()) << state.dump(2);
+  cluster.start_coordinator();
+  EXPECT_TRUE(load.wait_for(2, 60, 20s)) << "no calls on version 2 after the restart";
+  load.stop();
+  for (const std::string& p : load.problems()) ADD_FAILURE() << p;
+  EXPECT_EQ(workers_on_version(cluster, 2), 3u) << read_text(cluster.dir() / "moectl-status.log");
+  EXPECT_NE(cluster.coordinator().log().find("committing it to them again"), std::string::npos) << cluster.logs();
 }
 
 }  // namespace
