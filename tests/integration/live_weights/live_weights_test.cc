@@ -16,6 +16,7 @@
 #include <atomic>
 #include <fstream>
 #include <mutex>
+#include <regex>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -330,6 +331,32 @@ TEST_F(LiveWeights, RefusedCheckpointsLeaveTheOldVersionServing) {
   EXPECT_NE(corrupt_log.find("cannot read checkpoint"), std::string::npos) << corrupt_log;
   EXPECT_NE(corrupt_log.find("weight version 1 keeps serving"), std::string::npos) << corrupt_log;
 
+  // A checkpoint whose routers and first expert read well (the coordinator's checks pass) but where one
+  // expert of the last layer is missing: the workers' prepares fail, every worker drops what it loaded.
+  const std::filesystem::path broken = cluster.dir() / "broken";
+  write_hf_checkpoint(PerturbedSource(std::make_shared<HfLayerSource>(served_dir())), broken, DType::BF16, 2);
+  {
+    nlohmann::json index = nlohmann::json::parse(read_text(broken / "model.safetensors.index.json"));
+    const std::string name = "model.layers.1.mlp.experts.3.up_proj.weight";
+    ASSERT_TRUE(index["weight_map"].contains(name)) << index.dump();
+    const std::string file = index["weight_map"][name];
+    index["weight_map"][name] = file == "model-00001-of-00002.safetensors" ? "model-00002-of-00002.safetensors"
+                                                                          : "model-00001-of-00002.safetensors";
+    std::ofstream(broken / "model.safetensors.index.json") << index.dump(2);
+  }
+  EXPECT_EQ(moectl(cluster, {"update-weights", "--cluster", cluster.coordinator_address(), "--model", broken.string()},
+                   "moectl-broken.log"),
+            "exit 1");
+  const std::string broken_log = read_text(cluster.dir() / "moectl-broken.log");
+  EXPECT_NE(broken_log.find("prepare of weight version 2 failed on"), std::string::npos) << broken_log;
+  EXPECT_NE(broken_log.find("expert 3 of layer 1"), std::string::npos) << broken_log;
+  EXPECT_NE(broken_log.find("weight version 1 keeps serving"), std::string::npos) << broken_log;
+  // Every worker dropped what the failed prepare loaded (those whose own prepare succeeded too).
+  for (size_t i = 0; i < cluster.worker_count(); ++i) {
+    const std::regex dropped("released epoch [0-9]+: unloaded [1-9]");
+    EXPECT_TRUE(std::regex_search(cluster.worker(i).log(), dropped)) << cluster.worker(i).log();
+  }
+
   // Version 1 still serves, and a good update still goes through afterwards.
   ClusterClient client(cluster.coordinator_address(), f32_client());
   uint64_t version = 0;
@@ -367,6 +394,34 @@ TEST_F(LiveWeights, TheVersionSurvivesACoordinatorRestart) {
   cluster.wait_for_status("worker 0 back on version 2", [&](const ClusterStatus&) {
     return workers_on_version(cluster, 2) == 3;
   }, 15s);
+}
+
+// A worker dies as the update starts: the update either fails naming it (the old version keeps serving)
+// or goes through without it; retried, it goes through once its experts are re-homed. No call fails
+// meanwhile (replicas 2), none mixes versions, and the survivors end on version 2.
+TEST_F(LiveWeights, AWorkerDyingDuringTheUpdate) {
+  TestCluster& cluster = start_cluster(options(true));
+  cluster.wait_ready();
+  CheckedLoad load(cluster.coordinator_address(), jobs_);
+  ASSERT_TRUE(load.wait_for(1, 30, 20s)) << "the load did not get going";
+  cluster.kill_worker(2);
+  const std::vector<std::string> update = {"update-weights", "--cluster", cluster.coordinator_address(), "--model",
+                                           new_dir_.string()};
+  std::string outcome = moectl(cluster, update, "moectl-update-1.log");
+  std::cout << "update-weights beside the dying worker: " << outcome << ": "
+            << read_text(cluster.dir() / "moectl-update-1.log") << "\n";
+  if (outcome != "exit 0") {
+    const std::string log = read_text(cluster.dir() / "moectl-update-1.log");
+    EXPECT_NE(log.find("weight version 1 keeps serving"), std::string::npos) << log;
+    for (int attempt = 2; attempt <= 5 && outcome != "exit 0"; ++attempt) {
+      outcome = moectl(cluster, update, "moectl-update-" + std::to_string(attempt) + ".log");
+    }
+  }
+  EXPECT_EQ(outcome, "exit 0") << cluster.logs();
+  EXPECT_TRUE(load.wait_for(2, 60, 20s)) << "no calls on version 2";
+  load.stop();
+  for (const std::string& p : load.problems()) ADD_FAILURE() << p;
+  EXPECT_EQ(workers_on_version(cluster, 2), 2u) << read_text(cluster.dir() / "moectl-status.log");
 }
 
 // The coordinator dies after writing the new version's epoch to its state file and before any worker
