@@ -61,7 +61,8 @@ struct CoordinatorService::Core : std::enable_shared_from_this<CoordinatorServic
   // Opens the checkpoint of a new weight version and checks it has the served model's family and shapes;
   // throws std::runtime_error with a one-line reason naming the mismatch.
   std::shared_ptr<const ModelCatalog> open_weights(const std::string& model_dir, uint64_t version) const;
-  // Tells every live worker to drop what an unfinished prepare loaded (a release of the current epoch).
+  // Tells every live worker to drop what an unfinished prepare loaded (a release of the current epoch with
+  // dropPrepared).
   void abort_prepared(uint64_t epoch);
   void rebalance_step();
   void answer_finished_drains_locked();

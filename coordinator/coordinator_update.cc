@@ -112,7 +112,11 @@ void Core::abort_prepared(uint64_t epoch) {
     }
   }
   broadcast(targets, "release of epoch " + std::to_string(epoch) + " (dropping an unfinished prepare)",
-            [&](capnp::MessageBuilder& message) { message.initRoot<wire::Envelope>().initRelease().setEpoch(epoch); });
+            [&](capnp::MessageBuilder& message) {
+              auto release = message.initRoot<wire::Envelope>().initRelease();
+              release.setEpoch(epoch);
+              release.setDropPrepared(true);
+            });
 }
 
 std::vector<uint32_t> Core::prepare_version(const PlacementTable& next, const VersionPrepare& update) {

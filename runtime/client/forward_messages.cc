@@ -50,7 +50,9 @@ void decode_forward_reply_into(const Frame& reply, size_t rows, int64_t hidden, 
   auto envelope = reply.envelope();
   expect_kind(envelope, wire::Envelope::FORWARD_REPLY);
   auto r = envelope.getForwardReply();
-  if (weight_version != 0 && r.getWeightVersion() != weight_version) {
+  // 0: a worker that predates weight versions, which can only serve the first one.
+  const uint64_t replied = r.getWeightVersion() != 0 ? r.getWeightVersion() : 1;
+  if (weight_version != 0 && replied != weight_version) {
     throw WireError("forwardReply computed with weight version " + std::to_string(r.getWeightVersion()) +
                     ", the call routed with version " + std::to_string(weight_version));
   }

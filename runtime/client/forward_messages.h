@@ -27,7 +27,8 @@ void build_forward_request(capnp::MallocMessageBuilder& message, uint64_t epoch,
 std::vector<float> decode_forward_reply(const Frame& reply, size_t rows, int64_t hidden);
 // The same into `out`, which must hold rows x hidden values (lets a caller reuse one buffer across calls).
 // With `weight_version` (not 0), a reply computed with another version throws WireError: a call never
-// adds up experts of two versions.
+// adds up experts of two versions (a reply naming version 0 comes from a worker that predates versions:
+// it counts as version 1).
 void decode_forward_reply_into(const Frame& reply, size_t rows, int64_t hidden, std::span<float> out,
                                uint64_t weight_version = 0);
 

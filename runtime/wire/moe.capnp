@@ -220,6 +220,8 @@ struct Commit {
 struct Release {
   epoch @0 :UInt64;          # unload every expert not assigned to this worker in this epoch
   clusterToken @1 :Text;     # unused: Envelope.clusterToken
+  dropPrepared @2 :Bool;     # also forget every prepared epoch and unload what only they needed (a change
+                             # that failed, e.g. an update-weights a worker could not load)
 }
 
 struct Ack {

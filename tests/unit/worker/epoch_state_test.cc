@@ -48,19 +48,30 @@ TEST(EpochState, CommitStartsGraceAndReleaseEndsIt) {
   EXPECT_NO_THROW(state.check_request_epoch(3));  // a commit this worker has not seen yet
 }
 
-TEST(EpochState, ReleaseKeepsUnreleasedEpochsAndDropsUnfinishedPrepares) {
+TEST(EpochState, ReleaseKeepsPreparedAndUnreleasedEpochs) {
   EpochState state;
   state.commit(1, {{0, 0}});
   state.commit(2, {{0, 1}});
   state.commit(3, {{0, 2}});
   state.prepare(4, {{1, 0}});
-  // Releasing epoch 2 (late) keeps what epochs 2 and 3 need. The coordinator releases only between
-  // changes: epoch 4's prepare belongs to a change that failed (an update-weights refused on another
-  // worker), so what it loaded goes too.
+  // Releasing epoch 2 (late) keeps what epochs 2 and 3 and the prepared epoch 4 need.
   std::set<ExpertKey> unload = state.release(2, {{0, 0}, {0, 1}, {0, 2}, {1, 0}, {1, 1}});
-  EXPECT_EQ(unload, (std::set<ExpertKey>{{0, 0}, {1, 0}, {1, 1}}));
+  EXPECT_EQ(unload, (std::set<ExpertKey>{{0, 0}, {1, 1}}));
   EXPECT_EQ(state.oldest_served(), 2u);
-  EXPECT_EQ(state.needed(), (std::set<ExpertKey>{{0, 1}, {0, 2}}));
+  EXPECT_EQ(state.needed(), (std::set<ExpertKey>{{0, 1}, {0, 2}, {1, 0}}));
+}
+
+TEST(EpochState, ReleaseDroppingPreparesUnloadsWhatOnlyTheyNeeded) {
+  EpochState state;
+  state.commit(1, {{0, 0}});
+  state.commit(2, {{0, 1}});
+  state.prepare(3, {{0, 1}, {1, 0}});  // a change that failed on another worker: the coordinator abandons it
+  std::set<ExpertKey> unload = state.release(2, {{0, 0}, {0, 1}, {1, 0}}, /*drop_prepared=*/true);
+  EXPECT_EQ(unload, (std::set<ExpertKey>{{0, 0}, {1, 0}}));
+  EXPECT_EQ(state.needed(), (std::set<ExpertKey>{{0, 1}}));
+  EXPECT_EQ(state.current(), 2u);
+  EXPECT_NO_THROW(state.prepare(3, {{1, 1}}));  // the next change may reuse the epoch number
+  EXPECT_EQ(state.needed(), (std::set<ExpertKey>{{0, 1}, {1, 1}}));
 }
 
 TEST(EpochState, OutOfOrderMessagesAreRefused) {
