@@ -437,17 +437,19 @@ void WorkerService::handle_commit(const Frame& request, const Responder& respond
 
 void WorkerService::handle_release(const Frame& request, const Responder& responder) {
   const uint64_t epoch = request.envelope().getRelease().getEpoch();
+  const bool drop_prepared = request.envelope().getRelease().getDropPrepared();
   std::set<ExpertKey> unload;
   uint64_t current;
   {
     std::lock_guard lock(epoch_mutex_);
-    unload = epochs_.release(epoch, store_.loaded());
+    unload = epochs_.release(epoch, store_.loaded(), drop_prepared);
     current = epochs_.current();
   }
   store_.unload(unload);
   store_.drop_versions_except({weight_version()});  // a version some kept epoch still needs stays loaded
   update_gauges();
-  worker_log("released epoch " + std::to_string(epoch) + ": unloaded " + std::to_string(unload.size()) + " experts, " +
+  worker_log("released epoch " + std::to_string(epoch) + (drop_prepared ? " (dropping unfinished prepares)" : "") +
+             ": unloaded " + std::to_string(unload.size()) + " experts, " +
              std::to_string(store_.loaded().size()) + " hosted, " + mib(store_.resident_bytes()) + " of weights");
   reply_ack(responder, current);
 }
