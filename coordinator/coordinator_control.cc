@@ -73,6 +73,7 @@ void Core::check_leases() {
 }
 
 void Core::plan_and_change() {
+  adopt_reported_weights();
   for (;;) {
     PlacementTable current, next;
     std::string why;

@@ -64,6 +64,9 @@ struct CoordinatorService::Core : std::enable_shared_from_this<CoordinatorServic
   // Tells every live worker to drop what an unfinished prepare loaded (a release of the current epoch with
   // dropPrepared).
   void abort_prepared(uint64_t epoch);
+  // Before adopting the workers' placement: when they serve a weight version above this coordinator's (it
+  // restarted without its state file after an update), serve that version (the source they report).
+  void adopt_reported_weights();
   void rebalance_step();
   void answer_finished_drains_locked();
   // A queued rebalance or drain gets an answer within config.rpc_timeout_ms: an error naming why the

@@ -155,6 +155,7 @@ void Core::on_register(wire::RegisterWorker::Reader request, const Responder& re
     record->slots = capacity.getExpertSlots();
     record->serving_epoch = serving;
     record->weight_version = request.getWeightVersion();
+    record->weight_source = request.getWeightSource();
     record->reported_hosted = std::move(hosted);
     record->lease_deadline = Clock::now() + std::chrono::milliseconds(config.lease_ms);
     record->registration = registration = membership.new_registration();

@@ -103,6 +103,37 @@ void Core::on_update_weights(wire::UpdateWeights::Reader request, const Responde
   wake_cv.notify_all();
 }
 
+void Core::adopt_reported_weights() {
+  uint64_t version = 0;
+  std::string source;
+  {
+    std::lock_guard lock(mutex);
+    if (stopping || !must_adopt_locked()) return;
+    for (const auto& worker : membership.all()) {
+      if (worker.live() && worker.confirmed && worker.weight_version > version && !worker.weight_source.empty()) {
+        version = worker.weight_version;
+        source = worker.weight_source;
+      }
+    }
+    if (version <= table.weight_version) return;
+  }
+  std::shared_ptr<const ModelCatalog> adopted;
+  try {
+    const ModelRef ref = ModelRef::parse(source);
+    if (ref.model_dir.empty()) throw std::runtime_error("'" + source + "' is not a checkpoint folder");
+    adopted = open_weights(ref.model_dir, version);
+  } catch (const std::exception& e) {
+    coordinator_log("the workers serve weight version " + std::to_string(version) + " from " + source +
+                    ", which this coordinator cannot serve: " + e.what());
+    return;
+  }
+  std::lock_guard lock(mutex);
+  if (version <= table.weight_version) return;
+  coordinator_log("adopting weight version " + std::to_string(version) + " (" + source + ") the workers serve");
+  weights = std::move(adopted);
+  table.weight_version = version;
+}
+
 void Core::abort_prepared(uint64_t epoch) {
   std::vector<ControlTarget> targets;
   {

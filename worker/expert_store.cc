@@ -87,6 +87,11 @@ bool ExpertStore::slot_holds_locked(uint64_t version) const {
   return version != 0 && slots_[version_slot(version)].number == version;
 }
 
+std::string ExpertStore::source_ref(uint64_t version) const {
+  std::shared_lock lock(mutex_);
+  return slot_holds_locked(version) ? slots_[version_slot(version)].ref : std::string();
+}
+
 std::vector<uint64_t> ExpertStore::versions() const {
   std::shared_lock lock(mutex_);
   std::vector<uint64_t> out;

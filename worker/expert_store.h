@@ -44,6 +44,8 @@ class ExpertStore {
   // update's leftovers) is emptied first, unless that version is `serving` (ServiceError(internal)).
   void add_version(uint64_t version, const std::string& source_ref, uint64_t serving);
   bool holds_version(uint64_t version) const;
+  // The source `version` loads from ("" when the version is not known here).
+  std::string source_ref(uint64_t version) const;
   // The versions known, ascending.
   std::vector<uint64_t> versions() const;
   // Forgets every version not in `keep` whose experts are all unloaded.

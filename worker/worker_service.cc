@@ -519,6 +519,7 @@ void WorkerService::fill_registration(wire::RegisterWorker::Builder registration
   registration.setServingEpoch(current_epoch());
   registration.setPreviousId(link_->worker_id().value_or(0));
   registration.setWeightVersion(weight_version());
+  registration.setWeightSource(store_.source_ref(weight_version()));
   std::set<ExpertKey> hosted = this->hosted();
   auto list = registration.initHosted(static_cast<unsigned>(hosted.size()));
   unsigned i = 0;

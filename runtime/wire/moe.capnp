@@ -109,6 +109,8 @@ struct RegisterWorker {
                             # bring them back in Envelope.controlKey (only the coordinator it registered
                             # with knows them)
   weightVersion @9 :UInt64; # the weight version its current epoch serves (0: none yet)
+  weightSource @10 :Text;   # where that version's weights are: a coordinator restarted without its state
+                            # file adopts the version from the workers
 }
 
 struct RegisterReply {

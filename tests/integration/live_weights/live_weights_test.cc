@@ -396,6 +396,30 @@ TEST_F(LiveWeights, TheVersionSurvivesACoordinatorRestart) {
   }, 15s);
 }
 
+// Restarted without its state file, the coordinator adopts the version the workers serve (and the
+// checkpoint they report) with their placement.
+TEST_F(LiveWeights, ACoordinatorWithoutItsStateFileAdoptsTheWorkersVersion) {
+  TestCluster& cluster = start_cluster(options(true));
+  cluster.wait_ready();
+  ASSERT_EQ(moectl(cluster, {"update-weights", "--cluster", cluster.coordinator_address(), "--model", new_dir_.string()},
+                   "moectl-update.log"),
+            "exit 0")
+      << read_text(cluster.dir() / "moectl-update.log");
+  std::this_thread::sleep_for(std::chrono::milliseconds(3 * TestClusterOptions{}.grace_ms));
+  cluster.kill_coordinator();
+  std::filesystem::remove(cluster.state_file());
+  cluster.start_coordinator();
+  cluster.wait_ready();
+  ClusterClient client(cluster.coordinator_address(), f32_client());
+  EXPECT_EQ(client.model()->weight_version, 2u);
+  uint64_t version = 0;
+  for (const auto& job : jobs_) {
+    EXPECT_LT(relative_error(client.forward_versioned(job.layer, job.x, &version), job.new_out), kTolerance);
+    EXPECT_EQ(version, 2u);
+  }
+  EXPECT_EQ(workers_on_version(cluster, 2), 3u) << read_text(cluster.dir() / "moectl-status.log");
+}
+
 // A worker dies as the update starts: the update either fails naming it (the old version keeps serving)
 // or goes through without it; retried, it goes through once its experts are re-homed. No call fails
 // meanwhile (replicas 2), none mixes versions, and the survivors end on version 2.
