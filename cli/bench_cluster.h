@@ -32,6 +32,8 @@ struct BenchClusterOptions {
   int ready_timeout_s = 300;
   bool tls = false;                    // also measure with mutual TLS
   TlsFiles tls_files;                  // empty: a development set made for the run (runtime/net/dev_certs.h)
+  bool deterministic = false;          // instead: default vs --deterministic clusters (bench_determinism.h)
+  int pairs = 3;                       // --deterministic: ABAB pairs per T
 };
 
 // Runs the benchmark and prints the table to `out`. Returns 0; throws when the cluster cannot start.

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "cli/bench_balance.h"
+#include "cli/bench_determinism.h"
 #include "cli/bench_engine.h"
 #include "cli/bench_faults.h"
 #include "cli/commands.h"
@@ -58,7 +59,11 @@ void register_bench_engine(CLI::App& bench, Action& action) {
       ->envname("MOE_PEER_SCRIPT");
   cmd->add_flag("!--no-blas-reference", opts->blas_reference, "skip timing kernel blas on the f32 weights")
       ->envname("MOE_BLAS_REFERENCE");
-  cmd->callback([opts, shape, dtypes, kernel, &action] {
+  auto deterministic = std::make_shared<bool>(false);
+  cmd->add_flag("--deterministic", *deterministic,
+                "instead: the deterministic mode's cost, LocalEngine default vs --deterministic, same run")
+      ->envname("MOE_DETERMINISTIC");
+  cmd->callback([opts, shape, dtypes, kernel, deterministic, &action] {
     if (!shape->empty()) parse_shape(*shape, *opts);
     if (!dtypes->empty()) {
       opts->dtypes.clear();
@@ -72,6 +77,10 @@ void register_bench_engine(CLI::App& bench, Action& action) {
       opts->kernel = parse_cpu_kernel(*kernel);
     } catch (const std::invalid_argument& e) {
       throw CLI::ValidationError("--kernel", e.what());
+    }
+    if (*deterministic) {
+      action = [opts] { return run_bench_engine_determinism(*opts, std::cout); };
+      return;
     }
     action = [opts] { return run_bench_engine(*opts, std::cout); };
   });

@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "cli/bench_cluster.h"
+#include "cli/bench_determinism.h"
 #include "cli/cluster_admin.h"
 #include "cli/cluster_demo.h"
 #include "cli/cluster_token_flag.h"
@@ -155,7 +156,14 @@ void register_bench_cluster(CLI::App& bench, Action& action) {
   cmd->add_option("--tls-cert", o->tls_files.cert, "PEM certificate for every daemon and the client")->envname("MOE_TLS_CERT");
   cmd->add_option("--tls-key", o->tls_files.key, "PEM key of --tls-cert")->envname("MOE_TLS_KEY");
   cmd->add_option("--tls-ca", o->tls_files.ca, "PEM CA that signed --tls-cert")->envname("MOE_TLS_CA");
-  cmd->callback([o, &action] { action = [o] { return run_bench_cluster(*o, std::cout); }; });
+  cmd->add_flag("--deterministic", o->deterministic,
+                "instead: the deterministic mode's cost, a default and a --deterministic cluster timed alternately "
+                "in the same run")
+      ->envname("MOE_DETERMINISTIC");
+  cmd->add_option("--pairs", o->pairs, "--deterministic: ABAB pairs per T")->check(CLI::Range(1, 99))->capture_default_str();
+  cmd->callback([o, &action] {
+    action = [o] { return o->deterministic ? run_bench_cluster_determinism(*o, std::cout) : run_bench_cluster(*o, std::cout); };
+  });
 }
 
 }  // namespace moe::cli

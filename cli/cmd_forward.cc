@@ -38,6 +38,7 @@ struct ForwardOptions {
   int deadline_ms = 10000;
   TransportOptions transport;     // --tls* flags
   std::string dequant_dtype = "f32";  // what FP8/MXFP4 expert weights are dequantized to (--model)
+  bool deterministic = false;     // --model/--synthetic: the local engine's deterministic mode
 };
 
 int run_forward(const ForwardOptions& o) {
@@ -58,6 +59,7 @@ int run_forward(const ForwardOptions& o) {
     source->spec().require_moe_layer(o.layer);
     LocalEngineOptions engine_options;
     engine_options.layers = {o.layer};
+    engine_options.deterministic = o.deterministic;
     executor = std::make_unique<LocalEngine>(*source, make_cpu_backend(o.threads), engine_options);
   }
   executor->spec().require_moe_layer(o.layer);
@@ -98,6 +100,11 @@ void register_forward(CLI::App& app, Action& action) {
                                   "(--cluster) does not answer")
                        ->delimiter(',')
                        ->envname("MOE_WORKERS");
+  cmd->add_flag("--deterministic", opts->deterministic,
+                                      "local engine: each token's output the same bits whatever the batch (and the "
+                                      "same as a --deterministic cluster's with --wire-dtype f32); with --cluster "
+                                      "the coordinator's --deterministic decides")
+                            ->envname("MOE_DETERMINISTIC");
   cluster->excludes(model)->excludes(synth);
   workers->excludes(model)->excludes(synth);
   add_cluster_token_flag(cmd, opts->cluster_token);

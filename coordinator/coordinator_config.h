@@ -40,6 +40,8 @@ struct CoordinatorConfig {
   // this long, placing what is still missing (0: the lease).
   uint32_t adopt_wait_ms = 0;
   TransportOptions transport;              // TLS (every connection) and the server's bounds
+  bool deterministic = false;              // ModelInfo.deterministic: clients and workers run the
+                                           // deterministic mode (README, "Deterministic mode")
   uint32_t adopt_wait() const { return adopt_wait_ms ? adopt_wait_ms : lease_ms; }
 };
 

@@ -68,6 +68,10 @@ void add_coordinator_flags(CLI::App& app, CoordinatorConfig& config) {
                "nodes do not share the checkpoint: a prepare names the workers that hold each gained expert, "
                "so workers (also run with --no-shared-storage) stream weights from each other")
       ->envname("MOE_NO_SHARED_STORAGE");
+  app.add_flag("--deterministic", config.deterministic,
+               "every token's MoE output the same bits whatever its batch, worker, replica or placement "
+               "(told to clients in modelInfo; costs some speed, see README)")
+      ->envname("MOE_DETERMINISTIC");
   add_tls_flags(app, config.transport);
   add_server_bound_flags(app, config.transport);
 }

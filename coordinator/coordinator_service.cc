@@ -17,7 +17,7 @@ using Core = CoordinatorService::Core;
 
 Core::Core(CoordinatorConfig cfg)
     : config(std::move(cfg)),
-      model(config.model),
+      model(config.model, config.deterministic),
       metrics_endpoint(parse_host_port(config.listen).host, config.metrics_port, "coordinator", "none"),
       metrics(metrics_endpoint.registry()),
       pool(config.io_threads, make_tls(config.transport)),

@@ -62,7 +62,7 @@ std::shared_ptr<const ModelCatalog> Core::open_weights(const std::string& model_
   ref.model_dir = std::filesystem::absolute(model_dir).lexically_normal().string();
   std::shared_ptr<const ModelCatalog> next;
   try {
-    next = std::make_shared<const ModelCatalog>(ref, version);
+    next = std::make_shared<const ModelCatalog>(ref, config.deterministic, version);
   } catch (const std::exception& e) {
     throw std::runtime_error("cannot read checkpoint " + ref.model_dir + ": " + e.what());
   }

@@ -18,7 +18,8 @@ capnp::Data::Reader float_blob(const std::vector<float>& values) {
 
 }  // namespace
 
-ModelCatalog::ModelCatalog(const ModelRef& ref, uint64_t weight_version) : info_(std::make_unique<capnp::MallocMessageBuilder>()) {
+ModelCatalog::ModelCatalog(const ModelRef& ref, bool deterministic, uint64_t weight_version)
+    : info_(std::make_unique<capnp::MallocMessageBuilder>()) {
   auto source = open_layer_source(ref);  // the spec within its bounds (validate_model_spec)
   spec_ = source->spec();
   name_ = ref.model_dir.empty() ? ref.synthetic : ref.model_dir;
@@ -38,6 +39,7 @@ ModelCatalog::ModelCatalog(const ModelRef& ref, uint64_t weight_version) : info_
   info.setSpecJson(model_spec_to_config(spec_).dump());
   info.setName(name_);
   info.setSource(source_);
+  info.setDeterministic(deterministic);
   info.setWeightVersion(weight_version);
   auto routers = info.initRouters(static_cast<unsigned>(spec_.moe_layers.size()));
   for (unsigned i = 0; i < spec_.moe_layers.size(); ++i) {

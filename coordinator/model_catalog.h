@@ -16,9 +16,10 @@ namespace moe {
 
 class ModelCatalog {
  public:
-  // Opens the model (throws ModelError as open_layer_source does) and reads its routers. The ModelInfo
-  // names `weight_version` (update-weights: a new checkpoint of the same shapes is a new version).
-  explicit ModelCatalog(const ModelRef& ref, uint64_t weight_version = 1);
+  // Opens the model (throws ModelError as open_layer_source does) and reads its routers.
+  // deterministic: ModelInfo.deterministic. The ModelInfo names `weight_version` (update-weights: a new
+  // checkpoint of the same shapes is a new version).
+  explicit ModelCatalog(const ModelRef& ref, bool deterministic = false, uint64_t weight_version = 1);
 
   const ModelSpec& spec() const { return spec_; }
   const std::string& name() const { return name_; }

@@ -102,6 +102,16 @@ class ExpertBackend {
   // std::invalid_argument. Safe to call from several threads at once.
   virtual void forward(int32_t layer, const float* x, int64_t num_tokens, int64_t hidden,
                        std::span<const TokenAssignment> assignments, float* out) = 0;
+
+  // The deterministic mode's entry point: rows: [assignments.size(), hidden] f32, overwritten; row a is
+  // assignment a's weighted output alone, a.weight · expert(x[a.token]) (+ its down bias inside the
+  // weight; expert(a.weight · x) for weight_scales_input), never summed with another assignment's. Each
+  // row's bits depend only on x[a.token], the expert's weights and a.weight: not on the other rows,
+  // their number or their order (per-row invariant kernels, no row-count dependent path, blocking or
+  // split-K). The caller combines the rows (runtime/routing/combine.h: combine_rows). Same checks and
+  // errors as forward().
+  virtual void forward_rows(int32_t layer, const float* x, int64_t num_tokens, int64_t hidden,
+                            std::span<const TokenAssignment> assignments, float* rows) = 0;
 };
 
 // CPU reference backend (OpenBLAS, fp32). threads <= 0: OpenBLAS's default.

@@ -65,18 +65,29 @@ void ForwardRunner::run(ForwardBatcher::Batch& batch) {
   const int32_t layer = jobs.front()->layer;
   const int32_t backend_layer = jobs.front()->backend_layer;
   const int64_t hidden = jobs.front()->hidden;
-  std::vector<TokenAssignment> assignments;
+  // Default requests: one forward over the batch, per-token sums. Deterministic ones: one forward_rows,
+  // a row per pair (pair_offset[j]: where job j's rows start), computed by per-row invariant kernels so
+  // the batch they share does not change their bits.
+  std::vector<TokenAssignment> assignments, pairs;
+  std::vector<int64_t> pair_offset(jobs.size(), 0);
   for (size_t j = 0; j < jobs.size(); ++j) {
+    std::vector<TokenAssignment>& list = jobs[j]->deterministic ? pairs : assignments;
+    pair_offset[j] = static_cast<int64_t>(pairs.size());
     for (const TokenAssignment& a : jobs[j]->assignments) {
-      assignments.push_back({static_cast<int32_t>(a.token + row_offset[j]), a.expert, a.weight});
+      list.push_back({static_cast<int32_t>(a.token + row_offset[j]), a.expert, a.weight});
     }
   }
   thread_local std::vector<float> out;
+  thread_local std::vector<float> pair_rows;
   out.assign(static_cast<size_t>(rows * hidden), 0.f);
+  pair_rows.resize(pairs.size() * static_cast<size_t>(hidden));
   const auto compute_start = Clock::now();
   try {
     if (rows > 0 && !assignments.empty()) {
       store_.backend().forward(backend_layer, x.data(), rows, hidden, assignments, out.data());
+    }
+    if (rows > 0 && !pairs.empty()) {
+      store_.backend().forward_rows(backend_layer, x.data(), rows, hidden, pairs, pair_rows.data());
     }
   } catch (const std::exception&) {
     // One of the requests names an expert that went away (or the backend refused it): isolate it.
@@ -92,7 +103,11 @@ void ForwardRunner::run(ForwardBatcher::Batch& batch) {
   const uint64_t compute_micros = micros_between(compute_start, compute_end);
   // Counted before replying, so a client that got its reply sees its tokens in the metrics.
   count_tokens(layer, std::vector<const ForwardJob*>(jobs.begin(), jobs.end()));
-  for (size_t j = 0; j < jobs.size(); ++j) reply_output(*jobs[j], out.data() + row_offset[j] * hidden, compute_micros);
+  for (size_t j = 0; j < jobs.size(); ++j) {
+    const float* result = jobs[j]->deterministic ? pair_rows.data() + pair_offset[j] * hidden
+                                                 : out.data() + row_offset[j] * hidden;
+    reply_output(*jobs[j], result, compute_micros);
+  }
 }
 
 void ForwardRunner::run_alone(ForwardJob& job, const std::vector<float>& x) {
@@ -108,11 +123,14 @@ void ForwardRunner::run_alone(ForwardJob& job, const std::vector<float>& x) {
       return;
     }
   }
-  std::vector<float> out(x.size(), 0.f);
+  std::vector<float> out(job.deterministic ? job.assignments.size() * job.hidden : x.size(), 0.f);
   const auto compute_start = Clock::now();
   try {
     if (job.num_tokens > 0 && !job.assignments.empty()) {
-      store_.backend().forward(job.backend_layer, x.data(), job.num_tokens, job.hidden, job.assignments, out.data());
+      if (job.deterministic)
+        store_.backend().forward_rows(job.backend_layer, x.data(), job.num_tokens, job.hidden, job.assignments, out.data());
+      else
+        store_.backend().forward(job.backend_layer, x.data(), job.num_tokens, job.hidden, job.assignments, out.data());
     }
   } catch (const std::exception& e) {
     send_error_reply(job.responder,
@@ -127,10 +145,12 @@ void ForwardRunner::run_alone(ForwardJob& job, const std::vector<float>& x) {
 }
 
 void ForwardRunner::reply_output(ForwardJob& job, const float* out, uint64_t compute_micros) {
-  const size_t elements = size_t{job.num_tokens} * job.hidden;
+  // A deterministic request gets a row per pair, in its pairs' order.
+  const uint32_t rows = job.deterministic ? static_cast<uint32_t>(job.assignments.size()) : job.num_tokens;
+  const size_t elements = size_t{rows} * job.hidden;
   capnp::MallocMessageBuilder message;
   auto reply = message.initRoot<wire::Envelope>().initForwardReply();
-  reply.setNumTokens(job.num_tokens);
+  reply.setNumTokens(rows);
   reply.setHidden(job.hidden);
   reply.setDtype(job.dtype);
   reply.setComputeMicros(compute_micros);

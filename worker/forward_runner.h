@@ -1,7 +1,8 @@
 // Computes one batch of forward requests of one layer with the ExpertBackend: unpacks every request's
 // tokens (f32 or bf16) into one [sum of tokens, hidden] matrix, offsets each request's assignments to
 // its rows, runs one backend call, and splits the output back into one forwardReply per request, in the
-// request's dtype. Requests that waited past their deadline are answered deadlineExceeded; when the
+// request's dtype. Deterministic requests (ForwardRequest.deterministic) share the batch but go through
+// ExpertBackend::forward_rows and get one reply row per (token, expert) pair. Requests that waited past their deadline are answered deadlineExceeded; when the
 // batched call fails (an expert was released meanwhile) each request is retried alone so only the
 // failing ones get an error. Counts tokens per expert and records latency metrics.
 #pragma once

@@ -19,6 +19,7 @@ void validate_forward_request(const ModelSpec& spec, ForwardJob& job) {
   job.num_tokens = request.getNumTokens();
   job.hidden = request.getHidden();
   job.deadline_ms = request.getDeadlineMs();
+  job.deterministic = request.getDeterministic();
 
   if (!spec.is_moe_layer(job.layer)) {
     std::string layers;

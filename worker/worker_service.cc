@@ -505,7 +505,10 @@ void WorkerService::adopt_model(wire::ModelInfo::Reader info) {
   worker_log("model '" + std::string(info.getName().cStr()) + "' from " + source_text + ": " + family_name(spec.family) +
              ", hidden " + std::to_string(spec.hidden_size) + ", " + std::to_string(spec.experts_per_layer()) +
              " experts in each of " + std::to_string(spec.moe_layers.size()) + " MoE layers; " +
-             std::to_string(expert_slots()) + " expert slots");
+             std::to_string(expert_slots()) + " expert slots" +
+             (info.getDeterministic() ? "; deterministic mode: clients ask for per-(token, expert) rows, computed by "
+                                        "per-row invariant kernels"
+                                      : ""));
 }
 
 void WorkerService::fill_registration(wire::RegisterWorker::Builder registration) {

@@ -210,8 +210,58 @@ MOE_AMX inline void tile_products(const uint16_t* ah, const uint16_t* al, int64_
   }
 }
 
+// One token block in the paired schedule's order (the deterministic mode's lone last block): per k step
+// C += A_hi·W, then C += A_lo·W (then C += A_hi·W_lo), into tiles 0 and 1 alone, as block 0 of
+// tile_products<Planes, 2> sums them; so a token's bits do not depend on whether its block had a partner.
+// Two accumulator chains instead of four: slower than the lone schedule, faster than pairing with zeros.
+template <int Planes>
+MOE_AMX inline void tile_products_paired_order(const uint16_t* ah, const uint16_t* al, const AmxMatrix& m0,
+                                               int64_t p0, const AmxMatrix& m1, int64_t p1, int64_t s0, int64_t s1,
+                                               int64_t ks, float* carry, float (*c)[2][256]) {
+  if (s0 == 0) {
+    _tile_zero(0);
+    _tile_zero(1);
+  } else {
+    _tile_loadd(0, carry, 64);
+    _tile_loadd(1, carry + 256, 64);
+  }
+  for (int64_t s = s0; s < s1; ++s) {
+    const int64_t a = s * 512;
+    if (s + 1 < ks) {
+      const char* n0 = reinterpret_cast<const char*>(m0.tile(0, p0, s + 1));
+      const char* n1 = reinterpret_cast<const char*>(m1.tile(0, p1, s + 1));
+      for (int line = 0; line < 1024; line += 64) {
+        _mm_prefetch(n0 + line, _MM_HINT_T0);
+        _mm_prefetch(n1 + line, _MM_HINT_T0);
+      }
+    }
+    _tile_loadd(6, m0.tile(0, p0, s), 64);
+    _tile_loadd(7, m1.tile(0, p1, s), 64);
+    _tile_loadd(4, ah + a, 64);
+    _tile_loadd(5, al + a, 64);
+    _tile_dpbf16ps(0, 4, 6);
+    _tile_dpbf16ps(1, 4, 7);
+    _tile_dpbf16ps(0, 5, 6);
+    _tile_dpbf16ps(1, 5, 7);
+    if constexpr (Planes == 2) {
+      _tile_loadd(6, m0.tile(1, p0, s), 64);
+      _tile_loadd(7, m1.tile(1, p1, s), 64);
+      _tile_dpbf16ps(0, 4, 6);
+      _tile_dpbf16ps(1, 4, 7);
+    }
+  }
+  if (s1 < ks) {
+    _tile_stored(0, carry, 64);
+    _tile_stored(1, carry + 256, 64);
+    return;
+  }
+  _tile_stored(0, c[0][0], 64);
+  _tile_stored(1, c[0][1], 64);
+}
+
 template <PackedEngine Engine, int Planes>
-MOE_AMX void gate_up_kernel(const AmxExpert& e, const AmxActivations& x, int64_t p0, int64_t p1, AmxActivations& act) {
+MOE_AMX void gate_up_kernel(const AmxExpert& e, const AmxActivations& x, int64_t p0, int64_t p1, AmxActivations& act,
+                            bool row_invariant) {
   TileScope<Engine> tiles;
   alignas(64) float c[2][2][256];
   alignas(64) float a[256];
@@ -235,6 +285,8 @@ MOE_AMX void gate_up_kernel(const AmxExpert& e, const AmxActivations& x, int64_t
         }
       } else if (pair == 2) {
         tile_products<Planes, 2>(ah, al, ks * 512, e.gate, p, e.up, p, s0, s1, ks, carry, c);
+      } else if (row_invariant) {
+        tile_products_paired_order<Planes>(ah, al, e.gate, p, e.up, p, s0, s1, ks, carry, c);
       } else {
         tile_products<Planes, 1>(ah, al, ks * 512, e.gate, p, e.up, p, s0, s1, ks, carry, c);
       }
@@ -253,7 +305,7 @@ MOE_AMX void gate_up_kernel(const AmxExpert& e, const AmxActivations& x, int64_t
 
 template <PackedEngine Engine, int Planes>
 MOE_AMX void down_kernel(const AmxExpert& e, const AmxActivations& act, int64_t n, int64_t pair0, int64_t pair1,
-                         float* y, int64_t ldy) {
+                         float* y, int64_t ldy, bool row_invariant) {
   TileScope<Engine> tiles;
   alignas(64) float c[2][2][256];
   std::vector<float> carry_buffer(static_cast<size_t>(pair1 - pair0) * 1024 + 16);
@@ -278,6 +330,8 @@ MOE_AMX void down_kernel(const AmxExpert& e, const AmxActivations& act, int64_t 
         }
       } else if (blocks == 2) {
         tile_products<Planes, 2>(ah, al, ks * 512, e.down, p, e.down, p + 1, s0, s1, ks, carry, c);
+      } else if (row_invariant) {
+        tile_products_paired_order<Planes>(ah, al, e.down, p, e.down, p + 1, s0, s1, ks, carry, c);
       } else {
         tile_products<Planes, 1>(ah, al, ks * 512, e.down, p, e.down, p + 1, s0, s1, ks, carry, c);
       }
@@ -377,25 +431,25 @@ AmxMatrix pack_amx_matrix(const WeightMatrixView& w, int planes) {
 void amx_split_rows(const float* const* rows, int n, int64_t cols, AmxActivations& a) { split_rows(rows, n, cols, a); }
 
 void amx_gate_up(PackedEngine engine, const AmxExpert& e, const AmxActivations& x, int64_t p0, int64_t p1,
-                 AmxActivations& act) {
+                 AmxActivations& act, bool row_invariant) {
   const bool two = e.gate.planes == 2;
   if (engine == PackedEngine::Amx) {
-    two ? gate_up_kernel<PackedEngine::Amx, 2>(e, x, p0, p1, act) : gate_up_kernel<PackedEngine::Amx, 1>(e, x, p0, p1, act);
+    two ? gate_up_kernel<PackedEngine::Amx, 2>(e, x, p0, p1, act, row_invariant) : gate_up_kernel<PackedEngine::Amx, 1>(e, x, p0, p1, act, row_invariant);
   } else {
-    two ? gate_up_kernel<PackedEngine::Avx512Bf16, 2>(e, x, p0, p1, act)
-        : gate_up_kernel<PackedEngine::Avx512Bf16, 1>(e, x, p0, p1, act);
+    two ? gate_up_kernel<PackedEngine::Avx512Bf16, 2>(e, x, p0, p1, act, row_invariant)
+        : gate_up_kernel<PackedEngine::Avx512Bf16, 1>(e, x, p0, p1, act, row_invariant);
   }
 }
 
 void amx_down(PackedEngine engine, const AmxExpert& e, const AmxActivations& act, int64_t n, int64_t pair0,
-              int64_t pair1, float* y, int64_t ldy) {
+              int64_t pair1, float* y, int64_t ldy, bool row_invariant) {
   const bool two = e.down.planes == 2;
   if (engine == PackedEngine::Amx) {
-    two ? down_kernel<PackedEngine::Amx, 2>(e, act, n, pair0, pair1, y, ldy)
-        : down_kernel<PackedEngine::Amx, 1>(e, act, n, pair0, pair1, y, ldy);
+    two ? down_kernel<PackedEngine::Amx, 2>(e, act, n, pair0, pair1, y, ldy, row_invariant)
+        : down_kernel<PackedEngine::Amx, 1>(e, act, n, pair0, pair1, y, ldy, row_invariant);
   } else {
-    two ? down_kernel<PackedEngine::Avx512Bf16, 2>(e, act, n, pair0, pair1, y, ldy)
-        : down_kernel<PackedEngine::Avx512Bf16, 1>(e, act, n, pair0, pair1, y, ldy);
+    two ? down_kernel<PackedEngine::Avx512Bf16, 2>(e, act, n, pair0, pair1, y, ldy, row_invariant)
+        : down_kernel<PackedEngine::Avx512Bf16, 1>(e, act, n, pair0, pair1, y, ldy, row_invariant);
   }
 }
 

@@ -86,12 +86,15 @@ void amx_split_rows(const float* const* rows, int n, int64_t cols, AmxActivation
 
 // For gate/up panels [p0, p1) and every token block: act = silu(x·gateᵀ) ⊙ (x·upᵀ) into `act`
 // (blocked, hi + lo; its k steps are the intermediate columns).
+// row_invariant (the deterministic mode): a lone token block (the last of an odd number) sums its
+// products in the paired blocks' order instead of the lone schedule's (hi and lo products in separate
+// tiles, added at the end), so a token's bits do not depend on the group's row count.
 void amx_gate_up(PackedEngine engine, const AmxExpert& e, const AmxActivations& x, int64_t p0, int64_t p1,
-                 AmxActivations& act);
+                 AmxActivations& act, bool row_invariant = false);
 
 // For down panel pairs [pair0, pair1) and every token block: y[t, h] = act[t]·down[h] for t < n and the
 // panels' rows h < hidden; y is row-major with leading dimension ldy.
 void amx_down(PackedEngine engine, const AmxExpert& e, const AmxActivations& act, int64_t n, int64_t pair0,
-              int64_t pair1, float* y, int64_t ldy);
+              int64_t pair1, float* y, int64_t ldy, bool row_invariant = false);
 
 }  // namespace moe

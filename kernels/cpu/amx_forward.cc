@@ -16,7 +16,8 @@ struct GroupScratch {
 
 }  // namespace
 
-void amx_forward(PackedEngine engine, ThreadPool& pool, std::span<AmxGroupWork> groups, int64_t hidden) {
+void amx_forward(PackedEngine engine, ThreadPool& pool, std::span<AmxGroupWork> groups, int64_t hidden,
+                 bool row_invariant) {
   if (groups.empty()) return;
   // Scratch: per group, x and act in hi + lo planes.
   std::vector<GroupScratch> scratch(groups.size());
@@ -62,14 +63,15 @@ void amx_forward(PackedEngine engine, ThreadPool& pool, std::span<AmxGroupWork> 
       [&](size_t i, int64_t block) {
         const AmxExpert& e = *groups[i].expert;
         const int64_t p0 = block * kGateUpPanelsPerTask;
-        amx_gate_up(engine, e, scratch[i].x, p0, std::min(p0 + kGateUpPanelsPerTask, e.gate.panels), scratch[i].act);
+        amx_gate_up(engine, e, scratch[i].x, p0, std::min(p0 + kGateUpPanelsPerTask, e.gate.panels), scratch[i].act,
+                    row_invariant);
       });
   run([](const AmxExpert& e) { return (e.down.panels / 2 + kDownPairsPerTask - 1) / kDownPairsPerTask; },
       [&](size_t i, int64_t block) {
         const AmxExpert& e = *groups[i].expert;
         const int64_t q0 = block * kDownPairsPerTask;
         amx_down(engine, e, scratch[i].act, static_cast<int64_t>(groups[i].rows.size()), q0,
-                 std::min(q0 + kDownPairsPerTask, e.down.panels / 2), groups[i].y, hidden);
+                 std::min(q0 + kDownPairsPerTask, e.down.panels / 2), groups[i].y, hidden, row_invariant);
       });
 }
 

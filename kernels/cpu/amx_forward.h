@@ -20,6 +20,8 @@ struct AmxGroupWork {
 };
 
 // Computes y = expert(rows) for every group. Scratch is the calling thread's, reused across calls.
-void amx_forward(PackedEngine engine, ThreadPool& pool, std::span<AmxGroupWork> groups, int64_t hidden);
+// row_invariant: each row's result independent of the group's row count (see amx_gate_up).
+void amx_forward(PackedEngine engine, ThreadPool& pool, std::span<AmxGroupWork> groups, int64_t hidden,
+                 bool row_invariant = false);
 
 }  // namespace moe

@@ -16,9 +16,35 @@
 #include "kernels/cpu/streaming_kernels.h"
 
 namespace moe {
+namespace cpu_detail {
+
+// The tokens of one layer routed to one expert, and that expert's results for them.
+struct ExpertGroup {
+  int32_t expert = 0;
+  std::shared_ptr<const CpuExpert> weights;
+  std::vector<int32_t> tokens;
+  std::vector<float> routing_weights;
+  std::vector<int32_t> assignment;  // index of each token's assignment in the call (forward_rows)
+  float* act = nullptr;  // [n, I]  silu(gate) * up, in the call's scratch
+  float* y = nullptr;    // [n, H]  expert output, in the call's scratch
+  int64_t n() const { return static_cast<int64_t>(tokens.size()); }
+  // Factor on gate·x and up·x of token j (the routing weight when it scales the input), and on its output.
+  float input_scale(int64_t j) const { return weights->math.weight_scales_input ? routing_weights[j] : 1.f; }
+  float output_scale(int64_t j) const { return weights->math.weight_scales_input ? 1.f : routing_weights[j]; }
+};
+
+}  // namespace cpu_detail
+
 namespace {
 
+using cpu_detail::ExpertGroup;
+
 constexpr int64_t kRowBlock = 64;  // weight rows per streaming task
+// Most tokens of one streaming call: the default mode's groups (at most kMaxStreamingTokens) and the
+// deterministic mode's pieces. Bigger pieces read each 64-row weight block from memory once for more
+// tokens (the others from L2): 256 keeps prefill near sgemm's memory traffic; the per-task stack buffers
+// (2 x 64 KiB) are sized by it.
+constexpr int kStreamingPieceTokens = 256;
 
 std::string expert_name(ExpertKey key) {
   return "(layer " + std::to_string(key.layer) + ", expert " + std::to_string(key.expert) + ")";
@@ -43,20 +69,6 @@ int resolve_threads(int threads) {
   }
   return std::max(1, openblas_get_num_threads());
 }
-
-// The tokens of one layer routed to one expert, and that expert's results for them.
-struct ExpertGroup {
-  int32_t expert = 0;
-  std::shared_ptr<const CpuExpert> weights;
-  std::vector<int32_t> tokens;
-  std::vector<float> routing_weights;
-  float* act = nullptr;  // [n, I]  silu(gate) * up, in the call's scratch
-  float* y = nullptr;    // [n, H]  expert output, in the call's scratch
-  int64_t n() const { return static_cast<int64_t>(tokens.size()); }
-  // Factor on gate·x and up·x of token j (the routing weight when it scales the input), and on its output.
-  float input_scale(int64_t j) const { return weights->math.weight_scales_input ? routing_weights[j] : 1.f; }
-  float output_scale(int64_t j) const { return weights->math.weight_scales_input ? 1.f : routing_weights[j]; }
-};
 
 // act[0:n) from the raw products gate·x, up·x of rows [i0, i0 + n) of one token: scale (linear, so
 // gate·(s·x) = s·(gate·x)), add the biases, apply the expert's activation. gate/up are overwritten.
@@ -87,10 +99,10 @@ void gate_up_block(ExpertGroup& g, const float* x, int64_t hidden, int64_t i0) {
   const int64_t inter = e.intermediate;
   const int64_t i1 = std::min(i0 + kRowBlock, inter);
   const int n = static_cast<int>(g.n());
-  const float* rows[kMaxStreamingTokens] = {};
+  const float* rows[kStreamingPieceTokens] = {};
   for (int j = 0; j < n; ++j) rows[j] = x + static_cast<int64_t>(g.tokens[j]) * hidden;
-  float gate[kMaxStreamingTokens * kRowBlock];
-  float up[kMaxStreamingTokens * kRowBlock];
+  float gate[kStreamingPieceTokens * kRowBlock];
+  float up[kStreamingPieceTokens * kRowBlock];
   rows_dot_tokens(e.gate_up.data(), hidden, i0, i1, rows, n, hidden, gate, kRowBlock);
   rows_dot_tokens(e.gate_up.data(), hidden, inter + i0, inter + i1, rows, n, hidden, up, kRowBlock);
   for (int j = 0; j < n; ++j)
@@ -104,7 +116,7 @@ void down_block(ExpertGroup& g, int64_t h0) {
   const int64_t hidden = e.hidden;
   const int64_t h1 = std::min(h0 + kRowBlock, hidden);
   const int n = static_cast<int>(g.n());
-  const float* rows[kMaxStreamingTokens] = {};
+  const float* rows[kStreamingPieceTokens] = {};
   for (int j = 0; j < n; ++j) rows[j] = g.act + j * inter;
   rows_dot_tokens(e.down.data(), inter, h0, h1, rows, n, inter, g.y + h0, hidden);
 }
@@ -173,9 +185,52 @@ void combine(const std::map<int32_t, ExpertGroup>& by_expert, int64_t num_tokens
   }
 }
 
+// rows[g.assignment[j]] = output_scale · (y + down bias) for every token j of every group: each
+// assignment's weighted output on its own row (forward_rows).
+void write_rows(const std::vector<ExpertGroup>& groups, int64_t hidden, float* rows) {
+  for (const ExpertGroup& g : groups) {
+    const float* bias = g.weights->down_bias.empty() ? nullptr : g.weights->down_bias.data();
+    for (int64_t j = 0; j < g.n(); ++j) {
+      const float w = g.output_scale(j);
+      float* dst = rows + static_cast<int64_t>(g.assignment[j]) * hidden;
+      const float* src = g.y + j * hidden;
+      if (bias)
+        for (int64_t h = 0; h < hidden; ++h) dst[h] = w * (src[h] + bias[h]);
+      else
+        for (int64_t h = 0; h < hidden; ++h) dst[h] = w * src[h];
+    }
+  }
+}
+
+// Deterministic mode: the groups of the streaming path cut into pieces of at most kStreamingPieceTokens
+// tokens (its per-task buffers hold that many), so every group, whatever its size, runs through the
+// streaming kernels, whose per-token result does not depend on how many tokens share the call (each
+// token has its own accumulators; k runs in one order; the sgemm the default mode switches to above 48
+// tokens would not do: its kernels, blocking and threads depend on the row count).
+std::vector<ExpertGroup> split_for_streaming(std::map<int32_t, ExpertGroup>& by_expert) {
+  std::vector<ExpertGroup> pieces;
+  for (auto& [id, g] : by_expert) {
+    if (g.weights->packed() || g.n() <= kStreamingPieceTokens) {
+      pieces.push_back(std::move(g));
+      continue;
+    }
+    for (int64_t j0 = 0; j0 < g.n(); j0 += kStreamingPieceTokens) {
+      const int64_t j1 = std::min<int64_t>(g.n(), j0 + kStreamingPieceTokens);
+      ExpertGroup piece;
+      piece.expert = g.expert;
+      piece.weights = g.weights;
+      piece.tokens.assign(g.tokens.begin() + j0, g.tokens.begin() + j1);
+      piece.routing_weights.assign(g.routing_weights.begin() + j0, g.routing_weights.begin() + j1);
+      piece.assignment.assign(g.assignment.begin() + j0, g.assignment.begin() + j1);
+      pieces.push_back(std::move(piece));
+    }
+  }
+  return pieces;
+}
+
 // Kernels amx and avx512bf16: the packed groups through amx_forward, into their g.y.
 void run_packed(PackedEngine engine, ThreadPool& pool, const std::vector<ExpertGroup*>& groups, const float* x,
-                int64_t hidden) {
+                int64_t hidden, bool row_invariant) {
   std::vector<AmxGroupWork> work;
   work.reserve(groups.size());
   for (ExpertGroup* g : groups) {
@@ -185,7 +240,7 @@ void run_packed(PackedEngine engine, ThreadPool& pool, const std::vector<ExpertG
     w.y = g->y;
     work.push_back(std::move(w));
   }
-  amx_forward(engine, pool, work, hidden);
+  amx_forward(engine, pool, work, hidden, row_invariant);
 }
 
 }  // namespace
@@ -298,15 +353,17 @@ std::shared_ptr<const CpuExpert> CpuBackend::find(ExpertKey key) const {
   return it == experts_.end() ? nullptr : it->second;
 }
 
-void CpuBackend::forward(int32_t layer, const float* x, int64_t num_tokens, int64_t hidden,
-                         std::span<const TokenAssignment> assignments, float* out) {
-  const std::string where = "CpuBackend::forward(layer " + std::to_string(layer) + "): ";
+// Groups the assignments by expert (ascending id; tokens in assignment order), checking everything
+// first; a group per expert.
+std::map<int32_t, cpu_detail::ExpertGroup> CpuBackend::group(int32_t layer, const float* x, int64_t num_tokens, int64_t hidden,
+                                                 std::span<const TokenAssignment> assignments, float* out,
+                                                 const char* method) const {
+  const std::string where = std::string("CpuBackend::") + method + "(layer " + std::to_string(layer) + "): ";
   if (num_tokens < 0) throw std::invalid_argument(where + "num_tokens is negative: " + std::to_string(num_tokens));
   if (hidden <= 0) throw std::invalid_argument(where + "hidden must be positive, got " + std::to_string(hidden));
   if (num_tokens > 0 && (x == nullptr || out == nullptr))
     throw std::invalid_argument(where + "x and out must not be null for " + std::to_string(num_tokens) + " tokens");
 
-  // Group by expert (ascending id; tokens in assignment order) and validate everything first.
   std::map<int32_t, ExpertGroup> by_expert;
   for (size_t a = 0; a < assignments.size(); ++a) {
     const TokenAssignment& t = assignments[a];
@@ -325,23 +382,25 @@ void CpuBackend::forward(int32_t layer, const float* x, int64_t num_tokens, int6
     }
     g.tokens.push_back(t.token);
     g.routing_weights.push_back(t.weight);
+    g.assignment.push_back(static_cast<int32_t>(a));
   }
-  if (by_expert.empty()) {
-    if (num_tokens > 0) std::memset(out, 0, static_cast<size_t>(num_tokens * hidden) * sizeof(float));
-    return;
-  }
+  return by_expert;
+}
 
-  // Scratch of the calling thread, so concurrent calls share nothing but read-only weights.
+// Runs every group's expert into its g.y (and g.act), in the calling thread's scratch. row_invariant:
+// the deterministic mode's kernels (streaming for every non-packed group, paired AMX token blocks).
+void CpuBackend::compute(std::span<cpu_detail::ExpertGroup* const> groups, const float* x, int64_t hidden, bool row_invariant) {
   std::vector<ExpertGroup*> streaming, gemm, packed;
   int64_t results_floats = 0, gemm_floats = 0;
-  for (auto& [id, g] : by_expert) {
+  for (ExpertGroup* gp : groups) {
+    ExpertGroup& g = *gp;
     if (g.weights->packed()) {
       packed.push_back(&g);
       results_floats += g.n() * hidden;
       continue;
     }
     results_floats += g.n() * (g.weights->intermediate + hidden);
-    if (g.n() <= options_.max_streaming_tokens) {
+    if (row_invariant || g.n() <= options_.max_streaming_tokens) {
       streaming.push_back(&g);
     } else {
       gemm.push_back(&g);
@@ -349,13 +408,15 @@ void CpuBackend::forward(int32_t layer, const float* x, int64_t num_tokens, int6
     }
   }
   float* scratch = thread_scratch(static_cast<size_t>(results_floats + gemm_floats));
-  for (auto& [id, g] : by_expert) {
+  for (ExpertGroup* gp : groups) {
+    ExpertGroup& g = *gp;
     g.act = g.weights->packed() ? nullptr : scratch;
     g.y = g.weights->packed() ? scratch : scratch + g.n() * g.weights->intermediate;
     scratch = g.y + g.n() * hidden;
   }
   if (!packed.empty())
-    run_packed(kernel_ == CpuKernel::Amx ? PackedEngine::Amx : PackedEngine::Avx512Bf16, pool_, packed, x, hidden);
+    run_packed(kernel_ == CpuKernel::Amx ? PackedEngine::Amx : PackedEngine::Avx512Bf16, pool_, packed, x, hidden,
+               row_invariant);
 
   if (!streaming.empty()) {
     // Tasks are (group, row block) over all streaming groups, so two experts of one decode token
@@ -374,8 +435,30 @@ void CpuBackend::forward(int32_t layer, const float* x, int64_t num_tokens, int6
     run_blocks([&](const ExpertGroup&) { return hidden; }, [](ExpertGroup& g, int64_t h0) { down_block(g, h0); });
   }
   for (ExpertGroup* g : gemm) gemm_group(*g, x, hidden, scratch);
+}
 
+void CpuBackend::forward(int32_t layer, const float* x, int64_t num_tokens, int64_t hidden,
+                         std::span<const TokenAssignment> assignments, float* out) {
+  std::map<int32_t, ExpertGroup> by_expert = group(layer, x, num_tokens, hidden, assignments, out, "forward");
+  if (by_expert.empty()) {
+    if (num_tokens > 0) std::memset(out, 0, static_cast<size_t>(num_tokens * hidden) * sizeof(float));
+    return;
+  }
+  std::vector<ExpertGroup*> groups;
+  for (auto& [id, g] : by_expert) groups.push_back(&g);
+  compute(groups, x, hidden, false);
   combine(by_expert, num_tokens, hidden, out);
+}
+
+void CpuBackend::forward_rows(int32_t layer, const float* x, int64_t num_tokens, int64_t hidden,
+                              std::span<const TokenAssignment> assignments, float* rows) {
+  std::map<int32_t, ExpertGroup> by_expert = group(layer, x, num_tokens, hidden, assignments, rows, "forward_rows");
+  if (by_expert.empty()) return;
+  std::vector<ExpertGroup> pieces = split_for_streaming(by_expert);
+  std::vector<ExpertGroup*> groups;
+  for (ExpertGroup& g : pieces) groups.push_back(&g);
+  compute(groups, x, hidden, true);
+  write_rows(pieces, hidden, rows);
 }
 
 std::unique_ptr<ExpertBackend> make_cpu_backend(int threads) {

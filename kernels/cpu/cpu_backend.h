@@ -12,7 +12,8 @@
 // experts are instead packed at load (kernels/cpu/amx_experts.h: bf16 weights stay bf16, f32 are split
 // into two bf16 planes) and every group runs through amx_forward, decode and prefill alike; OpenBLAS
 // and the streaming kernels remain the path ("blas") for every other CPU.
-// Results are combined in ascending expert order on the calling thread, so output is deterministic.
+// Results are combined in ascending expert order on the calling thread, so output is deterministic for
+// a given batch; forward_rows is the deterministic mode's path (the same bits whatever the batch).
 // forward() may write its output over its input (out == x). Threading: OpenBLAS's thread count is
 // process-wide; make_cpu_backend(threads > 0) sets it.
 #pragma once
@@ -46,6 +47,10 @@ struct CpuExpert {
   }
 };
 
+namespace cpu_detail {
+struct ExpertGroup;  // the tokens of one call routed to one expert (cpu_backend.cc)
+}
+
 // Most tokens of one expert the streaming kernels take (the per-task stack buffers are sized by it).
 inline constexpr int kMaxStreamingTokens = 64;
 
@@ -76,12 +81,22 @@ class CpuBackend : public ExpertBackend {
   size_t resident_bytes() const override;
   void forward(int32_t layer, const float* x, int64_t num_tokens, int64_t hidden,
                std::span<const TokenAssignment> assignments, float* out) override;
+  // Deterministic mode (expert_backend.h): every non-packed group through the streaming kernels (in
+  // pieces of at most 256 tokens; never sgemm, whose kernels and blocking depend on the row count),
+  // packed groups through AMX with a lone last token block summed in the paired blocks' order
+  // (amx_gate_up); each row written alone, weighted.
+  void forward_rows(int32_t layer, const float* x, int64_t num_tokens, int64_t hidden,
+                    std::span<const TokenAssignment> assignments, float* rows) override;
 
   int threads() const { return pool_.threads(); }
   CpuKernel kernel() const { return kernel_; }  // resolved: never Auto
 
  private:
   std::shared_ptr<const CpuExpert> find(ExpertKey key) const;
+  std::map<int32_t, cpu_detail::ExpertGroup> group(int32_t layer, const float* x, int64_t num_tokens, int64_t hidden,
+                                                   std::span<const TokenAssignment> assignments, float* out,
+                                                   const char* method) const;
+  void compute(std::span<cpu_detail::ExpertGroup* const> groups, const float* x, int64_t hidden, bool row_invariant);
 
   CpuBackendOptions options_;
   CpuKernel kernel_ = CpuKernel::Blas;

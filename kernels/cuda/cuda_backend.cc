@@ -225,6 +225,55 @@ class CudaBackendImpl final : public CudaBackend {
     std::memcpy(out, io.out_staging.data(), out_bytes);
   }
 
+  // Deterministic mode (expert_backend.h). Each assignment becomes a token of its own (x's row copied
+  // once per assignment), always on the streaming path: its kernels keep one accumulator per token, walk
+  // k in a fixed lane order and reduce with a fixed warp tree, so a row's bits do not depend on the
+  // other rows; with one assignment per token the down kernel's atomicAdd adds one value to zero, which
+  // is exact. Never kAuto (whose timed choice may differ between processes) nor the mma/cuBLAS paths.
+  // Written to the CPU's contract; not yet run on a GPU.
+  void forward_rows(int32_t layer_id, const float* x, int64_t num_tokens, int64_t hidden,
+                    std::span<const TokenAssignment> assignments, float* rows) override {
+    check_sizes(layer_id, num_tokens, hidden, static_cast<int64_t>(assignments.size()));
+    if (!assignments.empty() && (x == nullptr || rows == nullptr)) {
+      throw std::invalid_argument("cuda backend: forward_rows needs x and rows for " +
+                                  std::to_string(assignments.size()) + " assignments");
+    }
+    std::lock_guard lock(mutex_);
+    if (assignments.empty()) return;
+    const LayerState& layer = checked_layer(layer_id, hidden);
+    for (size_t i = 0; i < assignments.size(); ++i) check_assignment(layer, layer_id, i, assignments[i], num_tokens);
+    select_device();
+    // Chunks within the streaming path's 32-bit row offsets.
+    const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(4096, ((int64_t{1} << 32) - 1) / layer.inter_padded_max));
+    auto& io = workspace_->host_path();
+    for (int64_t a0 = 0; a0 < static_cast<int64_t>(assignments.size()); a0 += chunk) {
+      const int64_t n = std::min<int64_t>(chunk, static_cast<int64_t>(assignments.size()) - a0);
+      const size_t bytes = static_cast<size_t>(n * hidden) * sizeof(float);
+      const size_t a_bytes = static_cast<size_t>(n) * sizeof(TokenAssignment);
+      io.x_staging.reserve(bytes);
+      io.assignments_staging.reserve(a_bytes);
+      io.out_staging.reserve(bytes);
+      io.x.reserve(bytes);
+      io.assignments.reserve(a_bytes);
+      io.out.reserve(bytes);
+      auto* xs = static_cast<float*>(io.x_staging.data());
+      auto* as = static_cast<TokenAssignment*>(io.assignments_staging.data());
+      for (int64_t i = 0; i < n; ++i) {
+        const TokenAssignment& a = assignments[static_cast<size_t>(a0 + i)];
+        std::memcpy(xs + i * hidden, x + static_cast<int64_t>(a.token) * hidden, static_cast<size_t>(hidden) * sizeof(float));
+        as[i] = TokenAssignment{static_cast<int32_t>(i), a.expert, a.weight};
+      }
+      MOE_CUDA_CHECK(cudaMemcpyAsync(io.x.data(), xs, bytes, cudaMemcpyHostToDevice, stream_));
+      MOE_CUDA_CHECK(cudaMemcpyAsync(io.assignments.data(), as, a_bytes, cudaMemcpyHostToDevice, stream_));
+      enqueue_path(CudaExpertPath::kStreaming, layer, static_cast<const float*>(io.x.data()), n,
+                   static_cast<const TokenAssignment*>(io.assignments.data()), n, static_cast<float*>(io.out.data()),
+                   stream_);
+      MOE_CUDA_CHECK(cudaMemcpyAsync(io.out_staging.data(), io.out.data(), bytes, cudaMemcpyDeviceToHost, stream_));
+      MOE_CUDA_CHECK(cudaStreamSynchronize(stream_));
+      std::memcpy(rows + a0 * hidden, io.out_staging.data(), bytes);
+    }
+  }
+
   void forward_device(const DeviceForwardArgs& args, cudaStream_t stream) override {
     check_sizes(args.layer, args.num_tokens, args.hidden, args.num_assignments);
     if (args.num_tokens > 0 && (args.x == nullptr || args.out == nullptr)) {

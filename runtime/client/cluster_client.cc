@@ -227,7 +227,7 @@ Matrix ClusterClient::forward_versioned(int32_t layer, const Matrix& x, uint64_t
         refresh_model(serving);
         m = model();
       }
-      RoutingResult routing = m->router(layer).route(x);
+      RoutingResult routing = m->router(layer).route(x, m->deterministic);
       try {
         Matrix out = run_forward(layer, x, routing, *m, deadline);
         metrics_.record_call(CallOutcome::Ok, x.rows, Clock::now() - start);
@@ -252,6 +252,7 @@ struct ClusterClient::Round {
   int32_t layer = 0;
   const Matrix* x = nullptr;
   Matrix* out = nullptr;
+  std::vector<float>* rows = nullptr;  // deterministic mode: [assignments, hidden], one row per pair
   std::string what;  // "forward of layer L (T tokens)", for errors
   std::shared_ptr<const ClientPlacement> view;
   Clock::time_point deadline;  // of the call: each chunk's requests get at most what is left
@@ -282,8 +283,9 @@ void ClusterClient::run_chunk(Round& r, const std::vector<size_t>& chunk, std::v
   std::map<int32_t, WorkerShard> plan =
       plan_by_worker(subset, [&](size_t i, const TokenAssignment&) { return r.worker_of_item[chunk[i]]; });
 
+  const bool deterministic = r.rows != nullptr;
   ShardRound round{r.view.get(), r.layer, options_.wire_dtype, r.x, std::min(options_.request_timeout, left),
-                   options_.cluster_token, r.weight_version};
+                   options_.cluster_token, deterministic, r.weight_version};
   std::vector<ShardOutcome> outcomes = send_shards(links_, round, std::move(plan));
   const int64_t hidden = r.x->cols;
   for (ShardOutcome& o : outcomes) {
@@ -292,9 +294,17 @@ void ClusterClient::run_chunk(Round& r, const std::vector<size_t>& chunk, std::v
       try {
         // Kept by this thread between calls: a fresh multi-megabyte vector page-faults per 4 KiB.
         thread_local std::vector<float> partial;
-        partial.resize(o.shard.tokens.size() * static_cast<size_t>(hidden));
-        decode_forward_reply_into(o.reply, o.shard.tokens.size(), hidden, std::span<float>(partial), r.weight_version);
-        combine_partial(o.shard.tokens, partial, *r.out);
+        const size_t reply_rows = deterministic ? o.shard.assignments.size() : o.shard.tokens.size();
+        partial.resize(reply_rows * static_cast<size_t>(hidden));
+        decode_forward_reply_into(o.reply, reply_rows, hidden, std::span<float>(partial), r.weight_version);
+        if (deterministic) {
+          // Row i of the reply is the shard's assignment i: back to the call's assignment index.
+          const auto& originals = original_of[static_cast<int32_t>(o.worker)];
+          for (size_t i = 0; i < reply_rows; ++i)
+            std::copy_n(partial.data() + i * hidden, hidden, r.rows->data() + originals[i] * hidden);
+        } else {
+          combine_partial(o.shard.tokens, partial, *r.out);
+        }
         metrics_.record_request("ok");
         metrics_.record_shard_done(r.layer, o.worker, o.shard, shard_payload_bytes(o.shard, hidden, options_.wire_dtype));
         continue;
@@ -318,6 +328,8 @@ Matrix ClusterClient::run_forward(int32_t layer, const Matrix& x, RoutingResult&
                                   Clock::time_point deadline) {
   const std::vector<TokenAssignment> assignments = make_assignments(routing, model.spec);
   Matrix out(x.rows, x.cols);
+  // Deterministic mode: every pair's row kept apart, combined in one fixed order once all are in.
+  std::vector<float> rows(model.deterministic ? assignments.size() * static_cast<size_t>(x.cols) : 0);
   std::vector<size_t> pending(assignments.size());
   for (size_t i = 0; i < pending.size(); ++i) pending[i] = i;
   std::set<uint32_t> avoid;
@@ -346,6 +358,7 @@ Matrix ClusterClient::run_forward(int32_t layer, const Matrix& x, RoutingResult&
     r.layer = layer;
     r.x = &x;
     r.out = &out;
+    r.rows = model.deterministic ? &rows : nullptr;
     r.what = what;
     r.view = placement();
     r.weight_version = model.weight_version;
@@ -376,7 +389,8 @@ Matrix ClusterClient::run_forward(int32_t layer, const Matrix& x, RoutingResult&
     std::vector<std::vector<size_t>> chunks;
     try {
       chunks = split_by_frame_limit(assignments, r.items, r.worker_of_item, x.cols, options_.wire_dtype,
-                                    options_.frame_limits.max_message_bytes, options_.cluster_token.size());
+                                    options_.frame_limits.max_message_bytes, options_.cluster_token.size(),
+                                    model.deterministic);
     } catch (const std::length_error& e) {
       throw ClusterError(what + ": " + e.what());
     }
@@ -397,6 +411,7 @@ Matrix ClusterClient::run_forward(int32_t layer, const Matrix& x, RoutingResult&
       backoff = std::min(backoff * 2, options_.backoff_max);
     }
   }
+  if (model.deterministic) combine_rows(assignments, rows, out);
   return out;
 }
 

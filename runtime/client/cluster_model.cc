@@ -50,6 +50,7 @@ ClusterModel decode_model_info(wire::ModelInfo::Reader info) {
   model.name = info.getName().cStr();
   model.weight_version = info.getWeightVersion() != 0 ? info.getWeightVersion() : 1;
   model.source = info.getSource().cStr();
+  model.deterministic = info.getDeterministic();
   for (auto r : info.getRouters()) {
     const int32_t layer = r.getLayer();
     if (!model.spec.is_moe_layer(layer))

@@ -15,7 +15,7 @@ namespace moe {
 
 void build_forward_request(capnp::MallocMessageBuilder& message, uint64_t epoch, int32_t layer, wire::DType dtype,
                            const Matrix& x, const WorkerShard& shard, std::chrono::milliseconds deadline,
-                           std::string_view cluster_token, uint64_t weight_version) {
+                           std::string_view cluster_token, bool deterministic, uint64_t weight_version) {
   auto request = message.initRoot<wire::Envelope>().initForwardRequest();
   request.setWeightVersion(weight_version);
   const size_t rows = shard.tokens.size();
@@ -42,6 +42,7 @@ void build_forward_request(capnp::MallocMessageBuilder& message, uint64_t epoch,
   }
   const auto ms = std::clamp<long long>(deadline.count(), 1, UINT32_MAX);
   request.setDeadlineMs(static_cast<uint32_t>(ms));
+  request.setDeterministic(deterministic);
   set_cluster_token(message, cluster_token);
 }
 

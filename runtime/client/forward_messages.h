@@ -17,10 +17,13 @@
 namespace moe {
 
 // Fills `message` with a forwardRequest for `shard` (rows of `x` named by shard.tokens), carrying
-// `cluster_token` when it is not empty, asking for weight version `weight_version` (0: the worker's own).
+// `cluster_token` when it is not empty. deterministic: ask for one reply row per assignment (the rows are
+// then decoded with rows = shard.assignments.size()). Asks for weight version `weight_version` (0: the
+// worker's own).
 void build_forward_request(capnp::MallocMessageBuilder& message, uint64_t epoch, int32_t layer, wire::DType dtype,
                            const Matrix& x, const WorkerShard& shard, std::chrono::milliseconds deadline,
-                           std::string_view cluster_token = {}, uint64_t weight_version = 0);
+                           std::string_view cluster_token = {}, bool deterministic = false,
+                           uint64_t weight_version = 0);
 
 // The per-token partial sums of a forwardReply as f32 [rows x hidden]. Throws RemoteError on an error
 // reply and WireError when the reply is of another kind or its sizes differ from (rows, hidden).

@@ -32,6 +32,7 @@ struct ShardRound {
   const Matrix* x = nullptr;
   std::chrono::milliseconds request_timeout{0};
   std::string_view cluster_token;  // sent with every shard when not empty (workers with a token check it)
+  bool deterministic = false;      // ForwardRequest.deterministic: replies carry one row per pair
   uint64_t weight_version = 0;     // the weight version the call routed with (every shard asks for it)
 };
 

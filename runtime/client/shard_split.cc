@@ -30,7 +30,7 @@ std::vector<std::vector<size_t>> split_by_frame_limit(std::span<const TokenAssig
                                                       std::span<const size_t> items,
                                                       std::span<const int32_t> worker_of_item, int64_t hidden,
                                                       wire::DType dtype, size_t max_request_bytes,
-                                                      size_t token_bytes) {
+                                                      size_t token_bytes, bool row_per_pair) {
   if (worker_of_item.size() != items.size()) {
     throw std::invalid_argument("split_by_frame_limit: " + std::to_string(items.size()) + " items but " +
                                 std::to_string(worker_of_item.size()) + " workers");
@@ -45,7 +45,8 @@ std::vector<std::vector<size_t>> split_by_frame_limit(std::span<const TokenAssig
   std::stable_sort(by_token.begin(), by_token.end(),
                    [&](size_t a, size_t b) { return assignments[items[a]].token < assignments[items[b]].token; });
   auto fits = [&](const Load& l) {
-    return forward_request_bound(l.rows, l.pairs, hidden, dtype, token_bytes) <= max_request_bytes;
+    const size_t rows = row_per_pair ? std::max(l.rows, l.pairs) : l.rows;
+    return forward_request_bound(rows, l.pairs, hidden, dtype, token_bytes) <= max_request_bytes;
   };
   {
     std::map<int32_t, Load> whole;

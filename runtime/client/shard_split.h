@@ -22,10 +22,12 @@ size_t forward_request_bound(size_t rows, size_t pairs, int64_t hidden, wire::DT
 // Chunks of `items` (indices into `assignments`; item i goes to worker `worker_of_item[i]`), as lists of
 // positions into `items` in ascending position order. Tokens never straddle chunks. Throws
 // std::length_error naming the sizes when one token's request alone would exceed `max_request_bytes`.
+// row_per_pair (deterministic requests, whose replies carry a row per pair): each request is bounded as
+// if it carried max(tokens, pairs) rows, so the reply fits too.
 std::vector<std::vector<size_t>> split_by_frame_limit(std::span<const TokenAssignment> assignments,
                                                       std::span<const size_t> items,
                                                       std::span<const int32_t> worker_of_item, int64_t hidden,
                                                       wire::DType dtype, size_t max_request_bytes,
-                                                      size_t token_bytes);
+                                                      size_t token_bytes, bool row_per_pair = false);
 
 }  // namespace moe

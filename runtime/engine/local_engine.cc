@@ -5,13 +5,14 @@
 #include <string>
 
 #include "runtime/model/model_error.h"
+#include "runtime/routing/combine.h"
 #include "runtime/routing/dispatch_plan.h"
 
 namespace moe {
 
 LocalEngine::LocalEngine(const LayerSource& source, std::unique_ptr<ExpertBackend> backend,
                          const LocalEngineOptions& options)
-    : spec_(source.spec()), backend_(std::move(backend)) {
+    : spec_(source.spec()), backend_(std::move(backend)), deterministic_(options.deterministic) {
   std::vector<int32_t> layers = options.layers.empty() ? spec_.moe_layers : options.layers;
   for (int32_t layer : layers) {
     spec_.require_moe_layer(layer);
@@ -38,10 +39,16 @@ Matrix LocalEngine::forward(int32_t layer, const Matrix& x, RoutingResult* routi
     throw std::invalid_argument("hidden_states has hidden size " + std::to_string(x.cols) +
                                 ", the model expects " + std::to_string(spec_.hidden_size));
   }
-  RoutingResult routing = r.route(x);
+  RoutingResult routing = r.route(x, deterministic_);
   std::vector<TokenAssignment> assignments = make_assignments(routing, spec_);
   Matrix out(x.rows, x.cols);
-  if (x.rows > 0) backend_->forward(layer, x.data.data(), x.rows, x.cols, assignments, out.data.data());
+  if (deterministic_) {
+    std::vector<float> rows(assignments.size() * static_cast<size_t>(x.cols));
+    if (!assignments.empty()) backend_->forward_rows(layer, x.data.data(), x.rows, x.cols, assignments, rows.data());
+    combine_rows(assignments, rows, out);
+  } else if (x.rows > 0) {
+    backend_->forward(layer, x.data.data(), x.rows, x.cols, assignments, out.data.data());
+  }
   if (routing_out) *routing_out = std::move(routing);
   return out;
 }

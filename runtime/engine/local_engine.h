@@ -14,6 +14,10 @@ namespace moe {
 
 struct LocalEngineOptions {
   std::vector<int32_t> layers;  // MoE layers to load; empty = all
+  // The deterministic mode (README, "Deterministic mode"): per-row routing, ExpertBackend::forward_rows
+  // and combine_rows, so a token's output is the same bits whatever else is in the batch, and the same
+  // bits as a deterministic cluster's with the f32 wire.
+  bool deterministic = false;
 };
 
 class LocalEngine : public MoeLayerExecutor {
@@ -25,10 +29,12 @@ class LocalEngine : public MoeLayerExecutor {
   Matrix forward(int32_t layer, const Matrix& x, RoutingResult* routing_out = nullptr) override;
   ExpertBackend& backend() { return *backend_; }
   const Router& router(int32_t layer) const;
+  bool deterministic() const { return deterministic_; }
 
  private:
   ModelSpec spec_;
   std::unique_ptr<ExpertBackend> backend_;
+  bool deterministic_ = false;
   std::map<int32_t, Router> routers_;
 };
 

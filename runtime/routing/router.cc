@@ -63,7 +63,7 @@ Router::Router(const ModelSpec& spec, RouterWeights weights)
   check_weights(spec_, weights_);
 }
 
-RoutingResult Router::route(const Matrix& x) const {
+RoutingResult Router::route(const Matrix& x, bool deterministic) const {
   if (x.cols != spec_.hidden_size || x.rows < 0 ||
       x.data.size() != static_cast<size_t>(x.rows * x.cols)) {
     throw std::invalid_argument("router input: expected [T, " + std::to_string(spec_.hidden_size) +
@@ -79,7 +79,7 @@ RoutingResult Router::route(const Matrix& x) const {
   r.topk_ids.resize(static_cast<size_t>(x.rows * K));
   r.topk_weights.resize(static_cast<size_t>(x.rows * K));
 
-  const Matrix logits = router_logits(x, weights_.gate);
+  const Matrix logits = deterministic ? router_logits_rowwise(x, weights_.gate) : router_logits(x, weights_.gate);
   for (int64_t t = 0; t < x.rows; ++t) {
     int32_t* ids = r.topk_ids.data() + t * K;
     float* w = r.topk_weights.data() + t * K;
@@ -96,7 +96,8 @@ RoutingResult Router::route(const Matrix& x) const {
   }
 
   if (spec_.has_shared_expert) {
-    r.shared_weights = spec_.shared_expert_gated ? sigmoid_gate(x, weights_.shared_gate)
+    r.shared_weights = spec_.shared_expert_gated ? (deterministic ? sigmoid_gate_rowwise(x, weights_.shared_gate)
+                                                                 : sigmoid_gate(x, weights_.shared_gate))
                                                  : std::vector<float>(static_cast<size_t>(x.rows), 1.f);
   }
   return r;

@@ -23,8 +23,10 @@ class Router {
  public:
   // Copies what it needs; throws ModelError when the weights do not fit the spec.
   Router(const ModelSpec& spec, RouterWeights weights);
-  // x: [T, hidden]. Throws std::invalid_argument on a wrong hidden size.
-  RoutingResult route(const Matrix& x) const;
+  // x: [T, hidden]. Throws std::invalid_argument on a wrong hidden size. deterministic: the logits and
+  // the shared-expert gate of each token computed alone (router_logits_rowwise), so a token's routing
+  // does not depend on the other tokens of the call.
+  RoutingResult route(const Matrix& x, bool deterministic = false) const;
   const ModelSpec& spec() const { return spec_; }
   // The weights it routes with (f32), e.g. for a host to check that it runs the same router.
   const RouterWeights& weights() const { return weights_; }

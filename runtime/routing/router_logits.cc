@@ -6,6 +6,8 @@
 
 #include <cmath>
 
+#include "kernels/cpu/streaming_kernels.h"
+
 namespace moe {
 
 Matrix router_logits(const Matrix& x, const Matrix& gate) {
@@ -22,6 +24,26 @@ Matrix router_logits(const Matrix& x, const Matrix& gate) {
               static_cast<int>(x.cols), gate.data.data(), static_cast<int>(gate.cols), 0.f,
               logits.data.data(), static_cast<int>(gate.rows));
   return logits;
+}
+
+Matrix router_logits_rowwise(const Matrix& x, const Matrix& gate) {
+  Matrix logits(x.rows, gate.rows);
+  if (gate.rows == 0) return logits;
+  for (int64_t t = 0; t < x.rows; ++t) {
+    const float* row = x.row(t);
+    rows_dot_tokens(gate.data.data(), gate.cols, 0, gate.rows, &row, 1, x.cols, logits.row(t), gate.rows);
+  }
+  return logits;
+}
+
+std::vector<float> sigmoid_gate_rowwise(const Matrix& x, const std::vector<float>& w) {
+  std::vector<float> out(static_cast<size_t>(x.rows), 0.f);
+  for (int64_t t = 0; t < x.rows; ++t) {
+    const float* row = x.row(t);
+    rows_dot_tokens(w.data(), x.cols, 0, 1, &row, 1, x.cols, &out[static_cast<size_t>(t)], 1);
+    out[static_cast<size_t>(t)] = sigmoid(out[static_cast<size_t>(t)]);
+  }
+  return out;
 }
 
 float sigmoid(float v) { return 1.f / (1.f + std::exp(-v)); }

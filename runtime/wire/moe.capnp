@@ -158,7 +158,9 @@ struct ModelInfo {
   name @2 :Text;             # the model's name or path, for display
   source @3 :Text;           # where workers load expert weights: "hf:DIR" (a path every node can read)
                              # or "synthetic:PRESET:SEED" (see runtime/model/layer_source_factory.h)
-  weightVersion @4 :UInt64;  # the weight version these routers (and `source`) belong to; starts at 1
+  deterministic @4 :Bool;    # the coordinator runs with --deterministic: clients route each token alone
+                             # and send ForwardRequest.deterministic (README, "Deterministic mode")
+  weightVersion @5 :UInt64;  # the weight version these routers (and `source`) belong to; starts at 1
 }
 
 enum WorkerState {
@@ -248,7 +250,10 @@ struct ForwardRequest {
   weight @8 :List(Float32);     # the routing weight of that pair
   deadlineMs @9 :UInt32;        # how long the client waits; 0 = unspecified
   clusterToken @10 :Text;       # unused: Envelope.clusterToken
-  weightVersion @11 :UInt64;    # compute with this weight version (the one the client routed with);
+  deterministic @11 :Bool;      # reply with one row per (token, expert) pair instead of per-token sums:
+                                # ForwardReply.output is [pairs x hidden], row i = weight[i] * expert(token)
+                                # computed by per-row invariant kernels, and ForwardReply.numTokens = pairs
+  weightVersion @12 :UInt64;    # compute with this weight version (the one the client routed with);
                                 # a worker that does not hold it answers staleEpoch. 0: its current one
 }
 
@@ -257,6 +262,7 @@ struct ForwardReply {
   hidden @1 :UInt32;
   dtype @2 :DType;
   output @3 :Data;           # [numTokens x hidden]: per token, sum over its experts of weight * expert(x)
+                             # (a deterministic request: [pairs x hidden], one row per pair, see there)
   computeMicros @4 :UInt64;  # time the worker spent computing, for latency breakdowns
   weightVersion @5 :UInt64;  # the weight version every expert of this reply was computed with
 }
