@@ -10,6 +10,7 @@
 // version keeps serving), and a coordinator restart after the update (the state file keeps the version).
 #include <gtest/gtest.h>
 
+#include <signal.h>
 #include <stdlib.h>
 
 #include <algorithm>
@@ -394,6 +395,37 @@ TEST_F(LiveWeights, TheVersionSurvivesACoordinatorRestart) {
   cluster.wait_for_status("worker 0 back on version 2", [&](const ClusterStatus&) {
     return workers_on_version(cluster, 2) == 3;
   }, 15s);
+}
+
+// One update at a time: while one prepares (a worker held stopped, so its prepare waits), a second
+// update-weights is refused saying so; the first goes through once the worker runs again.
+TEST_F(LiveWeights, ASecondUpdateWhileOneRunsIsRefused) {
+  TestCluster& cluster = start_cluster(options(true));
+  cluster.wait_ready();
+  std::this_thread::sleep_for(std::chrono::milliseconds(3 * TestClusterOptions{}.grace_ms));  // epoch 1 released
+  const std::vector<std::string> update = {"update-weights", "--cluster", cluster.coordinator_address(), "--model",
+                                           new_dir_.string()};
+  ASSERT_EQ(::kill(cluster.worker(1).pid(), SIGSTOP), 0);
+  std::string first;
+  std::thread first_update([&] { first = moectl(cluster, update, "moectl-first.log"); });
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (cluster.coordinator().log().find("update-weights to version 2") == std::string::npos &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(5ms);
+  }
+  EXPECT_NE(cluster.coordinator().log().find("update-weights to version 2"), std::string::npos)
+      << "the first update did not start preparing";
+  const std::string second = moectl(cluster, update, "moectl-second.log");
+  ::kill(cluster.worker(1).pid(), SIGCONT);
+  first_update.join();
+  EXPECT_EQ(second, "exit 1");
+  const std::string second_log = read_text(cluster.dir() / "moectl-second.log");
+  EXPECT_NE(second_log.find("is already running"), std::string::npos) << second_log;
+  EXPECT_EQ(first, "exit 0") << read_text(cluster.dir() / "moectl-first.log");
+  ClusterClient client(cluster.coordinator_address(), f32_client());
+  uint64_t version = 0;
+  EXPECT_LT(relative_error(client.forward_versioned(jobs_[0].layer, jobs_[0].x, &version), jobs_[0].new_out), kTolerance);
+  EXPECT_EQ(version, 2u);
 }
 
 // Restarted without its state file, the coordinator adopts the version the workers serve (and the
