@@ -17,6 +17,7 @@ struct CoordinatorConfig {
   uint16_t metrics_port = 0;               // 0: no /metrics endpoint
   std::string cluster_token;               // every request must carry it (empty: none is checked)
   std::string cluster_token_file;          // read into cluster_token by finish_coordinator_config
+  bool metrics_open = false;               // /metrics without the token even when one is set
   uint32_t heartbeat_ms = 500;
   uint32_t lease_ms = 3000;
   uint32_t grace_ms = 2000;

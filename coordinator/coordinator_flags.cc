@@ -28,6 +28,11 @@ void add_coordinator_flags(CLI::App& app, CoordinatorConfig& config) {
       ->envname("MOE_REPLICAS")->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("--metrics-port", config.metrics_port, "port of /metrics (0 = off)")
       ->envname("MOE_METRICS_PORT")->capture_default_str();
+  app.add_flag("--metrics-open", config.metrics_open,
+               "serve /metrics without the cluster token and over plain HTTP (by default, with a token a scrape "
+               "must send 'Authorization: Bearer <token>', and with --tls it must use HTTPS with a certificate from "
+               "the cluster CA); for networks that isolate the metrics port otherwise")
+      ->envname("MOE_METRICS_OPEN");
   auto* token = app.add_option("--cluster-token", config.cluster_token,
                                "token every request (workers, clients, moectl) must carry; prefer "
                                "--cluster-token-file (a flag shows in ps)")

@@ -15,19 +15,20 @@
 #include "runtime/wire/cluster_auth.h"
 #include "runtime/wire/envelope_util.h"
 #include "runtime/wire/service_error.h"
+#include "runtime/wire/text_limits.h"
+#include "runtime/wire/wire_error.h"
 
 namespace moe {
 
 using Core = CoordinatorService::Core;
 
 namespace {
-constexpr size_t kMaxTextBytes = 256;  // every text field of a registration: name, address, backend
-
-void check_text(const char* field, capnp::Text::Reader text) {
-  if (text.size() > kMaxTextBytes) {
-    throw ServiceError(wire::ErrorCode::BAD_REQUEST, std::string("registerWorker: ") + field + " is " +
-                                                         std::to_string(text.size()) + " bytes, at most " +
-                                                         std::to_string(kMaxTextBytes) + " are accepted");
+// Every text field of a registration: name, address, backend (runtime/wire/text_limits.h).
+void check_text(const char* field, capnp::Text::Reader text, size_t max) {
+  try {
+    check_text_length(std::string("registerWorker: ") + field, text, max);
+  } catch (const WireError& e) {
+    throw ServiceError(wire::ErrorCode::BAD_REQUEST, e.what());
   }
 }
 
@@ -89,9 +90,9 @@ void Core::send_error(const Responder& responder, const ServiceError& error, con
 }
 
 void Core::on_register(wire::RegisterWorker::Reader request, const Responder& responder) {
-  check_text("name", request.getName());
-  check_text("address", request.getAddress());
-  check_text("backend", request.getBackend());
+  check_text("name", request.getName(), kMaxNameBytes);
+  check_text("address", request.getAddress(), kMaxAddressBytes);
+  check_text("backend", request.getBackend(), kMaxNameBytes);
   const std::string address = request.getAddress().cStr();
   try {
     parse_host_port(address);

@@ -18,7 +18,10 @@ using Core = CoordinatorService::Core;
 Core::Core(CoordinatorConfig cfg)
     : config(std::move(cfg)),
       model(config.model, config.deterministic),
-      metrics_endpoint(parse_host_port(config.listen).host, config.metrics_port, "coordinator", "none"),
+      // /metrics: the cluster token and TLS as on every other port, unless --metrics-open.
+      metrics_endpoint(parse_host_port(config.listen).host, config.metrics_port, "coordinator", "none",
+                       config.metrics_open ? std::string() : config.cluster_token,
+                       config.metrics_open ? nullptr : shared_native(make_tls(config.transport))),
       metrics(metrics_endpoint.registry()),
       pool(config.io_threads, make_tls(config.transport)),
       links(pool.context(), std::chrono::milliseconds(config.rpc_timeout_ms)) {}
@@ -80,7 +83,9 @@ void Core::start() {
                   " experts) on " + server->address() + (server->tls() ? " with mutual TLS" : "") + ", replicas " +
                   std::to_string(config.replicas) +
                   ", waiting for " + std::to_string(config.min_workers) + " worker(s)" +
-                  (config.metrics_port ? ", metrics on port " + std::to_string(metrics_endpoint.port()) : ""));
+                  (config.metrics_port ? ", metrics on port " + std::to_string(metrics_endpoint.port()) +
+                                               (metrics_endpoint.tls() ? " (https)" : "")
+                                         : ""));
 }
 
 void Core::stop() {

@@ -7,20 +7,27 @@
 
 namespace moe {
 
-ForwardBatcher::ForwardBatcher(BatcherOptions options, RunBatch run_batch)
-    : options_(options), run_batch_(std::move(run_batch)) {
+ForwardBatcher::ForwardBatcher(BatcherOptions options, RunBatch run_batch,
+                               std::function<void(size_t)> observe_in_flight)
+    : options_(options),
+      run_batch_(std::move(run_batch)),
+      slots_(ForwardSlots::create(options_.max_queue, std::move(observe_in_flight))) {
   int threads = std::max(1, options_.threads);
   for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { compute_loop(); });
 }
 
-ForwardBatcher::~ForwardBatcher() { stop(); }
+ForwardBatcher::~ForwardBatcher() {
+  stop();
+  slots_->detach_observer();  // slots still held by unwritten replies outlive the batcher
+}
 
 ForwardBatcher::Submit ForwardBatcher::submit(std::unique_ptr<ForwardJob>& job) {
   {
     std::lock_guard lock(mutex_);
     if (stopping_) return Submit::Stopped;
-    if (in_flight_ >= options_.max_queue) return Submit::Overloaded;
-    ++in_flight_;
+    std::shared_ptr<void> slot = slots_->try_acquire();
+    if (!slot) return Submit::Overloaded;
+    job->responder.hold_until_written(std::move(slot));
     queued_tokens_[job->backend_layer] += job->num_tokens;
     queue_.push_back(std::move(job));
   }
@@ -42,10 +49,7 @@ void ForwardBatcher::stop() {
   threads_.clear();
 }
 
-size_t ForwardBatcher::in_flight() const {
-  std::lock_guard lock(mutex_);
-  return in_flight_;
-}
+size_t ForwardBatcher::in_flight() const { return slots_->held(); }
 
 uint64_t ForwardBatcher::batches_run() const {
   std::lock_guard lock(mutex_);
@@ -96,7 +100,6 @@ void ForwardBatcher::compute_loop() {
     const size_t count = batch.size();
     batch.clear();
     lock.lock();
-    in_flight_ -= count;
     ++batches_run_;
     jobs_run_ += count;
   }

@@ -1,6 +1,8 @@
 // The bounded queue between the io threads and the compute threads, and the batching policy.
 //
-// submit() queues a job (or refuses it: over max_queue jobs in flight, or stopping). Each compute
+// submit() queues a job (or refuses it: max_queue jobs in flight, or stopping). A job counts as in flight
+// from submit() until its reply has been written to the socket (see forward_slots.h), so replies that a
+// slow client does not read keep counting. Each compute
 // thread takes the oldest queued job, waits until it has been queued for batch_wait (or until its layer
 // has max_batch_tokens tokens queued), then takes every queued job of that layer that fits in
 // max_batch_tokens (the first always goes) and hands them to run_batch as one batch. Requests that
@@ -19,12 +21,13 @@
 #include <vector>
 
 #include "worker/forward_job.h"
+#include "worker/forward_slots.h"
 
 namespace moe {
 
 struct BatcherOptions {
   int threads = 1;
-  uint32_t max_queue = 1024;            // jobs queued or computing
+  uint32_t max_queue = 1024;            // jobs queued, computing, or whose reply is not written yet
   std::chrono::microseconds batch_wait{200};
   uint32_t max_batch_tokens = 8192;
 };
@@ -35,8 +38,9 @@ class ForwardBatcher {
   // Replies to every job of the batch; must not throw (an escaping exception is logged).
   using RunBatch = std::function<void(Batch& batch)>;
 
-  ForwardBatcher(BatcherOptions options, RunBatch run_batch);
-  ~ForwardBatcher();  // stop()
+  // `observe_in_flight` (optional) gets in_flight() after every change, from any thread (a metrics gauge).
+  ForwardBatcher(BatcherOptions options, RunBatch run_batch, std::function<void(size_t)> observe_in_flight = nullptr);
+  ~ForwardBatcher();  // stop(), and no more calls to observe_in_flight
   ForwardBatcher(const ForwardBatcher&) = delete;
   ForwardBatcher& operator=(const ForwardBatcher&) = delete;
 
@@ -47,6 +51,7 @@ class ForwardBatcher {
   // Stops taking jobs, runs every queued job, joins the threads. Idempotent.
   void stop();
 
+  // Jobs accepted whose reply is not written yet (queued, computing, or waiting on the socket).
   size_t in_flight() const;
   uint64_t batches_run() const;
   uint64_t jobs_run() const;
@@ -60,7 +65,7 @@ class ForwardBatcher {
   std::condition_variable changed_;
   std::deque<std::unique_ptr<ForwardJob>> queue_;
   std::map<int32_t, uint64_t> queued_tokens_;  // per layer
-  size_t in_flight_ = 0;                       // queued + computing
+  std::shared_ptr<ForwardSlots> slots_;
   uint64_t batches_run_ = 0;
   uint64_t jobs_run_ = 0;
   bool stopping_ = false;

@@ -37,6 +37,11 @@ void add_worker_flags(CLI::App& app, WorkerOptions& o) {
   app.add_option("--metrics-port", o.metrics_port, "Prometheus /metrics port on the listen host (0: off)")
       ->capture_default_str()
       ->envname("MOE_METRICS_PORT");
+  app.add_flag("--metrics-open", o.metrics_open,
+               "serve /metrics without the cluster token and over plain HTTP (by default, with a token a scrape "
+               "must send 'Authorization: Bearer <token>', and with --tls it must use HTTPS with a certificate from "
+               "the cluster CA); for networks that isolate the metrics port otherwise")
+      ->envname("MOE_METRICS_OPEN");
   app.add_option("--name", o.name, "worker name shown by the coordinator (default: host name)")
       ->envname("MOE_NAME");
   app.add_option("--memory-bytes", o.memory_bytes, "weight memory offered (0: 80% of RAM / free GPU memory)")
@@ -52,7 +57,7 @@ void add_worker_flags(CLI::App& app, WorkerOptions& o) {
   app.add_option("--cluster-token-file", o.cluster_token_file, "file holding the cluster token (first line)")
       ->envname("MOE_CLUSTER_TOKEN_FILE")
       ->excludes(token);
-  app.add_option("--max-queue", o.max_queue, "forward requests in flight before replying overloaded")
+  app.add_option("--max-queue", o.max_queue, "forward requests in flight (until each reply is written to its socket) before replying overloaded")
       ->capture_default_str()
       ->envname("MOE_MAX_QUEUE");
   app.add_option("--batch-wait-us", o.batch_wait_us, "how long a request waits for others of its layer to batch with")

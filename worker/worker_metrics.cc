@@ -44,6 +44,10 @@ WorkerMetrics::WorkerMetrics(prometheus::Registry& registry)
       weight_bytes(gauge(registry, "moe_worker_weight_bytes", "Bytes of expert weights held by the backend")),
       epoch(gauge(registry, "moe_worker_epoch", "Placement epoch this worker serves")),
       weight_version(gauge(registry, "moe_worker_weight_version", "Weight version this worker's current epoch serves")),
+      forwards_in_flight(gauge(registry, "moe_worker_forwards_in_flight",
+                               "Forward requests accepted whose reply is not yet written to the socket")),
+      max_queue(gauge(registry, "moe_worker_max_queue",
+                      "Bound on forward requests in flight (--max-queue); past it they are answered overloaded")),
       expert_tokens_(prometheus::BuildCounter()
                          .Name("moe_expert_tokens_total")
                          .Help("Tokens computed per expert on this worker (one per routed (token, expert) pair)")

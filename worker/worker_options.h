@@ -22,7 +22,8 @@ struct WorkerOptions {
   uint32_t slots = 0;                   // expert copies offered; 0: memory_bytes / largest expert
   std::string cluster_token;            // every request to and from this worker carries it (empty: none)
   std::string cluster_token_file;       // read into cluster_token at start (keeps it out of ps)
-  uint32_t max_queue = 1024;            // forward requests waiting or computing before `overloaded`
+  bool metrics_open = false;            // /metrics without the token even when one is set
+  uint32_t max_queue = 1024;            // forward requests queued, computing or with an unwritten reply
   uint32_t batch_wait_us = 0;           // how long the first request of a batch waits for company (0: batch
                                         // only what queued up while the compute threads were busy)
   uint32_t max_batch_tokens = 8192;     // tokens one backend call takes at most (a bigger request runs alone)

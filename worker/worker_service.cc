@@ -15,6 +15,7 @@
 #include "runtime/net/address.h"
 #include "runtime/wire/cluster_auth.h"
 #include "runtime/wire/envelope_util.h"
+#include "runtime/wire/text_limits.h"
 #include "worker/backend_factory.h"
 #include "worker/error_reply.h"
 #include "worker/expert_fetch.h"
@@ -39,7 +40,6 @@ std::string mib(size_t bytes) { return std::to_string(bytes / (1024 * 1024)) + "
 
 int default_batch_threads(const std::string& backend) { return backend == "cuda" ? 1 : 2; }
 
-constexpr size_t kMaxAddressBytes = 256;  // a peer's "host:port" in prepare.sources
 
 // prepare.sources as expert -> peer addresses, in the coordinator's order.
 std::map<ExpertKey, std::vector<std::string>> source_map(capnp::List<wire::ExpertSource>::Reader list) {
@@ -71,8 +71,12 @@ WorkerService::WorkerService(WorkerOptions options)
   name_ = options_.name.empty() ? boost::asio::ip::host_name() : options_.name;
   memory_bytes_ = options_.memory_bytes > 0 ? options_.memory_bytes : default_memory_bytes(options_.backend);
 
+  std::shared_ptr<TlsContext> tls = make_tls(options_.transport);
+  // /metrics: the cluster token and TLS as on every other port, unless --metrics-open.
   metrics_endpoint_ = std::make_unique<MetricsEndpoint>(is_wildcard(listen_host_) ? "0.0.0.0" : listen_host_,
-                                                        options_.metrics_port, "worker", store_.backend().name());
+                                                        options_.metrics_port, "worker", store_.backend().name(),
+                                                        options_.metrics_open ? std::string() : options_.cluster_token,
+                                                        options_.metrics_open ? nullptr : shared_native(tls));
   metrics_ = std::make_unique<WorkerMetrics>(metrics_endpoint_->registry());
   runner_ = std::make_unique<ForwardRunner>(store_, *metrics_, load_window_, [this] { return current_epoch(); });
   BatcherOptions batching;
@@ -80,9 +84,12 @@ WorkerService::WorkerService(WorkerOptions options)
   batching.max_queue = options_.max_queue;
   batching.batch_wait = std::chrono::microseconds(options_.batch_wait_us);
   batching.max_batch_tokens = options_.max_batch_tokens;
-  batcher_ = std::make_unique<ForwardBatcher>(batching, [this](ForwardBatcher::Batch& batch) { runner_->run(batch); });
+  metrics_->max_queue.Set(options_.max_queue);
+  batcher_ = std::make_unique<ForwardBatcher>(
+      batching, [this](ForwardBatcher::Batch& batch) { runner_->run(batch); },
+      [gauge = &metrics_->forwards_in_flight](size_t n) { gauge->Set(static_cast<double>(n)); });
   control_ = std::make_unique<SerialExecutor>();
-  io_ = std::make_unique<IoPool>(2, make_tls(options_.transport));
+  io_ = std::make_unique<IoPool>(2, tls);
   CoordinatorLinkOptions link;
   link.coordinator = options_.coordinator;
   link.cluster_token = options_.cluster_token;
@@ -110,7 +117,8 @@ void WorkerService::start() {
   address_ = HostPort{advertised_host, server_->port()}.to_string();
   worker_log("listening on " + server_->address() + " as " + address_ + (server_->tls() ? " with mutual TLS" : "") +
              " (backend " + store_.backend().name() +
-             ", metrics port " + std::to_string(metrics_endpoint_->port()) + ", coordinator " + options_.coordinator + ")");
+             ", metrics port " + std::to_string(metrics_endpoint_->port()) +
+             (metrics_endpoint_->tls() ? " (https)" : "") + ", coordinator " + options_.coordinator + ")");
   link_->start();
 }
 
@@ -253,7 +261,8 @@ void WorkerService::handle_forward(Frame request, const Responder& responder) {
     case ForwardBatcher::Submit::Overloaded:
       throw ServiceError(wire::ErrorCode::OVERLOADED,
                          "worker has " + std::to_string(batcher_->in_flight()) +
-                             " forward requests in flight, its bound (--max-queue) is " +
+                             " forward requests in flight (queued, computing, or replies not yet read by their "
+                             "clients), its bound (--max-queue) is " +
                              std::to_string(options_.max_queue),
                          current);
     case ForwardBatcher::Submit::Stopped:
@@ -481,6 +490,7 @@ uint32_t WorkerService::expert_slots() const {
 // ---------------------------------------------------------------------------------- coordinator peer
 
 void WorkerService::adopt_model(wire::ModelInfo::Reader info) {
+  check_model_info_text(info, "the coordinator's");
   ModelSpec spec = parse_model_spec(nlohmann::json::parse(info.getSpecJson().cStr()), "coordinator modelInfo.specJson");
   std::string source_text = info.getSource();
   if (source_text.empty()) throw std::runtime_error("the coordinator's modelInfo names no weight source");

@@ -10,7 +10,7 @@ moe_cluster.hf plugs a cluster into a Hugging Face transformers model (load_mode
 
 from moe_cluster.cluster import Cluster
 from moe_cluster.errors import (ClusterError, DeadlineExceeded, InvalidArgument, ModelMismatch, NotMoeLayer,
-                                Unauthorized, Unavailable, Unreachable)
+                                TlsRefused, Unauthorized, Unavailable, Unreachable)
 
 __all__ = ["Cluster", "ClusterError", "DeadlineExceeded", "InvalidArgument", "ModelMismatch", "NotMoeLayer",
-           "Unauthorized", "Unavailable", "Unreachable"]
+           "TlsRefused", "Unauthorized", "Unavailable", "Unreachable"]

@@ -8,6 +8,7 @@ attention, say) run meanwhile; forward_async() returns a concurrent.futures.Futu
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -32,23 +33,49 @@ def _check_address(address: str, what: str) -> None:
         raise InvalidArgument(f"{what} must be HOST:PORT, got {address!r}")
 
 
+def _tls_files(tls_cert: str | None, tls_key: str | None, tls_ca: str | None) -> tuple[str, str, str]:
+    """The TLS files given, else MOE_TLS_CERT / MOE_TLS_KEY / MOE_TLS_CA (as moectl reads them); MOE_TLS=off
+    turns TLS off when nothing was given explicitly."""
+    given = (tls_cert, tls_key, tls_ca)
+    if any(given):
+        return tuple(str(f) if f else "" for f in given)
+    if os.environ.get("MOE_TLS", "auto") == "off":
+        return "", "", ""
+    files = tuple(os.environ.get(name, "") for name in ("MOE_TLS_CERT", "MOE_TLS_KEY", "MOE_TLS_CA"))
+    if os.environ.get("MOE_TLS") == "on" and not all(files):
+        raise InvalidArgument("MOE_TLS=on needs MOE_TLS_CERT, MOE_TLS_KEY and MOE_TLS_CA")
+    return files
+
+
 class Cluster:
-    """Cluster(address, *, token=None, wire_dtype="bf16", deadline_ms=None, workers=None).
+    """Cluster(address, *, token=None, token_file=None, tls_cert=None, tls_key=None, tls_ca=None,
+    wire_dtype="bf16", deadline_ms=None, workers=None).
 
     address: the coordinator's "host:port" (None: ask only `workers`). workers: workers' "host:port" to
-    ask for the model and placement when the coordinator does not answer. token: the cluster token (--cluster-token) when the cluster
-    has one. wire_dtype: "bf16" (half the bytes) or "f32" (bit-exact activations). deadline_ms: bounds the
+    ask for the model and placement when the coordinator does not answer. token / token_file: the cluster
+    token (--cluster-token / --cluster-token-file) when the cluster has one; without either,
+    MOE_CLUSTER_TOKEN or MOE_CLUSTER_TOKEN_FILE. tls_cert, tls_key, tls_ca: PEM files for mutual TLS (this
+    client's certificate and key, and the cluster CA); without them MOE_TLS_CERT, MOE_TLS_KEY, MOE_TLS_CA
+    (MOE_TLS=off ignores those). A peer whose certificate is not from tls_ca raises TlsRefused.
+    wire_dtype: "bf16" (half the bytes) or "f32" (bit-exact activations). deadline_ms: bounds the
     connection, the model fetch and each forward call, retries included (default 10000).
     """
 
-    def __init__(self, address: str | None, *, token: str | None = None, wire_dtype: str = "bf16",
-                 deadline_ms: int | None = None, workers: list[str] | None = None, async_threads: int = 4):
+    def __init__(self, address: str | None, *, token: str | None = None, token_file: str | None = None,
+                 tls_cert: str | None = None, tls_key: str | None = None, tls_ca: str | None = None,
+                 wire_dtype: str = "bf16", deadline_ms: int | None = None, workers: list[str] | None = None,
+                 async_threads: int = 4):
         workers = list(workers or [])
         if address is not None:
             _check_address(address, "the cluster address")
         for w in workers:
             _check_address(w, "a worker address")
-        self._native = _native.NativeCluster(address or "", workers, token or "", wire_dtype, deadline_ms)
+        if token is None and token_file is None:
+            token = os.environ.get("MOE_CLUSTER_TOKEN") or None
+            token_file = None if token else os.environ.get("MOE_CLUSTER_TOKEN_FILE") or None
+        cert, key, ca = _tls_files(tls_cert, tls_key, tls_ca)
+        self._native = _native.NativeCluster(address or "", workers, token or "", wire_dtype, deadline_ms,
+                                             str(token_file or ""), cert, key, ca)
         self.address = self._native.address
         self.wire_dtype = wire_dtype
         self._model = self._native.model()

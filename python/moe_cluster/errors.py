@@ -10,6 +10,11 @@ class Unreachable(ClusterError, ConnectionError):
     """The coordinator (or a worker) could not be reached within the deadline."""
 
 
+class TlsRefused(Unreachable):
+    """The TLS handshake failed: the peer's certificate is not from our CA, or ours not from its CA
+    (tls_ca / MOE_TLS_CA), or one side speaks TLS and the other does not."""
+
+
 class Unavailable(ClusterError):
     """Experts the call needs have no replica on the cluster (it lacks the capacity, or lost them)."""
 
@@ -34,5 +39,5 @@ class InvalidArgument(ClusterError, ValueError):
     """A bad argument: wrong tensor device or dtype, wrong hidden size, bad address or option."""
 
 
-__all__ = ["ClusterError", "Unreachable", "Unavailable", "Unauthorized", "DeadlineExceeded", "ModelMismatch", "NotMoeLayer",
+__all__ = ["ClusterError", "Unreachable", "TlsRefused", "Unavailable", "Unauthorized", "DeadlineExceeded", "ModelMismatch", "NotMoeLayer",
            "InvalidArgument"]

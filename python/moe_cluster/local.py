@@ -27,16 +27,19 @@ def find_bin_dir(bin_dir: str | None = None) -> str:
 
 class LocalCluster:
     """Starts the daemons at once and waits until every worker serves (placement epoch >= 1). The
-    processes die with the thread that started them; stop() (or leaving a `with`) ends them."""
+    processes die with the thread that started them; stop() (or leaving a `with`) ends them. tls_cert,
+    tls_key, tls_ca: mutual TLS between every daemon (all three, or none)."""
 
     def __init__(self, model_dir, *, workers: int = 3, replicas: int = 1, token: str | None = None,
                  lease_ms: int = 1500, worker_threads: int = 1, bin_dir: str | None = None,
-                 log_dir: str | None = None, ready_timeout_ms: int = 60000):
+                 log_dir: str | None = None, ready_timeout_ms: int = 60000, tls_cert: str | None = None,
+                 tls_key: str | None = None, tls_ca: str | None = None):
         self._own_log_dir = log_dir is None  # a folder made here is removed by a clean stop()
         self.log_dir = log_dir or tempfile.mkdtemp(prefix="moe-cluster-logs-")
         self._native = _native.NativeLocalCluster(find_bin_dir(bin_dir), f"hf:{os.path.abspath(model_dir)}",
                                                   workers, replicas, self.log_dir, token or "", lease_ms,
-                                                  worker_threads)
+                                                  worker_threads, str(tls_cert or ""), str(tls_key or ""),
+                                                  str(tls_ca or ""))
         try:
             self.epoch = self._native.wait_ready(ready_timeout_ms)
         except Exception:

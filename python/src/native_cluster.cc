@@ -9,6 +9,7 @@
 #include "python/src/binding_error.h"
 #include "runtime/placement/placement_wire.h"
 #include "runtime/client/coordinator_queries.h"
+#include "runtime/wire/cluster_auth.h"
 
 namespace py = pybind11;
 
@@ -51,7 +52,7 @@ py::array_t<float> f32_array(const std::vector<float>& values, std::vector<py::s
 
 NativeCluster::NativeCluster(const std::string& address, const std::vector<std::string>& workers,
                              const std::string& token, const std::string& wire_dtype,
-                             std::optional<int64_t> deadline_ms)
+                             std::optional<int64_t> deadline_ms, const std::string& token_file, const TlsFiles& tls)
     : address_(address.empty() && !workers.empty() ? workers.front() : address) {
   if (address.empty() && workers.empty())
     throw BindingError("InvalidArgument", "give the coordinator's HOST:PORT or at least one worker's");
@@ -71,6 +72,17 @@ NativeCluster::NativeCluster(const std::string& address, const std::vector<std::
     options.request_timeout = std::min(options.request_timeout, options.deadline);
   }
   options.cluster_token = token;
+  try {
+    if (token.empty() && !token_file.empty()) options.cluster_token = read_cluster_token_file(token_file);
+    if (!tls.cert.empty() || !tls.key.empty() || !tls.ca.empty()) {
+      if (tls.cert.empty() || tls.key.empty() || tls.ca.empty())
+        throw std::invalid_argument("TLS needs tls_cert, tls_key and tls_ca together (MOE_TLS_CERT, MOE_TLS_KEY, "
+                                    "MOE_TLS_CA), got cert '" + tls.cert + "', key '" + tls.key + "', ca '" + tls.ca + "'");
+      options.tls = TlsContext::load(tls);
+    }
+  } catch (const std::exception& e) {
+    throw BindingError("InvalidArgument", e.what());
+  }
   py::gil_scoped_release release;
   try {
     client_ = std::make_shared<ClusterClient>(ClusterEndpoints{address, workers}, options);
@@ -78,6 +90,12 @@ NativeCluster::NativeCluster(const std::string& address, const std::vector<std::
     // The constructor reports every peer's answer in one ClusterError: none gave the model.
     const std::string message = e.what();
     if (message.find("unauthorized") != std::string::npos) throw BindingError("Unauthorized", message);
+    // A failed handshake on our side names it; with TLS 1.3 the server's refusal of our certificate comes
+    // as an alert after the handshake (e.g. "tlsv1 alert unknown ca").
+    if (message.find("TLS handshake") != std::string::npos) throw BindingError("TlsRefused", message);
+    if (message.find(" alert ") != std::string::npos)
+      throw BindingError("TlsRefused", "TLS refused by the peer: it does not accept this client's certificate "
+                                       "(tls_cert, from a CA it does not trust?): " + message);
     if (message.find("bad address") != std::string::npos) throw BindingError("InvalidArgument", message);
     throw BindingError("Unreachable", message);
   }

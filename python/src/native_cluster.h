@@ -17,6 +17,7 @@
 #include <pybind11/stl.h>
 
 #include "runtime/client/cluster_client.h"
+#include "runtime/net/tls_context.h"
 
 namespace moe::py_binding {
 
@@ -24,9 +25,11 @@ class NativeCluster {
  public:
   // address: the coordinator ("" for none); workers: workers to ask for the model and placement when
   // the coordinator does not answer. wire_dtype: "bf16" or "f32". deadline_ms bounds the connect, the
-  // model fetch and every forward.
+  // model fetch and every forward. token_file: read when token is empty. tls: mutual TLS with the node's
+  // certificate and key and the cluster CA when any is set (then all three must be).
   NativeCluster(const std::string& address, const std::vector<std::string>& workers, const std::string& token,
-                const std::string& wire_dtype, std::optional<int64_t> deadline_ms);
+                const std::string& wire_dtype, std::optional<int64_t> deadline_ms, const std::string& token_file = "",
+                const TlsFiles& tls = {});
 
   pybind11::dict model() const;
   pybind11::dict status() const;

@@ -34,9 +34,14 @@ PYBIND11_MODULE(_native, m) {
   moe::py_binding::register_error_translator();
 
   py::class_<NativeCluster>(m, "NativeCluster")
-      .def(py::init<const std::string&, const std::vector<std::string>&, const std::string&, const std::string&,
-                    std::optional<int64_t>>(),
-           py::arg("address"), py::arg("workers"), py::arg("token"), py::arg("wire_dtype"), py::arg("deadline_ms"))
+      .def(py::init([](const std::string& address, const std::vector<std::string>& workers, const std::string& token,
+                       const std::string& wire_dtype, std::optional<int64_t> deadline_ms, const std::string& token_file,
+                       const std::string& tls_cert, const std::string& tls_key, const std::string& tls_ca) {
+             return std::make_unique<NativeCluster>(address, workers, token, wire_dtype, deadline_ms, token_file,
+                                                    moe::TlsFiles{tls_cert, tls_key, tls_ca});
+           }),
+           py::arg("address"), py::arg("workers"), py::arg("token"), py::arg("wire_dtype"), py::arg("deadline_ms"),
+           py::arg("token_file") = "", py::arg("tls_cert") = "", py::arg("tls_key") = "", py::arg("tls_ca") = "")
       .def("model", &NativeCluster::model)
       .def("status", &NativeCluster::status)
       .def("stats", &NativeCluster::stats)
@@ -49,7 +54,8 @@ PYBIND11_MODULE(_native, m) {
 
   py::class_<NativeLocalCluster>(m, "NativeLocalCluster")
       .def(py::init([](const std::string& bin_dir, const std::string& model, int workers, int replicas,
-                       const std::string& log_dir, const std::string& token, int lease_ms, int worker_threads) {
+                       const std::string& log_dir, const std::string& token, int lease_ms, int worker_threads,
+                       const std::string& tls_cert, const std::string& tls_key, const std::string& tls_ca) {
              moe::LocalClusterOptions o;
              o.bin_dir = bin_dir;
              o.model = model;
@@ -58,6 +64,7 @@ PYBIND11_MODULE(_native, m) {
              o.log_dir = log_dir;
              o.lease_ms = static_cast<uint32_t>(lease_ms);
              o.worker_threads = worker_threads;
+             o.tls = moe::TlsFiles{tls_cert, tls_key, tls_ca};
              if (!token.empty()) {
                o.coordinator_args = {"--cluster-token", token};
                o.worker_args = {"--cluster-token", token};
@@ -68,7 +75,8 @@ PYBIND11_MODULE(_native, m) {
              return c;
            }),
            py::arg("bin_dir"), py::arg("model"), py::arg("workers"), py::arg("replicas"), py::arg("log_dir"),
-           py::arg("token"), py::arg("lease_ms"), py::arg("worker_threads"))
+           py::arg("token"), py::arg("lease_ms"), py::arg("worker_threads"), py::arg("tls_cert") = "",
+           py::arg("tls_key") = "", py::arg("tls_ca") = "")
       .def_property_readonly("address",
                              [](NativeLocalCluster& c) { return c.get().coordinator_address(); })
       .def("wait_ready",

@@ -2,6 +2,7 @@
 #include "runtime/client/client_placement.h"
 
 #include "runtime/wire/wire_error.h"
+#include "runtime/wire/text_limits.h"
 
 namespace moe {
 
@@ -28,6 +29,9 @@ const std::vector<ClientReplica> kNoReplicas;
 ClientPlacement::ClientPlacement(wire::Placement::Reader placement)
     : epoch_(placement.getEpoch()), weight_version_(placement.getWeightVersion() != 0 ? placement.getWeightVersion() : 1) {
   for (auto w : placement.getWorkers()) {
+    check_text_length("placement epoch " + std::to_string(epoch_) + ": worker " + std::to_string(w.getId()) +
+                          "'s address",
+                      w.getAddress(), kMaxAddressBytes);
     workers_[w.getId()] = ClientWorker{w.getId(), w.getAddress().cStr(), w.getState()};
   }
   for (auto a : placement.getAssignments()) {

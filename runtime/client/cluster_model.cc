@@ -5,6 +5,8 @@
 
 #include "runtime/model/model_error.h"
 #include "runtime/wire/tensor_pack.h"
+#include "runtime/wire/text_limits.h"
+#include "runtime/wire/wire_error.h"
 
 namespace moe {
 
@@ -40,6 +42,11 @@ RouterWeights decode_router(const ModelSpec& spec, wire::RouterWeights::Reader r
 
 ClusterModel decode_model_info(wire::ModelInfo::Reader info) {
   ClusterModel model;
+  try {
+    check_model_info_text(info, "the cluster's");
+  } catch (const WireError& e) {
+    throw ModelError(e.what());
+  }
   nlohmann::json config;
   try {
     config = nlohmann::json::parse(std::string(info.getSpecJson().cStr()));

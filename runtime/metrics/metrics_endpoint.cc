@@ -8,7 +8,8 @@
 namespace moe {
 
 MetricsEndpoint::MetricsEndpoint(const std::string& host, uint16_t port, const std::string& component,
-                                 const std::string& backend)
+                                 const std::string& backend, std::string bearer_token,
+                                 std::shared_ptr<boost::asio::ssl::context> tls)
     : registry_(std::make_shared<prometheus::Registry>()) {
   prometheus::BuildGauge()
       .Name("moe_build_info")
@@ -17,7 +18,7 @@ MetricsEndpoint::MetricsEndpoint(const std::string& host, uint16_t port, const s
       .Add({{"version", MOE_VERSION}, {"component", component}, {"backend", backend}})
       .Set(1);
   if (port == 0) return;
-  server_ = std::make_unique<MetricsHttpServer>(host, port, registry_);
+  server_ = std::make_unique<MetricsHttpServer>(host, port, registry_, std::move(bearer_token), std::move(tls));
 }
 
 MetricsEndpoint::~MetricsEndpoint() = default;

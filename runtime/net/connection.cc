@@ -1,6 +1,8 @@
 // Connection: read loop, write queue, request/reply matching with deadlines (see connection.h).
 #include "runtime/net/connection.h"
 
+#include "runtime/wire/text_limits.h"
+
 #include <boost/asio/connect.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/ssl/error.hpp>
@@ -27,7 +29,6 @@ constexpr size_t kReadBufferBytes = 64 * 1024;
 // Bodies with at least this much left are read straight into the frame buffer (no copy).
 constexpr size_t kDirectReadBytes = 64 * 1024;
 // Error replies carry at most this much text.
-constexpr size_t kMaxErrorMessageBytes = 4096;
 
 std::string endpoint_text(const tcp::socket& socket) {
   error_code ec;
@@ -73,7 +74,7 @@ bool Responder::reply(capnp::MessageBuilder& message) const {
 bool Responder::send_reply(kj::Array<capnp::word> frame) const {
   auto connection = connection_.lock();
   if (!connection) return false;
-  bool sent = connection->enqueue(kj::mv(frame));
+  bool sent = connection->enqueue(kj::mv(frame), hold_);
   // The reply now counts (until written) in place of its request.
   if (in_flight_) in_flight_->release();
   return sent;
@@ -634,13 +635,13 @@ void Connection::on_frame_error(const FrameError& error) {
 
 // ------------------------------------------------------------------------------------------- writing
 
-bool Connection::enqueue(kj::Array<capnp::word> frame) {
+bool Connection::enqueue(kj::Array<capnp::word> frame, std::shared_ptr<void> hold) {
   if (!is_open()) return false;
   bool schedule = false;
   in_flight_bytes_.fetch_add(frame.size() * sizeof(capnp::word));
   {
     std::lock_guard lock(write_mutex_);
-    write_queue_.push_back(kj::mv(frame));
+    write_queue_.push_back({kj::mv(frame), std::move(hold)});
     if (!write_scheduled_) write_scheduled_ = schedule = true;
   }
   if (schedule) asio::post(strand_, [self = shared_from_this()] { self->write_batch(); });
@@ -662,8 +663,8 @@ void Connection::write_batch() {
   buffers.reserve(writing_.size());
   writing_bytes_ = 0;
   for (auto& frame : writing_) {
-    buffers.emplace_back(frame.begin(), frame.size() * sizeof(capnp::word));
-    writing_bytes_ += frame.size() * sizeof(capnp::word);
+    buffers.emplace_back(frame.words.begin(), frame.words.size() * sizeof(capnp::word));
+    writing_bytes_ += frame.words.size() * sizeof(capnp::word);
   }
   std::visit(
       [&](auto& stream) {

@@ -82,6 +82,10 @@ class Responder {
   // `internal` error reply (and logged), so the peer is never left waiting.
   bool reply(capnp::MessageBuilder& message) const;
   bool reply_error(wire::ErrorCode code, const std::string& message, uint64_t current_epoch = 0) const;
+  // Keeps `hold` alive until the reply has been written to the socket (or the connection has closed, or
+  // every copy of this Responder is gone without a reply): a service counts a request as in flight until
+  // then by releasing its count in `hold`'s deleter.
+  void hold_until_written(std::shared_ptr<void> hold) { hold_ = std::move(hold); }
 
  private:
   bool send_reply(kj::Array<capnp::word> frame) const;
@@ -89,6 +93,7 @@ class Responder {
   std::weak_ptr<Connection> connection_;
   uint64_t request_id_;
   std::shared_ptr<InFlightRequest> in_flight_;
+  std::shared_ptr<void> hold_;
 };
 
 using RequestHandler = std::function<void(Frame request, Responder responder)>;
@@ -165,7 +170,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   void start();
   void client_handshake(const std::string& target, std::chrono::milliseconds timeout);
-  bool enqueue(kj::Array<capnp::word> frame);
+  // A frame to write, and what to keep alive until it is written (Responder::hold_until_written).
+  struct OutFrame {
+    kj::Array<capnp::word> words;
+    std::shared_ptr<void> hold;
+  };
+  bool enqueue(kj::Array<capnp::word> frame, std::shared_ptr<void> hold = nullptr);
   void release_request(size_t bytes);  // any thread
   bool over_budget() const;
   bool pause_if_over_budget();  // strand only
@@ -217,9 +227,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   // Write side: the queue is shared with every sending thread; the batch in flight is strand only.
   std::mutex write_mutex_;
-  std::deque<kj::Array<capnp::word>> write_queue_;
+  std::deque<OutFrame> write_queue_;
   bool write_scheduled_ = false;
-  std::vector<kj::Array<capnp::word>> writing_;
+  std::vector<OutFrame> writing_;
   bool close_after_flush_ = false;
 
   // Requests waiting for a reply.

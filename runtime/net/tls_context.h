@@ -38,6 +38,12 @@ class TlsContext {
   TlsFiles files_;
 };
 
+// The OpenSSL context of `tls` as a shared_ptr that keeps `tls` alive (nullptr for nullptr): for
+// servers outside runtime/net (the /metrics endpoint) that use the same certificates.
+inline std::shared_ptr<boost::asio::ssl::context> shared_native(const std::shared_ptr<TlsContext>& tls) {
+  return tls ? std::shared_ptr<boost::asio::ssl::context>(tls, &tls->native()) : nullptr;
+}
+
 // Attaches `tls` (nullptr: plain TCP) to `io`: connections made or accepted on `io` afterwards use it.
 void set_io_tls(boost::asio::io_context& io, std::shared_ptr<TlsContext> tls);
 // What set_io_tls attached to `io` (nullptr when nothing).

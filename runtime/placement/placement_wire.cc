@@ -5,6 +5,7 @@
 
 #include "runtime/placement/placement_check.h"
 #include "runtime/placement/placement_error.h"
+#include "runtime/wire/text_limits.h"
 
 namespace moe {
 
@@ -56,6 +57,9 @@ PlacementTable placement_from_wire(wire::Placement::Reader in) {
   table.epoch = in.getEpoch();
   table.weight_version = in.getWeightVersion() != 0 ? in.getWeightVersion() : 1;
   for (auto worker : in.getWorkers()) {
+    check_text_length("placement epoch " + std::to_string(table.epoch) + ": worker " + std::to_string(worker.getId()) +
+                          "'s address",
+                      worker.getAddress(), kMaxAddressBytes);
     table.workers.push_back({worker.getId(), worker.getAddress().cStr(), from_wire(worker.getState())});
   }
   for (auto assignment : in.getAssignments()) {

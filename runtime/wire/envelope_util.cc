@@ -2,6 +2,10 @@
 // always match moe.capnp.
 #include "runtime/wire/envelope_util.h"
 
+#include <algorithm>
+
+#include "runtime/wire/text_limits.h"
+
 #include <capnp/schema.h>
 
 namespace moe {
@@ -35,7 +39,11 @@ void set_error(wire::Envelope::Builder envelope, wire::ErrorCode code, const std
 void throw_if_error(wire::Envelope::Reader envelope) {
   if (envelope.which() != wire::Envelope::ERROR) return;
   auto error = envelope.getError();
-  throw RemoteError(error.getCode(), error.getMessage().cStr(), error.getCurrentEpoch());
+  // A peer's message is cut at kMaxErrorMessageBytes (ours never exceed it): it goes into exceptions and logs.
+  std::string message(error.getMessage().cStr(), std::min<size_t>(error.getMessage().size(), kMaxErrorMessageBytes));
+  if (error.getMessage().size() > kMaxErrorMessageBytes)
+    message += " [cut: " + std::to_string(error.getMessage().size()) + " bytes]";
+  throw RemoteError(error.getCode(), message, error.getCurrentEpoch());
 }
 
 void expect_kind(wire::Envelope::Reader envelope, wire::Envelope::Which expected) {

@@ -164,12 +164,39 @@ def main():
 
     # Prometheus: valid config, and its targets are exactly our services' metrics ports.
     prometheus_yml = os.path.join(repo, "ops", "prometheus", "prometheus.yml")
-    check = subprocess.run([args.promtool, "check", "config", prometheus_yml], capture_output=True, text=True,
-                           timeout=30)
+    # promtool checks that credentials files exist: check a copy beside a stand-in token file, as the
+    # compose service writes /etc/prometheus/cluster-token beside the mounted config.
+    promtool_dir = tempfile.mkdtemp(prefix="compose-prometheus-")
+    atexit.register(shutil.rmtree, promtool_dir, True)
+    shutil.copy(prometheus_yml, os.path.join(promtool_dir, "prometheus.yml"))
+    with open(os.path.join(promtool_dir, "cluster-token"), "w") as f:
+        f.write("stand-in")
+    # ... and stand-ins for the TLS files it names (the compose certs volume at /etc/prometheus/tls).
+    os.makedirs(os.path.join(promtool_dir, "tls"))
+    for name in ("ca.pem", "prometheus.pem", "prometheus.key"):
+        open(os.path.join(promtool_dir, "tls", name), "w").close()
+    check = subprocess.run([args.promtool, "check", "config", os.path.join(promtool_dir, "prometheus.yml")],
+                           capture_output=True, text=True, timeout=30)
     if check.returncode != 0:
         fail(f"promtool check config {prometheus_yml}:\n{check.stdout}{check.stderr}")
     with open(prometheus_yml) as f:
         prometheus = yaml.safe_load(f)
+    for job in prometheus["scrape_configs"]:
+        if job["job_name"] in ("moe-coordinator", "moe-worker"):
+            auth = job.get("authorization") or {}
+            if auth.get("type", "Bearer") != "Bearer" or not auth.get("credentials_file"):
+                fail(f"prometheus.yml job {job['job_name']} sends no cluster token (authorization: credentials_file)")
+    certs_made = services.get("certs", {}).get("command", [])
+    for job in prometheus["scrape_configs"]:
+        tls = job.get("tls_config") or {}
+        if job["job_name"] in ("moe-coordinator", "moe-worker") and job.get("scheme") != "https":
+            fail(f"prometheus.yml job {job['job_name']} scrapes over plain HTTP; compose runs the daemons with TLS")
+        cert = os.path.basename(tls.get("cert_file", ""))
+        if cert and cert.removesuffix(".pem") not in certs_made:
+            fail(f"prometheus.yml job {job['job_name']} uses {cert}, which the certs service does not make")
+    prometheus_env = services["prometheus"].get("environment") or {}
+    if "MOE_CLUSTER_TOKEN" not in prometheus_env or "cluster-token" not in " ".join(services["prometheus"].get("entrypoint", [])):
+        fail("the prometheus service does not write the cluster token its scrape config reads")
     scraped = {t for job in prometheus["scrape_configs"] for sc in job.get("static_configs", []) for t in sc["targets"]}
     expected = set()
     for name, service in ours.items():

@@ -16,7 +16,8 @@ namespace moe::integration {
 namespace beast = boost::beast;
 namespace http = boost::beast::http;
 
-HttpReply http_get(const std::string& host, uint16_t port, const std::string& target, std::chrono::milliseconds timeout) {
+HttpReply http_get(const std::string& host, uint16_t port, const std::string& target, std::chrono::milliseconds timeout,
+                   const std::string& bearer) {
   const std::string where = "http://" + host + ":" + std::to_string(port) + target;
   try {
     boost::asio::io_context io;
@@ -26,6 +27,7 @@ HttpReply http_get(const std::string& host, uint16_t port, const std::string& ta
     http::request<http::empty_body> request{http::verb::get, target, 11};
     request.set(http::field::host, host);
     request.set(http::field::connection, "close");
+    if (!bearer.empty()) request.set(http::field::authorization, "Bearer " + bearer);
     http::write(stream, request);
     beast::flat_buffer buffer;
     http::response<http::string_body> response;

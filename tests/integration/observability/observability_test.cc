@@ -50,8 +50,8 @@ std::string promtool_problems(const std::string& metrics_text, const std::filesy
   return "promtool " + status + " on " + name + ":\n" + output;
 }
 
-std::string fetch_metrics(uint16_t port) {
-  const auto reply = http_get("127.0.0.1", port, "/metrics");
+std::string fetch_metrics(uint16_t port, const std::string& token = "") {
+  const auto reply = http_get("127.0.0.1", port, "/metrics", 3000ms, token);
   if (reply.status != 200) throw std::runtime_error("/metrics on port " + std::to_string(port) + " answered " + std::to_string(reply.status));
   return reply.body;
 }
@@ -87,8 +87,14 @@ TEST(Observability, DaemonAndClientMetricsPassPromtoolAndEveryDashboardQueryRetu
                                                          {"client", cluster.client_metrics_port()}};
   for (size_t i = 0; i < cluster.worker_metrics_ports().size(); ++i)
     targets.emplace_back("worker-" + std::to_string(i), cluster.worker_metrics_ports()[i]);
+  // The daemons' /metrics need the cluster token (issue 12): 401 without it, or with another one.
   for (const auto& [name, port] : targets) {
-    const std::string text = fetch_metrics(port);
+    if (name == "client") continue;  // the in-process client's endpoint is not guarded
+    EXPECT_EQ(http_get("127.0.0.1", port, "/metrics").status, 401u) << name << " served /metrics without the token";
+    EXPECT_EQ(http_get("127.0.0.1", port, "/metrics", 3000ms, "not-the-token").status, 401u) << name;
+  }
+  for (const auto& [name, port] : targets) {
+    const std::string text = fetch_metrics(port, cluster.token());
     EXPECT_NE(text.find("moe_build_info{"), std::string::npos) << name << " has no moe_build_info";
     EXPECT_EQ(promtool_problems(text, dir, name), "");
   }
@@ -99,11 +105,14 @@ TEST(Observability, DaemonAndClientMetricsPassPromtoolAndEveryDashboardQueryRetu
     for (uint16_t p : ports) out += std::string(out.empty() ? "" : ", ") + "\"127.0.0.1:" + std::to_string(p) + "\"";
     return "[" + out + "]";
   };
+  // As ops/prometheus/prometheus.yml: the daemons' jobs send the token from a file.
+  const std::string authorization = "    authorization:\n      type: Bearer\n      credentials_file: " +
+                                    cluster.token_file().string() + "\n";
   const auto config = dir / "prometheus.yml";
   std::ofstream(config) << "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n"
-                        << "  - job_name: moe-coordinator\n    static_configs:\n      - targets: "
+                        << "  - job_name: moe-coordinator\n" << authorization << "    static_configs:\n      - targets: "
                         << list({cluster.coordinator_metrics_port()}) << "\n"
-                        << "  - job_name: moe-worker\n    static_configs:\n      - targets: "
+                        << "  - job_name: moe-worker\n" << authorization << "    static_configs:\n      - targets: "
                         << list(cluster.worker_metrics_ports()) << "\n"
                         << "  - job_name: moe-client\n    static_configs:\n      - targets: "
                         << list({cluster.client_metrics_port()}) << "\n";

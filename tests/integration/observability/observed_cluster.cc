@@ -7,6 +7,8 @@
 
 #include "runtime/client/local_cluster.h"
 #include "tests/integration/integration_util.h"
+#include <fstream>
+
 #include "tests/integration/observability/http_get.h"
 #include "tests/integration/test_cluster.h"
 
@@ -21,24 +23,30 @@ double sample_value(const std::string& metrics_text, const std::string& metric) 
 }
 
 ObservedCluster::ObservedCluster(const std::filesystem::path& dir) : dir_(dir) {
+  std::ofstream(token_file()) << token_ << "\n";
+  std::filesystem::permissions(token_file(), std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  const std::vector<std::string> token_flags{"--cluster-token-file", token_file().string(), "--allow-cleartext-token"};
   coordinator_address_ = "127.0.0.1:" + std::to_string(pick_free_port());
   coordinator_metrics_port_ = pick_free_port();
-  coordinator_ = DaemonProcess({bin_path("moe-coordinator"), "--listen", coordinator_address_, "--synthetic", "tiny",
-                                "--seed", "0", "--metrics-port", std::to_string(coordinator_metrics_port_),
-                                "--heartbeat-ms", "100", "--lease-ms", "1000", "--grace-ms", "300", "--min-workers", "3"},
-                               dir_ / "coordinator.log");
+  std::vector<std::string> coordinator_argv{bin_path("moe-coordinator"), "--listen", coordinator_address_, "--synthetic",
+                                            "tiny", "--seed", "0", "--metrics-port", std::to_string(coordinator_metrics_port_),
+                                            "--heartbeat-ms", "100", "--lease-ms", "1000", "--grace-ms", "300",
+                                            "--min-workers", "3"};
+  coordinator_argv.insert(coordinator_argv.end(), token_flags.begin(), token_flags.end());
+  coordinator_ = DaemonProcess(coordinator_argv, dir_ / "coordinator.log");
   for (int i = 0; i < 3; ++i) {
     worker_metrics_ports_.push_back(pick_free_port());
-    workers_.emplace_back(std::vector<std::string>{bin_path("moe-worker"), "--coordinator", coordinator_address_,
-                                                   "--listen", "127.0.0.1:0", "--threads", "1", "--metrics-port",
-                                                   std::to_string(worker_metrics_ports_.back()), "--name",
-                                                   "obs-worker-" + std::to_string(i)},
-                          dir_ / ("worker-" + std::to_string(i) + ".log"));
+    std::vector<std::string> argv{bin_path("moe-worker"), "--coordinator", coordinator_address_,
+                                  "--listen", "127.0.0.1:0", "--threads", "1", "--metrics-port",
+                                  std::to_string(worker_metrics_ports_.back()), "--name", "obs-worker-" + std::to_string(i)};
+    argv.insert(argv.end(), token_flags.begin(), token_flags.end());
+    workers_.emplace_back(argv, dir_ / ("worker-" + std::to_string(i) + ".log"));
   }
   wait_ready();
   client_metrics_ = std::make_unique<MetricsEndpoint>("127.0.0.1", pick_free_port(), "client", "none");
   ClusterClientOptions options;
   options.registry = &client_metrics_->registry();
+  options.cluster_token = token_;
   client_ = std::make_unique<ClusterClient>(coordinator_address_, options);
   load_ = std::thread([this] { drive_load(); });
 }
@@ -60,7 +68,7 @@ void ObservedCluster::wait_ready() {
       if (!worker.running()) throw std::runtime_error("a moe-worker exited (" + worker.exit_status() + ")\n" + logs());
     }
     try {
-      const auto reply = http_get("127.0.0.1", coordinator_metrics_port_, "/metrics");
+      const auto reply = http_get("127.0.0.1", coordinator_metrics_port_, "/metrics", std::chrono::milliseconds(3000), token_);
       const double active = sample_value(reply.body, "moe_coordinator_workers{state=\"active\"}");
       const double epoch = sample_value(reply.body, "moe_placement_epoch");
       if (active == 3 && epoch >= 1) return;

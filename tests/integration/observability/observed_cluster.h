@@ -20,8 +20,9 @@ namespace moe::integration {
 
 class ObservedCluster {
  public:
-  // Starts the daemons (synthetic "tiny" model), waits until the coordinator's own /metrics shows
-  // three active workers and an epoch >= 1, then starts the client and its load thread.
+  // Starts the daemons (synthetic "tiny" model) with a cluster token (DIR/cluster-token, so their /metrics
+  // need it), waits until the coordinator's own /metrics shows three active workers and an epoch >= 1,
+  // then starts the client and its load thread.
   explicit ObservedCluster(const std::filesystem::path& dir);
   ~ObservedCluster();
 
@@ -31,6 +32,8 @@ class ObservedCluster {
   uint64_t calls_ok() const { return calls_ok_; }
   uint64_t calls_failed() const { return calls_failed_; }
   std::string logs() const;  // last lines of every daemon's log
+  const std::string& token() const { return token_; }
+  std::filesystem::path token_file() const { return dir_ / "cluster-token"; }
 
  private:
   void wait_ready();
@@ -38,6 +41,7 @@ class ObservedCluster {
 
   std::filesystem::path dir_;
   std::string coordinator_address_;
+  std::string token_ = "observability-token";
   uint16_t coordinator_metrics_port_ = 0;
   std::vector<uint16_t> worker_metrics_ports_;
   DaemonProcess coordinator_;

@@ -5,6 +5,9 @@
 #include <capnp/message.h>
 
 #include "runtime/client/client_placement.h"
+#include "runtime/client/cluster_model.h"
+#include "runtime/model/model_error.h"
+#include "runtime/placement/placement_wire.h"
 #include "runtime/wire/wire_error.h"
 #include "tests/unit/client/cluster_test_peer.h"
 
@@ -43,6 +46,34 @@ TEST(ClientPlacement, RejectsReplicaOnUnlistedWorker) {
   PeerPlacement p = two_replicas(0.5f, 0.5f);
   p.replicas[{1, 0}] = {{7, 1.f}};
   EXPECT_THROW(make(p), WireError);
+}
+
+TEST(ClientPlacement, RefusesAWorkerAddressOverTheCap) {
+  PeerPlacement p = two_replicas(0.5f, 0.5f);
+  p.workers[1] = "127.0.0.1:2" + std::string(300, '0');
+  try {
+    make(p);
+    FAIL() << "a 311-byte worker address was accepted";
+  } catch (const WireError& e) {
+    EXPECT_NE(std::string(e.what()).find("worker 1's address is 311 bytes, at most 256"), std::string::npos) << e.what();
+  }
+  capnp::MallocMessageBuilder message;  // the same through the placement table's decoder
+  auto root = message.initRoot<wire::Placement>();
+  fill_placement(root, p);
+  EXPECT_THROW(placement_from_wire(root.asReader()), WireError);
+}
+
+TEST(ClientPlacement, DecodeModelInfoRefusesAnOverlongSource) {
+  capnp::MallocMessageBuilder message;
+  auto info = message.initRoot<wire::ModelInfo>();
+  info.setSpecJson("{}");
+  info.setSource(std::string(5000, 's'));
+  try {
+    decode_model_info(info.asReader());
+    FAIL() << "a 5000-byte modelInfo.source was accepted";
+  } catch (const ModelError& e) {
+    EXPECT_NE(std::string(e.what()).find("modelInfo.source is 5000 bytes, at most 4096"), std::string::npos) << e.what();
+  }
 }
 
 TEST(ClientPlacement, SpreadsTokensInProportionToShares) {

@@ -1,6 +1,6 @@
 // MetricsHttpServer and MetricsEndpoint: /metrics in the text format with moe_build_info and the
 // registry's metrics, 404 elsewhere, HEAD without a body, many scrapes in a row, a clear bind error,
-// port 0 on an endpoint meaning "no server".
+// port 0 on an endpoint meaning "no server", and a bearer token required when one is set.
 #include <gtest/gtest.h>
 
 #include <boost/asio.hpp>
@@ -47,6 +47,25 @@ TEST(MetricsHttpServer, OtherPathsAndMethods) {
   ASSERT_EQ(head.rfind("HTTP/1.1 200 OK", 0), 0u);
   EXPECT_EQ(head.substr(head.find("\r\n\r\n") + 4), "");  // no body after the headers
   EXPECT_EQ(http(endpoint.port(), "GET /metrics?x=1 HTTP/1.1\r\n\r\n").rfind("HTTP/1.1 200", 0), 0u);
+}
+
+TEST(MetricsHttpServer, WithATokenAScrapeNeedsItAsABearer) {
+  MetricsHttpServer server("127.0.0.1", 0, std::make_shared<prometheus::Registry>(), "s3cret-token");
+  const auto status = [&](const std::string& headers) {
+    const std::string reply = http(server.port(), "GET /metrics HTTP/1.1\r\nHost: x\r\n" + headers + "\r\n");
+    return reply.substr(0, reply.find("\r\n"));
+  };
+  EXPECT_EQ(status(""), "HTTP/1.1 401 Unauthorized");
+  EXPECT_EQ(status("Authorization: Bearer wrong-token\r\n"), "HTTP/1.1 401 Unauthorized");
+  EXPECT_EQ(status("Authorization: Bearer s3cret-tokenX\r\n"), "HTTP/1.1 401 Unauthorized");
+  EXPECT_EQ(status("Authorization: Bearer s3cret\r\n"), "HTTP/1.1 401 Unauthorized");
+  EXPECT_EQ(status("Authorization: Basic czNjcmV0LXRva2Vu\r\n"), "HTTP/1.1 401 Unauthorized");
+  EXPECT_EQ(status("X-Authorization: Bearer s3cret-token\r\n"), "HTTP/1.1 401 Unauthorized");
+  EXPECT_EQ(status("Authorization: Bearer s3cret-token\r\n"), "HTTP/1.1 200 OK");
+  EXPECT_EQ(status("authorization:   bearer s3cret-token  \r\n"), "HTTP/1.1 200 OK") << "names and scheme are case-insensitive";
+  const std::string refused = http(server.port(), "GET /metrics HTTP/1.1\r\n\r\n");
+  EXPECT_NE(refused.find("WWW-Authenticate: Bearer"), std::string::npos) << refused;
+  EXPECT_EQ(refused.find("moe_"), std::string::npos) << "no metric in a refused reply";
 }
 
 TEST(MetricsEndpoint, ServesOnItsPortAndABusyPortIsAClearError) {

@@ -95,3 +95,29 @@ TEST(ForwardBatcher, OverTheQueueBoundIsOverloadedAndAfterStopIsStopped) {
 
 }  // namespace
 }  // namespace moe
+
+namespace moe {
+namespace {
+
+TEST(ForwardSlots, ASlotIsHeldUntilEveryCopyIsGoneAndTheObserverSeesEachCount) {
+  std::vector<size_t> seen;
+  auto slots = ForwardSlots::create(2, [&](size_t n) { seen.push_back(n); });
+  auto a = slots->try_acquire();
+  auto b = slots->try_acquire();
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  EXPECT_EQ(slots->try_acquire(), nullptr) << "a third slot past max 2";
+  auto copy = a;  // e.g. the reply's copy in a connection's write queue
+  a.reset();
+  EXPECT_EQ(slots->held(), 2u) << "a copy still holds the slot";
+  copy.reset();
+  EXPECT_EQ(slots->held(), 1u);
+  EXPECT_NE(slots->try_acquire(), nullptr) << "a slot given back can be taken again";
+  slots->detach_observer();
+  b.reset();
+  EXPECT_EQ(slots->held(), 0u);
+  EXPECT_EQ(seen, (std::vector<size_t>{1, 2, 1, 2, 1})) << "no call after detach_observer";
+}
+
+}  // namespace
+}  // namespace moe

@@ -185,3 +185,23 @@ TEST(WorkerPlacement, ServesWhileTheCoordinatorIsNotUpAndRegistersOnceItIs) {
 
 }  // namespace
 }  // namespace moe::test
+
+namespace moe::test {
+namespace {
+
+// Text caps (runtime/wire/text_limits.h): a prepare's source address over 256 bytes is refused before
+// anything changes.
+TEST(WorkerPlacement, PrepareRefusesASourceAddressOverTheCap) {
+  WorkerHarness h;
+  const std::string long_address = "127.0.0.1:1" + std::string(300, '1');
+  Frame reply = h.send_prepare(1, {{0, 0}}, {{{0, 0}, {long_address}}});
+  ASSERT_EQ(reply.envelope().which(), wire::Envelope::ERROR);
+  EXPECT_EQ(reply.envelope().getError().getCode(), wire::ErrorCode::BAD_REQUEST);
+  EXPECT_NE(std::string(reply.envelope().getError().getMessage().cStr()).find("311 bytes, at most 256"), std::string::npos)
+      << reply.envelope().getError().getMessage().cStr();
+  EXPECT_TRUE(h.worker->hosted().empty());
+  EXPECT_EQ(h.send_prepare(1, {{0, 0}}, {{{0, 0}, {"127.0.0.1:1"}}}).envelope().which(), wire::Envelope::PREPARE_ACK);
+}
+
+}  // namespace
+}  // namespace moe::test
