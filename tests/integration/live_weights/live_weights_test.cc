@@ -244,10 +244,10 @@ class LiveWeights : public ClusterTest {
     jobs_ = make_jobs(new_dir_, 24);
   }
   void TearDown() override {
+    std::error_code ignored;
+    std::filesystem::remove_all(new_dir_, ignored);  // first: ClusterTest removes the emptied parent
     ClusterTest::TearDown();
     ::unsetenv("MOE_NO_SHARED_STORAGE");
-    std::error_code ignored;
-    std::filesystem::remove_all(new_dir_, ignored);
   }
 
   TestClusterOptions options(bool shared_storage) {
