@@ -304,7 +304,10 @@ void Core::catch_up_commits() {
     const auto now = Clock::now();
     if (now < committed_at + std::chrono::milliseconds(config.lease_ms)) return;
     for (const auto& worker : membership.all()) {
-      if (worker.live() && worker.confirmed && worker.serving_epoch < table.epoch && table.find_worker(worker.id)) {
+      // A worker whose lease ran out is check_leases's to judge: a commit to it would only hold this loop
+      // for the request's deadline (a SIGSTOPped worker) while its lease cannot be checked.
+      if (worker.live() && worker.confirmed && now < worker.lease_deadline && worker.serving_epoch < table.epoch &&
+          table.find_worker(worker.id)) {
         targets.push_back({worker.id, worker.address, worker.control_key});
       }
     }
