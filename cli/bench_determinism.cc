@@ -198,10 +198,10 @@ int run_bench_cluster_determinism(const BenchClusterOptions& o, std::ostream& ou
                                         o.cluster_token);
   auto det = cli::make_cluster_client(det_cluster->coordinator_address(), o.wire_dtype, std::chrono::seconds(60),
                                       o.cluster_token);
-  if (plain->model().deterministic || !det->model().deterministic)
+  if (plain->model()->deterministic || !det->model()->deterministic)
     throw std::runtime_error("bench cluster --deterministic: the clusters' modelInfo says deterministic = " +
-                             std::to_string(plain->model().deterministic) + " and " +
-                             std::to_string(det->model().deterministic) + ", expected 0 and 1");
+                             std::to_string(plain->model()->deterministic) + " and " +
+                             std::to_string(det->model()->deterministic) + ", expected 0 and 1");
   const ModelSpec& spec = plain->spec();
   const int32_t layer = spec.moe_layers.front();
   out << "moectl bench cluster --deterministic: two loopback clusters side by side (1 coordinator + " << o.workers

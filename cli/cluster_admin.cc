@@ -4,6 +4,7 @@
 #include <capnp/message.h>
 
 #include <cstdio>
+#include <filesystem>
 
 #include "runtime/client/coordinator_queries.h"
 
@@ -39,6 +40,17 @@ int run_drain(const AdminOptions& options, uint32_t worker_id, std::ostream& out
     drain.setWorkerId(worker_id);
   });
   out << "worker " << worker_id << " drained (epoch " << frame.envelope().getAck().getEpoch() << ")\n";
+  return 0;
+}
+
+int run_update_weights(const AdminOptions& options, const std::string& model_dir, std::ostream& out) {
+  const std::string absolute = std::filesystem::absolute(model_dir).lexically_normal().string();
+  Frame frame = ask(options, wire::Envelope::UPDATE_WEIGHTS_REPLY, [&](wire::Envelope::Builder envelope) {
+    envelope.initUpdateWeights().setModel(absolute);
+  });
+  auto reply = frame.envelope().getUpdateWeightsReply();
+  out << "weight version " << reply.getPreviousVersion() << " -> " << reply.getWeightVersion() << " (" << absolute
+      << ") serves from epoch " << reply.getEpoch() << "\n";
   return 0;
 }
 

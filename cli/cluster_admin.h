@@ -1,5 +1,6 @@
-// `moectl rebalance --cluster HOST:PORT [--dry-run]` and `moectl drain --cluster HOST:PORT WORKER_ID`:
-// one request to the coordinator each, waiting for the change to be committed (or planned, on a dry run).
+// `moectl rebalance --cluster HOST:PORT [--dry-run]`, `moectl drain --cluster HOST:PORT WORKER_ID` and
+// `moectl update-weights --cluster HOST:PORT --model NEWDIR`: one request to the coordinator each, waiting
+// for the change to be committed (or planned, on a dry run).
 #pragma once
 
 #include <chrono>
@@ -22,5 +23,8 @@ struct AdminOptions {
 int run_rebalance(const AdminOptions& options, bool dry_run, std::ostream& out);
 // Prints "worker W drained (epoch N)". Throws NetError / RemoteError.
 int run_drain(const AdminOptions& options, uint32_t worker_id, std::ostream& out);
+// `moectl update-weights --model NEWDIR`: prints "weight version V -> W (NEWDIR) serves from epoch N" once
+// the coordinator committed it. Throws NetError / RemoteError (a refusal names why).
+int run_update_weights(const AdminOptions& options, const std::string& model_dir, std::ostream& out);
 
 }  // namespace moe::cli

@@ -154,8 +154,8 @@ Reference load_reference(const ModelRef& ref) {
 // --cluster: the coordinator must serve (an epoch with a worker active) and name a model source this
 // process can read too, since every output is checked against a LocalEngine of that model.
 Reference reference_for_running_cluster(const DemoOptions& o, const ClusterClient& client, std::ostream& out) {
-  const std::string& source = client.model().source;
-  out << "demo: the cluster serves " << client.model().name << " (source " << source << ")" << std::endl;
+  const std::string source = client.model()->source;
+  out << "demo: the cluster serves " << client.model()->name << " (source " << source << ")" << std::endl;
   try {
     return load_reference(ModelRef::parse(source));
   } catch (const std::exception& e) {

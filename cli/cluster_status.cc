@@ -40,16 +40,19 @@ std::string compact_experts(capnp::List<wire::ExpertRef>::Reader hosted) {
 
 void print_cluster_status(const std::string& coordinator, wire::StatusReply::Reader status, std::ostream& out) {
   out << "cluster " << coordinator << "  model " << status.getModelName().cStr() << "  epoch " << status.getEpoch()
-      << "  workers " << status.getWorkers().size() << "\n";
+      << "  workers " << status.getWorkers().size() << "  weights v" << status.getWeightVersion() << " ("
+      << status.getWeightSource().cStr() << ")\n";
+  if (status.getWeightUpdate().size() > 0) out << "update-weights: " << status.getWeightUpdate().cStr() << "\n";
   out << std::left << std::setw(4) << "ID" << std::setw(12) << "NAME" << std::setw(10) << "STATE" << std::setw(23)
       << "ADDRESS" << std::setw(8) << "BACKEND" << std::setw(9) << "EXPERTS" << std::setw(10) << "LEASE_MS"
-      << std::setw(7) << "EPOCH" << "HOSTED\n";
+      << std::setw(7) << "EPOCH" << std::setw(9) << "WEIGHTS" << "HOSTED\n";
   for (auto w : status.getWorkers()) {
     auto info = w.getInfo();
     out << std::left << std::setw(4) << info.getId() << std::setw(12) << w.getName().cStr() << std::setw(10)
         << worker_state_name(info.getState()) << std::setw(23) << info.getAddress().cStr() << std::setw(8)
         << w.getBackend().cStr() << std::setw(9) << w.getHosted().size() << std::setw(10) << w.getLeaseRemainingMs()
-        << std::setw(7) << status.getEpoch() << compact_experts(w.getHosted()) << "\n";
+        << std::setw(7) << status.getEpoch() << std::setw(9) << ("v" + std::to_string(w.getWeightVersion()))
+        << compact_experts(w.getHosted()) << "\n";
   }
   for (auto b : status.getBalance()) {
     out << "layer " << b.getLayer() << " imbalance (max/mean worker load) " << std::fixed << std::setprecision(2)

@@ -1,4 +1,4 @@
-// The cluster subcommands of moectl: `status --cluster HOST:PORT`, `rebalance`, `drain`, `demo`, and
+// The cluster subcommands of moectl: `status --cluster HOST:PORT`, `rebalance`, `drain`, `update-weights`, `demo`, and
 // `bench cluster` (registered under `bench` by cmd_bench.cc).
 #include <CLI/CLI.hpp>
 
@@ -65,6 +65,21 @@ void register_drain(CLI::App& app, Action& action) {
   cmd->callback([o, worker, &action] { action = [o, worker] { return run_drain(*o, *worker, std::cout); }; });
 }
 
+void register_update_weights(CLI::App& app, Action& action) {
+  auto o = std::make_shared<AdminOptions>();
+  o->timeout_ms = 600000;  // every worker loads all its experts again
+  auto model = std::make_shared<std::string>();
+  CLI::App* cmd = app.add_subcommand(
+      "update-weights",
+      "Serve a new checkpoint of the same family and shapes, live: loaded beside the old one, switched in one "
+      "epoch, no call fails or mixes versions");
+  add_admin_flags(cmd, *o);
+  cmd->add_option("--model", *model, "the new HF checkpoint folder (the coordinator and the workers read it)")
+      ->required()
+      ->envname("MOE_MODEL");
+  cmd->callback([o, model, &action] { action = [o, model] { return run_update_weights(*o, *model, std::cout); }; });
+}
+
 void register_demo(CLI::App& app, Action& action) {
   auto o = std::make_shared<DemoOptions>();
   CLI::App* cmd = app.add_subcommand(
@@ -116,6 +131,7 @@ void register_cluster_commands(CLI::App& app, Action& action) {
   register_status(app, action);
   register_rebalance(app, action);
   register_drain(app, action);
+  register_update_weights(app, action);
   register_demo(app, action);
 }
 

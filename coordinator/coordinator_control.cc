@@ -50,6 +50,8 @@ void Core::control_loop() {
     check_leases();
     plan_and_change();
     release_if_due();
+    catch_up_commits();
+    update_weights_step();
     rebalance_step();
     ++control_rounds;
   }
@@ -71,6 +73,7 @@ void Core::check_leases() {
 }
 
 void Core::plan_and_change() {
+  adopt_reported_weights();
   for (;;) {
     PlacementTable current, next;
     std::string why;
@@ -165,69 +168,98 @@ std::map<ExpertKey, std::vector<std::string>> Core::expert_holders(const Placeme
   return holders;
 }
 
+std::future<Frame> Core::send_prepare(uint32_t worker_id, const std::string& address, uint64_t epoch,
+                                     const std::vector<ExpertKey>& load,
+                                     const std::map<ExpertKey, std::vector<std::string>>& holders, uint64_t version,
+                                     const std::string& source) {
+  capnp::MallocMessageBuilder message;
+  auto prepare = message.initRoot<wire::Envelope>().initPrepare();
+  prepare.setEpoch(epoch);
+  prepare.setWeightVersion(version);
+  prepare.setWeightSource(source);
+  {
+    std::lock_guard lock(mutex);
+    const WorkerRecord* record = membership.find(worker_id);
+    authorise_control(message, record ? record->control_key : std::string());
+  }
+  auto list = prepare.initLoad(static_cast<unsigned>(load.size()));
+  for (unsigned i = 0; i < load.size(); ++i) {
+    list[i].setLayer(load[i].layer);
+    list[i].setExpert(load[i].expert);
+  }
+  std::vector<ExpertKey> streamed;
+  for (const ExpertKey& key : load) {
+    if (holders.count(key)) streamed.push_back(key);
+  }
+  auto sources = prepare.initSources(static_cast<unsigned>(streamed.size()));
+  for (unsigned i = 0; i < streamed.size(); ++i) {
+    sources[i].initExpert().setLayer(streamed[i].layer);
+    sources[i].getExpert().setExpert(streamed[i].expert);
+    const auto& addresses = holders.at(streamed[i]);
+    auto addresses_list = sources[i].initAddresses(static_cast<unsigned>(addresses.size()));
+    for (unsigned a = 0; a < addresses.size(); ++a) addresses_list.set(a, addresses[a]);
+  }
+  return links.get(worker_id, address)->request(message, std::chrono::milliseconds(config.prepare_timeout_ms));
+}
+
+std::vector<uint32_t> Core::await_prepares(std::vector<std::pair<uint32_t, std::future<Frame>>>& waiting, uint64_t epoch,
+                                           std::map<uint32_t, std::string>* errors) {
+  std::vector<uint32_t> failed;
+  for (auto& [id, reply] : waiting) {
+    try {
+      Frame frame = reply.get();  // bounded by the request's deadline
+      expect_kind(frame.envelope(), wire::Envelope::PREPARE_ACK);
+      const uint64_t acked = frame.envelope().getPrepareAck().getEpoch();
+      if (acked != epoch) {
+        throw WireError("prepareAck for epoch " + std::to_string(acked) + ", expected " + std::to_string(epoch));
+      }
+    } catch (const std::exception& e) {
+      coordinator_log("prepare of epoch " + std::to_string(epoch) + " on worker " + std::to_string(id) + " failed: " + e.what());
+      if (errors) (*errors)[id] = e.what();
+      failed.push_back(id);
+    }
+  }
+  waiting.clear();
+  return failed;
+}
+
 std::vector<uint32_t> Core::prepare(const PlacementTable& current, const PlacementTable& next) {
   std::map<ExpertKey, std::vector<std::string>> holders;  // --no-shared-storage: where gainers stream from
   if (config.no_shared_storage) holders = expert_holders(current);
+  uint64_t version;
+  std::string source;
+  {
+    std::lock_guard lock(mutex);
+    version = table.weight_version;
+    source = weights ? weights->source() : model.source();
+  }
   std::vector<uint32_t> failed;
   std::vector<std::pair<uint32_t, std::future<Frame>>> waiting;
   for (const auto& worker : next.workers) {
     const auto gained = current.gained_by(worker.id, next);
     if (gained.empty()) continue;
-    capnp::MallocMessageBuilder message;
-    auto prepare = message.initRoot<wire::Envelope>().initPrepare();
-    prepare.setEpoch(next.epoch);
-    {
-      std::lock_guard lock(mutex);
-      const WorkerRecord* record = membership.find(worker.id);
-      authorise_control(message, record ? record->control_key : std::string());
-    }
-    auto load = prepare.initLoad(static_cast<unsigned>(gained.size()));
-    for (unsigned i = 0; i < gained.size(); ++i) {
-      load[i].setLayer(gained[i].layer);
-      load[i].setExpert(gained[i].expert);
-    }
-    std::vector<ExpertKey> streamed;
-    for (const ExpertKey& key : gained) {
-      if (holders.count(key)) streamed.push_back(key);
-    }
-    auto sources = prepare.initSources(static_cast<unsigned>(streamed.size()));
-    for (unsigned i = 0; i < streamed.size(); ++i) {
-      sources[i].initExpert().setLayer(streamed[i].layer);
-      sources[i].getExpert().setExpert(streamed[i].expert);
-      const auto& addresses = holders.at(streamed[i]);
-      auto list = sources[i].initAddresses(static_cast<unsigned>(addresses.size()));
-      for (unsigned a = 0; a < addresses.size(); ++a) list.set(a, addresses[a]);
-    }
     try {
-      auto connection = links.get(worker.id, worker.address);
-      waiting.emplace_back(worker.id, connection->request(message, std::chrono::milliseconds(config.prepare_timeout_ms)));
+      waiting.emplace_back(worker.id, send_prepare(worker.id, worker.address, next.epoch, gained, holders, version, source));
     } catch (const std::exception& e) {
       coordinator_log("prepare of epoch " + std::to_string(next.epoch) + " to worker " + std::to_string(worker.id) +
                       " not sent: " + e.what());
       failed.push_back(worker.id);
     }
   }
-  for (auto& [id, reply] : waiting) {
-    try {
-      Frame frame = reply.get();  // bounded by the request's deadline
-      expect_kind(frame.envelope(), wire::Envelope::PREPARE_ACK);
-      const uint64_t acked = frame.envelope().getPrepareAck().getEpoch();
-      if (acked != next.epoch) {
-        throw WireError("prepareAck for epoch " + std::to_string(acked) + ", expected " + std::to_string(next.epoch));
-      }
-    } catch (const std::exception& e) {
-      coordinator_log("prepare of epoch " + std::to_string(next.epoch) + " on worker " + std::to_string(id) + " failed: " + e.what());
-      failed.push_back(id);
-    }
-  }
+  auto more = await_prepares(waiting, next.epoch, nullptr);
+  failed.insert(failed.end(), more.begin(), more.end());
   return failed;
 }
 
-void Core::commit(const PlacementTable& next) {
+void Core::commit(const PlacementTable& next_in, std::shared_ptr<const ModelCatalog> new_weights) {
+  PlacementTable next = next_in;
   std::vector<ControlTarget> targets;
+  std::string source;
   {
     std::lock_guard lock(mutex);
-    save_state_locked(next);  // before anyone hears of the epoch: a restart never reuses its number
+    if (!new_weights) next.weight_version = table.weight_version;  // planners know nothing of versions
+    source = new_weights ? new_weights->source() : weights ? weights->source() : model.source();
+    save_state_locked(next, new_weights.get());  // before anyone hears of the epoch: a restart never reuses its number
     for (const auto& worker : membership.all()) {
       if (worker.live()) targets.push_back({worker.id, worker.address, worker.control_key});
     }
@@ -235,9 +267,12 @@ void Core::commit(const PlacementTable& next) {
   broadcast(targets, "commit of epoch " + std::to_string(next.epoch), [&](capnp::MessageBuilder& message) {
     auto commit = message.initRoot<wire::Envelope>().initCommit();
     placement_to_wire(next, commit.initPlacement());
+    commit.setWeightSource(source);
   });
   std::lock_guard lock(mutex);
   table = next;
+  committed_at = Clock::now();
+  if (new_weights) weights = std::move(new_weights);  // clients now route with the new version's routers
   std::erase_if(dead_in_table, [&](uint32_t id) { return !table.find_worker(id); });
   table_stale = false;
   for (auto& worker : membership.all()) {
@@ -257,6 +292,43 @@ void Core::commit(const PlacementTable& next) {
   metrics.set_workers(membership);
   coordinator_log("epoch " + std::to_string(table.epoch) + " committed: " + std::to_string(table.assignments.size()) +
                   " experts on " + std::to_string(table.workers.size()) + " worker(s)");
+}
+
+void Core::catch_up_commits() {
+  std::vector<ControlTarget> targets;
+  PlacementTable current;
+  std::string source;
+  {
+    std::lock_guard lock(mutex);
+    if (stopping || table.epoch == 0 || table_stale || release_due || !control_activity.empty()) return;
+    const auto now = Clock::now();
+    if (now < committed_at + std::chrono::milliseconds(config.lease_ms)) return;
+    for (const auto& worker : membership.all()) {
+      // A worker whose lease ran out is check_leases's to judge: a commit to it would only hold this loop
+      // for the request's deadline (a SIGSTOPped worker) while its lease cannot be checked.
+      if (worker.live() && worker.confirmed && now < worker.lease_deadline && worker.serving_epoch < table.epoch &&
+          table.find_worker(worker.id)) {
+        targets.push_back({worker.id, worker.address, worker.control_key});
+      }
+    }
+    if (targets.empty()) return;
+    current = table;
+    source = weights ? weights->source() : model.source();
+    committed_at = now;  // at most once a lease period
+  }
+  std::string ids;
+  for (const auto& target : targets) ids += (ids.empty() ? "" : ", ") + std::to_string(target.id);
+  coordinator_log("worker(s) " + ids + " still serve an epoch before " + std::to_string(current.epoch) +
+                  ": committing it to them again");
+  broadcast(targets, "catch-up commit of epoch " + std::to_string(current.epoch), [&](capnp::MessageBuilder& message) {
+    auto commit = message.initRoot<wire::Envelope>().initCommit();
+    placement_to_wire(current, commit.initPlacement());
+    commit.setWeightSource(source);
+  });
+  std::lock_guard lock(mutex);
+  if (table.epoch == current.epoch && !release_due) {
+    release_due = std::make_pair(current.epoch, Clock::now() + std::chrono::milliseconds(config.grace_ms));
+  }
 }
 
 void Core::release_if_due() {

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <future>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -54,6 +55,18 @@ struct CoordinatorService::Core : std::enable_shared_from_this<CoordinatorServic
   // coordinator_rebalance.cc: moectl rebalance / drain (io threads) and the rebalance step (control thread)
   void on_rebalance(wire::Rebalance::Reader request, const Responder& responder);
   void on_drain(wire::Drain::Reader request, const Responder& responder);
+  // coordinator_update.cc: moectl update-weights (io thread queues it, the control thread carries it out)
+  void on_update_weights(wire::UpdateWeights::Reader request, const Responder& responder);
+  void update_weights_step();
+  // Opens the checkpoint of a new weight version and checks it has the served model's family and shapes;
+  // throws std::runtime_error with a one-line reason naming the mismatch.
+  std::shared_ptr<const ModelCatalog> open_weights(const std::string& model_dir, uint64_t version) const;
+  // Tells every live worker to drop what an unfinished prepare loaded (a release of the current epoch with
+  // dropPrepared).
+  void abort_prepared(uint64_t epoch);
+  // Before adopting the workers' placement: when they serve a weight version above this coordinator's (it
+  // restarted without its state file after an update), serve that version (the source they report).
+  void adopt_reported_weights();
   void rebalance_step();
   void answer_finished_drains_locked();
   // A queued rebalance or drain gets an answer within config.rpc_timeout_ms: an error naming why the
@@ -69,11 +82,38 @@ struct CoordinatorService::Core : std::enable_shared_from_this<CoordinatorServic
   void control_loop();
   void check_leases();
   void plan_and_change();
+  // Prepares `next` in the served weight version, or in `version` from `source` (update-weights: every
+  // worker of `next` loads all its experts; with --no-shared-storage `seed` loads `seed_load` from the
+  // source first and the others stream from it). Returns the workers that failed, with why in `errors`.
   std::vector<uint32_t> prepare(const PlacementTable& current, const PlacementTable& next);
+  struct VersionPrepare {
+    uint64_t version = 0;
+    std::string source;
+    std::vector<ExpertKey> seed_load;  // --no-shared-storage: what the seed loads (every expert)
+    uint32_t seed = 0;
+    std::map<uint32_t, std::string>* errors = nullptr;
+  };
+  std::vector<uint32_t> prepare_version(const PlacementTable& next, const VersionPrepare& update);
+  // One prepare request (throws when it cannot be sent); `holders` name where streamed experts come from.
+  std::future<Frame> send_prepare(uint32_t worker_id, const std::string& address, uint64_t epoch,
+                                  const std::vector<ExpertKey>& load,
+                                  const std::map<ExpertKey, std::vector<std::string>>& holders, uint64_t version,
+                                  const std::string& source);
+  // Waits for the acks; returns the workers that failed (and why, into `errors` when given).
+  std::vector<uint32_t> await_prepares(std::vector<std::pair<uint32_t, std::future<Frame>>>& waiting, uint64_t epoch,
+                                       std::map<uint32_t, std::string>* errors);
   // For every expert of `current`, the addresses of its live replicas (takes `mutex`).
   std::map<ExpertKey, std::vector<std::string>> expert_holders(const PlacementTable& current);
-  void commit(const PlacementTable& next);
+  // With `new_weights`, the epoch switches to that weight version (next.weight_version): the state file,
+  // the commit (with its source) and, once sent, the ModelInfo served to clients. Without it the epoch
+  // keeps the served version.
+  void commit(const PlacementTable& next, std::shared_ptr<const ModelCatalog> new_weights = nullptr);
   void release_if_due();
+  // A worker the committed table lists that still serves an older epoch a lease period after the commit
+  // (it missed it: the coordinator restarted between its state file and the broadcast, or the commit
+  // timed out) gets the commit again, and the epoch's release is due again after the grace period: its
+  // old weight version is dropped too.
+  void catch_up_commits();
   // A worker an epoch-moving request goes to, with the control key it registered with.
   struct ControlTarget {
     uint32_t id = 0;
@@ -105,12 +145,13 @@ struct CoordinatorService::Core : std::enable_shared_from_this<CoordinatorServic
   void reregistered_locked(WorkerRecord& record, const std::set<ExpertKey>& hosted);
   // Drops dead workers older than --dead-worker-ttl-ms that no committed epoch lists.
   void prune_dead_locked(Clock::time_point now);
-  void save_state_locked(const PlacementTable& table);
+  // The state file names the weights of `table.weight_version`: `new_weights` when given, else the served ones.
+  void save_state_locked(const PlacementTable& table, const ModelCatalog* new_weights = nullptr);
   void membership_changed_locked();
   void load_saved_state();
 
   const CoordinatorConfig config;
-  const ModelCatalog model;
+  const ModelCatalog model;         // the model the coordinator started with: spec and experts (every version's)
   MetricsEndpoint metrics_endpoint;
   CoordinatorMetrics metrics;
   IoPool pool;
@@ -125,6 +166,15 @@ struct CoordinatorService::Core : std::enable_shared_from_this<CoordinatorServic
   bool stopping = false;
   Membership membership;
   PlacementTable table;               // the committed placement, served to clients
+  // The served weights when they are not `model`'s (after update-weights, or a state file saying so):
+  // routers for ModelInfo, and the source workers load from. Null: `model`.
+  std::shared_ptr<const ModelCatalog> weights;
+  struct PendingUpdate {
+    std::string model_dir;
+    Responder responder;
+  };
+  std::optional<PendingUpdate> update_request;  // the update-weights queued or being carried out
+  std::string update_activity;                  // what it is doing ("" when none), for moectl status
   std::set<uint32_t> dead_in_table;   // dead workers whose experts the table still lists
   std::vector<uint32_t> links_to_drop;
   uint64_t membership_version = 0;
@@ -134,6 +184,7 @@ struct CoordinatorService::Core : std::enable_shared_from_this<CoordinatorServic
   uint64_t failed_plan_version = UINT64_MAX;  // a plan failed at this version: wait for a change
   std::optional<std::pair<uint64_t, Clock::time_point>> release_due;  // epoch, when
   uint64_t released_epoch = 0;        // the last epoch whose release was sent
+  Clock::time_point committed_at = Clock::now();  // of the table (start, for a table from the state file)
   // Rebalancing (coordinator_rebalance.cc).
   struct PendingRebalance {
     bool dry_run = false;

@@ -69,6 +69,7 @@ void Core::handle(Frame request, Responder responder) {
       case wire::Envelope::STATUS: return on_status(responder);
       case wire::Envelope::REBALANCE: return on_rebalance(envelope.getRebalance(), responder);
       case wire::Envelope::DRAIN: return on_drain(envelope.getDrain(), responder);
+      case wire::Envelope::UPDATE_WEIGHTS: return on_update_weights(envelope.getUpdateWeights(), responder);
       default:
         throw ServiceError(wire::ErrorCode::BAD_REQUEST, "moe-coordinator does not handle " + kind + " requests");
     }
@@ -154,6 +155,8 @@ void Core::on_register(wire::RegisterWorker::Reader request, const Responder& re
     record->memory_bytes = capacity.getMemoryBytes();
     record->slots = capacity.getExpertSlots();
     record->serving_epoch = serving;
+    record->weight_version = request.getWeightVersion();
+    record->weight_source = request.getWeightSource();
     record->reported_hosted = std::move(hosted);
     record->lease_deadline = Clock::now() + std::chrono::milliseconds(config.lease_ms);
     record->registration = registration = membership.new_registration();
@@ -212,6 +215,7 @@ void Core::on_heartbeat(wire::Heartbeat::Reader request, const Responder& respon
       if (record->serving_epoch > epoch_floor) epoch_floor = record->serving_epoch;
       record->window_ms = request.getWindowMs();
       record->memory_used_bytes = request.getMemoryUsedBytes();
+      record->weight_version = request.getWeightVersion();
       record->load.clear();
       std::map<ExpertKey, uint64_t> window;
       for (auto load : request.getLoad()) {
@@ -234,7 +238,12 @@ void Core::on_heartbeat(wire::Heartbeat::Reader request, const Responder& respon
 
 void Core::on_get_model(const Responder& responder) {
   capnp::MallocMessageBuilder message;
-  message.initRoot<wire::Envelope>().setModelInfo(model.info());
+  std::shared_ptr<const ModelCatalog> served;
+  {
+    std::lock_guard lock(mutex);
+    served = weights;
+  }
+  message.initRoot<wire::Envelope>().setModelInfo(served ? served->info() : model.info());
   responder.reply(message);
 }
 
@@ -263,7 +272,10 @@ void Core::on_status(const Responder& responder) {
     std::lock_guard lock(mutex);
     auto reply = message.initRoot<wire::Envelope>().initStatusReply();
     reply.setEpoch(table.epoch);
-    reply.setModelName(model.name());
+    reply.setModelName(weights ? weights->name() : model.name());
+    reply.setWeightVersion(table.epoch > 0 ? table.weight_version : 1);
+    reply.setWeightSource(weights ? weights->source() : model.source());
+    reply.setWeightUpdate(update_activity);
     const auto now = Clock::now();
     const auto& workers = membership.all();
     auto list = reply.initWorkers(static_cast<unsigned>(workers.size()));
@@ -294,6 +306,7 @@ void Core::on_status(const Responder& responder) {
         layer_loads[worker.load[l].key.layer][worker.id] += worker.load[l].tokens;
       }
       const auto remaining = std::chrono::duration_cast<std::chrono::milliseconds>(worker.lease_deadline - now).count();
+      status.setWeightVersion(worker.live() ? worker.weight_version : 0);
       status.setLeaseRemainingMs(worker.live() ? static_cast<uint32_t>(std::max<int64_t>(0, remaining)) : 0);
     }
     // Imbalance of a layer: max / mean over the live workers hosting it; layers without tokens are left out.

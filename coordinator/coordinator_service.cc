@@ -46,6 +46,17 @@ void Core::load_saved_state() {
   }
   table = saved->placement;
   epoch_floor = table.epoch;
+  if (table.epoch > 0 && (table.weight_version != 1 || !saved->weight_source.empty())) {
+    // An update-weights committed before the restart: serve that version's routers, as the workers do.
+    const std::string source = saved->weight_source.empty() ? model.source() : saved->weight_source;
+    const ModelRef ref = ModelRef::parse(source);
+    if (ref.model_dir.empty()) {
+      throw std::runtime_error("state file " + config.state_file + " names weight version " +
+                               std::to_string(table.weight_version) + " from '" + source + "', not a checkpoint folder");
+    }
+    weights = open_weights(ref.model_dir, table.weight_version);
+    coordinator_log("state file: weight version " + std::to_string(table.weight_version) + " from " + source);
+  }
   const auto deadline = Clock::now() + std::chrono::milliseconds(config.lease_ms);
   for (auto& worker : saved->workers) {
     worker.confirmed = false;
@@ -113,10 +124,15 @@ void Core::mark_dead_locked(WorkerRecord& worker, const std::string& reason) {
   membership_changed_locked();
 }
 
-void Core::save_state_locked(const PlacementTable& placement) {
+void Core::save_state_locked(const PlacementTable& placement, const ModelCatalog* new_weights) {
   if (config.state_file.empty()) return;
   SavedState state;
   state.placement = placement;
+  if (new_weights) {
+    state.weight_source = new_weights->source();
+  } else if (weights) {
+    state.weight_source = weights->source();
+  }
   state.next_worker_id = membership.next_id();
   for (const auto& worker : membership.all()) {
     if (worker.live()) state.workers.push_back(worker);

@@ -42,6 +42,8 @@ struct WorkerRecord {
   uint32_t window_ms = 0;
   uint64_t memory_used_bytes = 0;
   uint64_t serving_epoch = 0;
+  uint64_t weight_version = 0;  // the weight version it serves (registration, heartbeats)
+  std::string weight_source;    // where that version's weights are (registration)
   // What it reported loaded when it registered (a coordinator that starts adopts these).
   std::set<ExpertKey> reported_hosted;
   // A new incarnation (restarted process) whose id the table still lists with experts it no longer

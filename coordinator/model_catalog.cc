@@ -18,10 +18,12 @@ capnp::Data::Reader float_blob(const std::vector<float>& values) {
 
 }  // namespace
 
-ModelCatalog::ModelCatalog(const ModelRef& ref, bool deterministic) : info_(std::make_unique<capnp::MallocMessageBuilder>()) {
+ModelCatalog::ModelCatalog(const ModelRef& ref, bool deterministic, uint64_t weight_version)
+    : info_(std::make_unique<capnp::MallocMessageBuilder>()) {
   auto source = open_layer_source(ref);  // the spec within its bounds (validate_model_spec)
   spec_ = source->spec();
   name_ = ref.model_dir.empty() ? ref.synthetic : ref.model_dir;
+  source_ = ref.to_string();
   // A router first: its shape is checked against the file's header before anything is allocated, so a
   // config that claims more experts (or a wider hidden size) than the checkpoint holds is refused before
   // the per-expert tables below grow with it (they stay within kMaxModelExperts in any case).
@@ -36,8 +38,9 @@ ModelCatalog::ModelCatalog(const ModelRef& ref, bool deterministic) : info_(std:
   auto info = info_->initRoot<wire::ModelInfo>();
   info.setSpecJson(model_spec_to_config(spec_).dump());
   info.setName(name_);
-  info.setSource(ref.to_string());
+  info.setSource(source_);
   info.setDeterministic(deterministic);
+  info.setWeightVersion(weight_version);
   auto routers = info.initRouters(static_cast<unsigned>(spec_.moe_layers.size()));
   for (unsigned i = 0; i < spec_.moe_layers.size(); ++i) {
     const int32_t layer = spec_.moe_layers[i];

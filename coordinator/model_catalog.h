@@ -17,11 +17,13 @@ namespace moe {
 class ModelCatalog {
  public:
   // Opens the model (throws ModelError as open_layer_source does) and reads its routers.
-  // deterministic: ModelInfo.deterministic.
-  explicit ModelCatalog(const ModelRef& ref, bool deterministic = false);
+  // deterministic: ModelInfo.deterministic. The ModelInfo names `weight_version` (update-weights: a new
+  // checkpoint of the same shapes is a new version).
+  explicit ModelCatalog(const ModelRef& ref, bool deterministic = false, uint64_t weight_version = 1);
 
   const ModelSpec& spec() const { return spec_; }
   const std::string& name() const { return name_; }
+  const std::string& source() const { return source_; }  // the ModelRef string workers load from
   const ExpertCatalog& experts() const { return experts_; }
   size_t bytes_per_param() const { return bytes_per_param_; }
   wire::ModelInfo::Reader info() const;  // valid while this object lives
@@ -29,6 +31,7 @@ class ModelCatalog {
  private:
   ModelSpec spec_;
   std::string name_;
+  std::string source_;
   size_t bytes_per_param_ = 4;
   ExpertCatalog experts_;
   std::unique_ptr<capnp::MallocMessageBuilder> info_;

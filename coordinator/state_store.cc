@@ -111,6 +111,7 @@ void save_state(const std::string& path, const SavedState& state) {
   nlohmann::json json = {{"format", kFormat},
                          {"next_worker_id", state.next_worker_id},
                          {"placement", placement_to_json(state.placement)},
+                         {"weight_source", state.weight_source},
                          {"workers", std::move(workers)}};
   const std::string text = json.dump(2) + "\n";
   const std::string tmp = path + ".tmp";
@@ -149,6 +150,7 @@ std::optional<SavedState> load_state(const std::string& path) {
     SavedState state;
     state.placement = placement_from_json(json.at("placement"));
     state.next_worker_id = json.at("next_worker_id").get<uint32_t>();
+    if (json.contains("weight_source")) state.weight_source = json.at("weight_source").get<std::string>();
     for (const auto& worker : json.at("workers")) state.workers.push_back(worker_from_json(worker));
     return state;
   } catch (const std::exception& e) {

@@ -18,6 +18,7 @@ struct SavedState {
   PlacementTable placement;
   std::vector<WorkerRecord> workers;  // live ones only
   uint32_t next_worker_id = 1;
+  std::string weight_source;  // the ModelRef of placement.weight_version's weights ("" : the --model ones)
 };
 
 // Throws std::runtime_error naming the path and why when the state file could not be written there: its

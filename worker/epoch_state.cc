@@ -39,7 +39,7 @@ void EpochState::commit(uint64_t epoch, const std::set<ExpertKey>& experts) {
   prepared_.erase(prepared_.begin(), prepared_.upper_bound(epoch));
 }
 
-std::set<ExpertKey> EpochState::release(uint64_t epoch, const std::set<ExpertKey>& loaded) {
+std::set<ExpertKey> EpochState::release(uint64_t epoch, const std::set<ExpertKey>& loaded, bool drop_prepared) {
   if (epoch > current_) {
     throw ServiceError(wire::ErrorCode::BAD_REQUEST,
                        "release of epoch " + std::to_string(epoch) + ", but this worker's current epoch is " +
@@ -48,6 +48,7 @@ std::set<ExpertKey> EpochState::release(uint64_t epoch, const std::set<ExpertKey
   }
   if (epoch > oldest_) oldest_ = epoch;
   assigned_.erase(assigned_.begin(), assigned_.lower_bound(oldest_));
+  if (drop_prepared) prepared_.clear();  // a change that failed: what its prepare loaded goes too
   std::set<ExpertKey> keep = needed();
   std::set<ExpertKey> unload;
   for (const ExpertKey& key : loaded) {

@@ -5,7 +5,12 @@
 //   commit(N, E)   N becomes current; E are this worker's experts in N. The epochs before stay served
 //                  (grace) until a release: requests planned on them are still accepted
 //   release(N)     grace ends: epochs before N are no longer served; returns the loaded experts that no
-//                  kept epoch (>= N) and no prepared epoch needs, i.e. what to unload
+//                  kept epoch (>= N) and no prepared epoch needs, i.e. what to unload. With drop_prepared
+//                  (a change that failed: the coordinator abandons it) the prepared epochs are forgotten
+//                  first, so what only they needed is unloaded too
+//
+// Experts are the backend's keys (worker/weight_version.h): the same expert in two weight versions is
+// two keys.
 //
 // A request is accepted when its epoch >= oldest_served() (future epochs too: a client may see a commit
 // before this worker does); whether its experts are loaded is checked elsewhere. Not thread-safe: the
@@ -35,7 +40,7 @@ class EpochState {
   // replaces its expert set.
   void commit(uint64_t epoch, const std::set<ExpertKey>& experts);
   // Throws ServiceError(badRequest) when `epoch` > current(). Returns the members of `loaded` to unload.
-  std::set<ExpertKey> release(uint64_t epoch, const std::set<ExpertKey>& loaded);
+  std::set<ExpertKey> release(uint64_t epoch, const std::set<ExpertKey>& loaded, bool drop_prepared = false);
 
   // Every expert a served or prepared epoch needs.
   std::set<ExpertKey> needed() const;

@@ -105,6 +105,7 @@ class Fetch {
     request.initExpert().setLayer(range.key.layer);
     request.getExpert().setExpert(range.key.expert);
     request.setMatrix(kMatrices[range.matrix]);
+    request.setWeightVersion(options_.weight_version);
     request.setOffset(range.offset);
     request.setMaxBytes(static_cast<uint32_t>(range.length));
     set_cluster_token(message, options_.cluster_token);

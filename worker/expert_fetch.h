@@ -20,6 +20,7 @@ struct ExpertFetchOptions {
   size_t max_in_flight = 16;        // fetchExpert requests outstanding at once
   std::chrono::milliseconds timeout{30000};  // per request
   std::string cluster_token;                 // sent with every fetchExpert (the peer checks it if it has one)
+  uint64_t weight_version = 0;               // the weight version wanted (0: the peer's current one)
 };
 
 // Streams every expert of `keys` from `peer`. Returns their weights (owned, in the dtype the peer holds).

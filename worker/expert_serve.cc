@@ -10,15 +10,15 @@
 
 namespace moe {
 
-void fill_expert_chunk(const ExpertStore& store, wire::FetchExpert::Reader request, wire::ExpertChunk::Builder chunk,
-                       uint64_t current_epoch) {
+void fill_expert_chunk(const ExpertStore& store, wire::FetchExpert::Reader request, uint64_t version,
+                       wire::ExpertChunk::Builder chunk, uint64_t current_epoch) {
   const ExpertKey key{request.getExpert().getLayer(), request.getExpert().getExpert()};
   const std::string name = "expert " + std::to_string(key.expert) + " of layer " + std::to_string(key.layer);
   store.check_expert(key);
-  std::optional<ExpertWeights> weights = store.retained(key);
+  std::optional<ExpertWeights> weights = store.retained(key, version);
   if (!weights) {
     throw ServiceError(wire::ErrorCode::EXPERT_NOT_HOSTED,
-                       name + (store.has(key) ? " is loaded, but this worker keeps no copy to stream (it runs without "
+                       name + " (weight version " + std::to_string(version) + ")" + (store.has(key, version) ? " is loaded, but this worker keeps no copy to stream (it runs without "
                                                 "--no-shared-storage)"
                                               : " is not held by this worker"),
                        current_epoch);

@@ -15,8 +15,9 @@ inline constexpr uint32_t kMaxExpertChunkBytes = 16u << 20;
 // Fills `chunk` for `request`. Throws ServiceError: unknownLayer / badRequest for an expert outside the
 // model (ExpertStore::check_expert), expertNotHosted when this worker holds no retained copy of it (not
 // loaded, or running without --no-shared-storage), badRequest for an unknown matrix, maxBytes 0 or an
-// offset at or past the matrix's end. `current_epoch` goes into the errors.
-void fill_expert_chunk(const ExpertStore& store, wire::FetchExpert::Reader request, wire::ExpertChunk::Builder chunk,
-                       uint64_t current_epoch);
+// offset at or past the matrix's end. The weights are those of weight `version` (expertNotHosted when this
+// worker does not hold that version). `current_epoch` goes into the errors.
+void fill_expert_chunk(const ExpertStore& store, wire::FetchExpert::Reader request, uint64_t version,
+                       wire::ExpertChunk::Builder chunk, uint64_t current_epoch);
 
 }  // namespace moe

@@ -28,7 +28,7 @@ ForwardBatcher::Submit ForwardBatcher::submit(std::unique_ptr<ForwardJob>& job) 
     std::shared_ptr<void> slot = slots_->try_acquire();
     if (!slot) return Submit::Overloaded;
     job->responder.hold_until_written(std::move(slot));
-    queued_tokens_[job->layer] += job->num_tokens;
+    queued_tokens_[job->backend_layer] += job->num_tokens;
     queue_.push_back(std::move(job));
   }
   changed_.notify_all();
@@ -68,7 +68,7 @@ void ForwardBatcher::compute_loop() {
     if (queue_.empty()) return;  // stopping, nothing left
 
     const ForwardJob* first = queue_.front().get();
-    const int32_t layer = first->layer;
+    const int32_t layer = first->backend_layer;  // one layer of one weight version a batch
     const auto deadline = first->received + options_.batch_wait;
     changed_.wait_until(lock, deadline, [&] {
       return stopping_ || queue_.empty() || queue_.front().get() != first ||
@@ -80,7 +80,7 @@ void ForwardBatcher::compute_loop() {
     uint64_t tokens = 0;
     for (auto it = queue_.begin(); it != queue_.end();) {
       ForwardJob& job = **it;
-      if (job.layer == layer && (batch.empty() || tokens + job.num_tokens <= options_.max_batch_tokens)) {
+      if (job.backend_layer == layer && (batch.empty() || tokens + job.num_tokens <= options_.max_batch_tokens)) {
         tokens += job.num_tokens;
         batch.push_back(std::move(*it));
         it = queue_.erase(it);

@@ -27,6 +27,8 @@ struct ForwardJob {
   uint32_t deadline_ms = 0;                  // 0: none
   std::vector<TokenAssignment> assignments;  // .token indexes this request's rows
   bool deterministic = false;                // reply one row per assignment (ExpertBackend::forward_rows)
+  uint64_t weight_version = 0;               // the version it is computed with (worker/weight_version.h)
+  int32_t backend_layer = 0;                 // `layer` in the backend's keys for that version
 
   ForwardJob(Frame f, Responder r, Clock::time_point t) : frame(std::move(f)), responder(std::move(r)), received(t) {}
 };

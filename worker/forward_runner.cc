@@ -63,6 +63,7 @@ void ForwardRunner::run(ForwardBatcher::Batch& batch) {
   if (jobs.empty()) return;
 
   const int32_t layer = jobs.front()->layer;
+  const int32_t backend_layer = jobs.front()->backend_layer;
   const int64_t hidden = jobs.front()->hidden;
   // Default requests: one forward over the batch, per-token sums. Deterministic ones: one forward_rows,
   // a row per pair (pair_offset[j]: where job j's rows start), computed by per-row invariant kernels so
@@ -83,10 +84,10 @@ void ForwardRunner::run(ForwardBatcher::Batch& batch) {
   const auto compute_start = Clock::now();
   try {
     if (rows > 0 && !assignments.empty()) {
-      store_.backend().forward(layer, x.data(), rows, hidden, assignments, out.data());
+      store_.backend().forward(backend_layer, x.data(), rows, hidden, assignments, out.data());
     }
     if (rows > 0 && !pairs.empty()) {
-      store_.backend().forward_rows(layer, x.data(), rows, hidden, pairs, pair_rows.data());
+      store_.backend().forward_rows(backend_layer, x.data(), rows, hidden, pairs, pair_rows.data());
     }
   } catch (const std::exception&) {
     // One of the requests names an expert that went away (or the backend refused it): isolate it.
@@ -111,10 +112,11 @@ void ForwardRunner::run(ForwardBatcher::Batch& batch) {
 
 void ForwardRunner::run_alone(ForwardJob& job, const std::vector<float>& x) {
   for (const TokenAssignment& a : job.assignments) {
-    if (!store_.has({job.layer, a.expert})) {
+    if (!store_.has({job.layer, a.expert}, job.weight_version)) {
       send_error_reply(job.responder,
                        ServiceError(wire::ErrorCode::EXPERT_NOT_HOSTED,
                                     "expert " + std::to_string(a.expert) + " of layer " + std::to_string(job.layer) +
+                                        " in weight version " + std::to_string(job.weight_version) +
                                         " is not loaded on this worker (released while the request waited)",
                                     current_epoch_()),
                        metrics_, "forwardRequest");
@@ -126,9 +128,9 @@ void ForwardRunner::run_alone(ForwardJob& job, const std::vector<float>& x) {
   try {
     if (job.num_tokens > 0 && !job.assignments.empty()) {
       if (job.deterministic)
-        store_.backend().forward_rows(job.layer, x.data(), job.num_tokens, job.hidden, job.assignments, out.data());
+        store_.backend().forward_rows(job.backend_layer, x.data(), job.num_tokens, job.hidden, job.assignments, out.data());
       else
-        store_.backend().forward(job.layer, x.data(), job.num_tokens, job.hidden, job.assignments, out.data());
+        store_.backend().forward(job.backend_layer, x.data(), job.num_tokens, job.hidden, job.assignments, out.data());
     }
   } catch (const std::exception& e) {
     send_error_reply(job.responder,
@@ -152,6 +154,7 @@ void ForwardRunner::reply_output(ForwardJob& job, const float* out, uint64_t com
   reply.setHidden(job.hidden);
   reply.setDtype(job.dtype);
   reply.setComputeMicros(compute_micros);
+  reply.setWeightVersion(job.weight_version);
   auto output = reply.initOutput(packed_tensor_bytes(job.dtype, elements));
   pack_tensor(std::span<const float>(out, elements), job.dtype, output);
   metrics_.forward_seconds.Observe(seconds_since(job.received, Clock::now()));

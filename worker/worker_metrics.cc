@@ -43,6 +43,7 @@ WorkerMetrics::WorkerMetrics(prometheus::Registry& registry)
       experts_hosted(gauge(registry, "moe_worker_experts_hosted", "Experts loaded on this worker")),
       weight_bytes(gauge(registry, "moe_worker_weight_bytes", "Bytes of expert weights held by the backend")),
       epoch(gauge(registry, "moe_worker_epoch", "Placement epoch this worker serves")),
+      weight_version(gauge(registry, "moe_worker_weight_version", "Weight version this worker's current epoch serves")),
       forwards_in_flight(gauge(registry, "moe_worker_forwards_in_flight",
                                "Forward requests accepted whose reply is not yet written to the socket")),
       max_queue(gauge(registry, "moe_worker_max_queue",

@@ -6,6 +6,7 @@
 //   moe_worker_experts_hosted              experts loaded
 //   moe_worker_weight_bytes                bytes of expert weights the backend holds
 //   moe_worker_epoch                       the placement epoch the worker serves
+//   moe_worker_weight_version              the weight version its current epoch serves (update-weights)
 //   moe_worker_errors_total{code}          error replies sent, by wire error code
 //   moe_worker_forwards_in_flight          forward requests accepted whose reply is not written yet
 //   moe_worker_max_queue                   the bound on those (--max-queue); past it: `overloaded`
@@ -36,6 +37,7 @@ class WorkerMetrics {
   prometheus::Gauge& experts_hosted;
   prometheus::Gauge& weight_bytes;
   prometheus::Gauge& epoch;
+  prometheus::Gauge& weight_version;
   prometheus::Gauge& forwards_in_flight;
   prometheus::Gauge& max_queue;
 

@@ -21,6 +21,7 @@
 #include "worker/expert_fetch.h"
 #include "worker/expert_serve.h"
 #include "worker/forward_validation.h"
+#include "worker/weight_version.h"
 #include "worker/worker_flags.h"
 #include "worker/worker_log.h"
 
@@ -136,6 +137,11 @@ uint64_t WorkerService::current_epoch() const {
   return epochs_.current();
 }
 
+uint64_t WorkerService::weight_version() const {
+  std::lock_guard lock(epoch_mutex_);
+  return weight_version_;
+}
+
 uint64_t WorkerService::oldest_served_epoch() const {
   std::lock_guard lock(epoch_mutex_);
   return epochs_.oldest_served();
@@ -217,18 +223,32 @@ void WorkerService::handle_forward(Frame request, const Responder& responder) {
   auto job = std::make_unique<ForwardJob>(std::move(request), responder, ForwardJob::Clock::now());
   auto model = store_.model();
   validate_forward_request(model->spec(), *job);
-  uint64_t current;
+  uint64_t current, serving;
   {
     std::lock_guard lock(epoch_mutex_);
     epochs_.check_request_epoch(job->epoch);
     current = epochs_.current();
+    serving = weight_version_;
   }
+  // The version the client routed with: every expert of the request is computed in it, or none is.
+  const uint64_t asked = job->frame.envelope().getForwardRequest().getWeightVersion();
+  job->weight_version = asked != 0 ? asked : serving;
+  if (!store_.holds_version(job->weight_version)) {
+    std::string held;
+    for (uint64_t v : store_.versions()) held += (held.empty() ? "" : ", ") + std::to_string(v);
+    throw ServiceError(wire::ErrorCode::STALE_EPOCH,
+                       "weight version " + std::to_string(job->weight_version) + " is not held by this worker (it holds " +
+                           (held.empty() ? std::string("none") : held) + ", serves " + std::to_string(serving) + ")",
+                       current);
+  }
+  job->backend_layer = backend_key({job->layer, 0}, job->weight_version).layer;
   std::vector<bool> checked(static_cast<size_t>(model->spec().experts_per_layer()), false);
   for (const TokenAssignment& a : job->assignments) {
     if (checked[a.expert]) continue;
-    if (!store_.has({job->layer, a.expert})) {
+    if (!store_.has({job->layer, a.expert}, job->weight_version)) {
       throw ServiceError(wire::ErrorCode::EXPERT_NOT_HOSTED,
                          "expert " + std::to_string(a.expert) + " of layer " + std::to_string(job->layer) +
+                             " in weight version " + std::to_string(job->weight_version) +
                              " is not hosted on this worker (request epoch " + std::to_string(job->epoch) +
                              ", current epoch " + std::to_string(current) + ")",
                          current);
@@ -256,17 +276,26 @@ void WorkerService::handle_prepare(const Frame& request, const Responder& respon
   std::set<ExpertKey> experts = expert_set(prepare.getLoad());
   for (const ExpertKey& key : experts) store_.check_expert(key);
   const auto sources = source_map(prepare.getSources());  // checked before anything changes
+  const uint64_t serving = weight_version();
+  const uint64_t version = prepare.getWeightVersion() != 0 ? prepare.getWeightVersion() : serving;
+  const bool new_version = version != serving;
+  if (new_version) {
+    check_update_memory(experts, version);
+    store_.add_version(version, prepare.getWeightSource().cStr(), serving);
+  }
+  std::set<ExpertKey> keys;
+  for (const ExpertKey& key : experts) keys.insert(backend_key(key, version));
   {
     std::lock_guard lock(epoch_mutex_);
-    epochs_.prepare(epoch, experts);
+    epochs_.prepare(epoch, keys);
   }
-  if (options_.no_shared_storage) stream_from_peers(experts, sources);
-  std::vector<ExpertKey> loaded_now = store_.load(experts);  // what no peer sent: from the model source
+  if (options_.no_shared_storage) stream_from_peers(experts, sources, version);
+  std::vector<ExpertKey> loaded_now = store_.load(experts, version);  // what no peer sent: from the source
   update_gauges();
   const size_t hosted = store_.loaded().size();
-  worker_log("prepared epoch " + std::to_string(epoch) + ": " + std::to_string(experts.size()) + " experts asked, " +
-             std::to_string(loaded_now.size()) + " loaded now; " + std::to_string(hosted) + " hosted, " +
-             mib(store_.resident_bytes()) + " of weights");
+  worker_log("prepared epoch " + std::to_string(epoch) + (new_version ? " with weight version " + std::to_string(version) : "") +
+             ": " + std::to_string(experts.size()) + " experts asked, " + std::to_string(loaded_now.size()) +
+             " loaded now; " + std::to_string(hosted) + " hosted, " + mib(store_.resident_bytes()) + " of weights");
   if (hosted > expert_slots()) {
     worker_log("warning: " + std::to_string(hosted) + " experts loaded, over this worker's " +
                std::to_string(expert_slots()) + " slots");
@@ -286,20 +315,37 @@ void WorkerService::handle_prepare(const Frame& request, const Responder& respon
   responder.reply(message);
 }
 
+void WorkerService::check_update_memory(const std::set<ExpertKey>& experts, uint64_t version) const {
+  const size_t loaded = store_.loaded().size();
+  if (loaded == 0) return;
+  const uint64_t resident = store_.resident_bytes();
+  const uint64_t per_expert = resident / loaded;
+  const uint64_t needed = per_expert * experts.size();
+  if (resident + needed <= memory_bytes_) return;
+  throw ServiceError(wire::ErrorCode::OVERLOADED,
+                     "weight version " + std::to_string(version) + " needs about " + mib(needed) + " for " +
+                         std::to_string(experts.size()) + " experts beside the " + mib(resident) +
+                         " loaded, over this worker's " + mib(memory_bytes_) + " (--memory-bytes): the old version " +
+                         "keeps serving",
+                     current_epoch(), false);
+}
+
 void WorkerService::handle_fetch(const Frame& request, const Responder& responder) {
   capnp::MallocMessageBuilder message;
-  fill_expert_chunk(store_, request.envelope().getFetchExpert(), message.initRoot<wire::Envelope>().initExpertChunk(),
-                    current_epoch());
+  auto fetch = request.envelope().getFetchExpert();
+  const uint64_t version = fetch.getWeightVersion() != 0 ? fetch.getWeightVersion() : weight_version();
+  fill_expert_chunk(store_, fetch, version, message.initRoot<wire::Envelope>().initExpertChunk(), current_epoch());
   responder.reply(message);
 }
 
 void WorkerService::stream_from_peers(const std::set<ExpertKey>& experts,
-                                      const std::map<ExpertKey, std::vector<std::string>>& sources) {
+                                      const std::map<ExpertKey, std::vector<std::string>>& sources, uint64_t version) {
   std::set<ExpertKey> pending;
   for (const ExpertKey& key : experts) {
-    if (!store_.has(key) && sources.count(key)) pending.insert(key);
+    if (!store_.has(key, version) && sources.count(key)) pending.insert(key);
   }
   ExpertFetchOptions fetch;
+  fetch.weight_version = version;
   fetch.timeout = std::chrono::milliseconds(options_.fetch_timeout_ms);
   fetch.cluster_token = options_.cluster_token;
   const ModelSpec& spec = store_.model()->spec();
@@ -327,7 +373,7 @@ void WorkerService::stream_from_peers(const std::set<ExpertKey>& experts,
           for (const WeightMatrixView* m : {&weights.view.gate, &weights.view.up, &weights.view.down}) {
             bytes += static_cast<size_t>(m->rows * m->cols) * dtype_size(m->dtype);
           }
-          store_.load_weights(key, std::move(weights));
+          store_.load_weights(key, version, std::move(weights));
           pending.erase(key);
           ++streamed;
         } catch (const std::exception& e) {
@@ -351,6 +397,8 @@ void WorkerService::stream_from_peers(const std::set<ExpertKey>& experts,
 void WorkerService::handle_commit(const Frame& request, const Responder& responder) {
   auto placement = request.envelope().getCommit().getPlacement();
   const uint64_t epoch = placement.getEpoch();
+  const uint64_t serving = weight_version();
+  const uint64_t version = placement.getWeightVersion() != 0 ? placement.getWeightVersion() : std::max<uint64_t>(serving, 1);
   std::optional<uint32_t> self = link_->worker_id();
   if (!self) {  // not registered (yet): find this worker by its address
     for (auto worker : placement.getWorkers()) {
@@ -376,16 +424,20 @@ void WorkerService::handle_commit(const Frame& request, const Responder& respond
     }
   }
   // Normally prepare loaded them already; load what is missing (e.g. after a coordinator restart).
-  std::vector<ExpertKey> loaded_now = store_.load(mine);
+  if (version != serving) store_.add_version(version, request.envelope().getCommit().getWeightSource().cStr(), serving);
+  std::vector<ExpertKey> loaded_now = store_.load(mine, version);
+  std::set<ExpertKey> keys;
+  for (const ExpertKey& key : mine) keys.insert(backend_key(key, version));
   uint64_t oldest;
   {
     std::lock_guard lock(epoch_mutex_);
-    epochs_.commit(epoch, mine);
+    epochs_.commit(epoch, keys);
     oldest = epochs_.oldest_served();
+    weight_version_ = version;
   }
   adopted_.set_placement(placement);
   update_gauges();
-  worker_log("committed epoch " + std::to_string(epoch) + " as worker " +
+  worker_log("committed epoch " + std::to_string(epoch) + (version != serving ? " (weight version " + std::to_string(serving) + " -> " + std::to_string(version) + ")" : "") + " as worker " +
              (self ? std::to_string(*self) : std::string("(unknown id)")) + ": " + std::to_string(mine.size()) +
              " experts assigned" + (loaded_now.empty() ? "" : " (" + std::to_string(loaded_now.size()) + " loaded late)") +
              (oldest < epoch ? "; still serving epochs from " + std::to_string(oldest) + " until release" : ""));
@@ -394,16 +446,19 @@ void WorkerService::handle_commit(const Frame& request, const Responder& respond
 
 void WorkerService::handle_release(const Frame& request, const Responder& responder) {
   const uint64_t epoch = request.envelope().getRelease().getEpoch();
+  const bool drop_prepared = request.envelope().getRelease().getDropPrepared();
   std::set<ExpertKey> unload;
   uint64_t current;
   {
     std::lock_guard lock(epoch_mutex_);
-    unload = epochs_.release(epoch, store_.loaded());
+    unload = epochs_.release(epoch, store_.loaded(), drop_prepared);
     current = epochs_.current();
   }
   store_.unload(unload);
+  store_.drop_versions_except({weight_version()});  // a version some kept epoch still needs stays loaded
   update_gauges();
-  worker_log("released epoch " + std::to_string(epoch) + ": unloaded " + std::to_string(unload.size()) + " experts, " +
+  worker_log("released epoch " + std::to_string(epoch) + (drop_prepared ? " (dropping unfinished prepares)" : "") +
+             ": unloaded " + std::to_string(unload.size()) + " experts, " +
              std::to_string(store_.loaded().size()) + " hosted, " + mib(store_.resident_bytes()) + " of weights");
   reply_ack(responder, current);
 }
@@ -418,6 +473,7 @@ void WorkerService::update_gauges() {
   metrics_->experts_hosted.Set(static_cast<double>(store_.loaded().size()));
   metrics_->weight_bytes.Set(static_cast<double>(store_.resident_bytes()));
   metrics_->epoch.Set(static_cast<double>(current_epoch()));
+  metrics_->weight_version.Set(static_cast<double>(weight_version()));
 }
 
 uint32_t WorkerService::expert_slots() const {
@@ -448,7 +504,13 @@ void WorkerService::adopt_model(wire::ModelInfo::Reader info) {
                              "the coordinator's spec (hidden " + std::to_string(spec.hidden_size) + ", " +
                              std::to_string(spec.experts_per_layer()) + " experts per layer)");
   }
-  store_.set_model(std::move(source), source_text);
+  const uint64_t version = info.getWeightVersion() != 0 ? info.getWeightVersion() : 1;
+  store_.set_model(std::move(source), source_text, version);
+  {
+    std::lock_guard lock(epoch_mutex_);
+    if (weight_version_ == 0) weight_version_ = version;
+  }
+  metrics_->weight_version.Set(static_cast<double>(weight_version()));
   adopted_.set_model(info);
   worker_log("model '" + std::string(info.getName().cStr()) + "' from " + source_text + ": " + family_name(spec.family) +
              ", hidden " + std::to_string(spec.hidden_size) + ", " + std::to_string(spec.experts_per_layer()) +
@@ -469,7 +531,9 @@ void WorkerService::fill_registration(wire::RegisterWorker::Builder registration
   registration.setControlKey(capnp::Data::Reader(reinterpret_cast<const capnp::byte*>(control_key_.data()), control_key_.size()));
   registration.setServingEpoch(current_epoch());
   registration.setPreviousId(link_->worker_id().value_or(0));
-  std::set<ExpertKey> hosted = store_.loaded();
+  registration.setWeightVersion(weight_version());
+  registration.setWeightSource(store_.source_ref(weight_version()));
+  std::set<ExpertKey> hosted = this->hosted();
   auto list = registration.initHosted(static_cast<unsigned>(hosted.size()));
   unsigned i = 0;
   for (const ExpertKey& key : hosted) {
@@ -490,6 +554,7 @@ void WorkerService::on_registered(wire::RegisterReply::Reader reply) {
 void WorkerService::fill_heartbeat(wire::Heartbeat::Builder heartbeat) {
   heartbeat.setEpoch(current_epoch());
   heartbeat.setMemoryUsedBytes(store_.resident_bytes());
+  heartbeat.setWeightVersion(weight_version());
 }
 
 void WorkerService::on_heartbeat_reply(wire::HeartbeatReply::Reader reply) {

@@ -7,6 +7,9 @@
 //                                     fetchExpert (a peer streaming weights) answered at once
 //   --no-shared-storage: prepare streams gained experts from the peers it names (worker/expert_fetch.h)
 //                        before loading the rest from the model source
+//   weight versions (update-weights): a prepare may name a new version (and its source); its experts load
+//   beside the served ones (worker/weight_version.h), a forward request names the version to compute
+//   with, the commit switches, the release drops the old version
 //   control thread (SerialExecutor)   loads experts (prepare, commit), adopts epochs, unloads (release)
 //   compute threads (ForwardBatcher)  batch requests of one layer, run the ExpertBackend, reply
 //   link thread (CoordinatorLink)     getModel, registerWorker, heartbeats, reconnects
@@ -62,7 +65,10 @@ class WorkerService : private CoordinatorLink::Peer {
   std::optional<uint32_t> worker_id() const { return link_->worker_id(); }
   bool registered() const { return link_->registered(); }
   uint64_t registrations() const { return link_->registrations(); }
-  std::set<ExpertKey> hosted() const { return store_.loaded(); }
+  // The experts its current epoch's weight version holds.
+  std::set<ExpertKey> hosted() const { return store_.loaded_in(weight_version()); }
+  // The weight version its current epoch serves (0 before it learned the model).
+  uint64_t weight_version() const;
   uint64_t batches_run() const { return batcher_->batches_run(); }
   uint64_t forward_requests_run() const { return batcher_->jobs_run(); }
   // The coordinator link gave up for good (a refused cluster token): main exits non-zero.
@@ -81,7 +87,12 @@ class WorkerService : private CoordinatorLink::Peer {
   void handle_fetch(const Frame& request, const Responder& responder);
   // Loads what it can of `experts` from their peers (each expert's sources tried in order); logs what
   // came from where and what is left for the model source. Never throws for a failing peer.
-  void stream_from_peers(const std::set<ExpertKey>& experts, const std::map<ExpertKey, std::vector<std::string>>& sources);
+  void stream_from_peers(const std::set<ExpertKey>& experts, const std::map<ExpertKey, std::vector<std::string>>& sources,
+                         uint64_t version);
+  // A prepare of a new weight version loads `experts` beside the ones loaded: ServiceError(overloaded)
+  // naming the sizes when that would pass this worker's memory (--memory-bytes), estimated from the
+  // bytes per expert loaded now (every version has the same shapes).
+  void check_update_memory(const std::set<ExpertKey>& experts, uint64_t version) const;
   void post_control(Frame request, Responder responder, void (WorkerService::*handler)(const Frame&, const Responder&));
   void reply_ack(const Responder& responder, uint64_t epoch);
   void update_gauges();
@@ -111,6 +122,7 @@ class WorkerService : private CoordinatorLink::Peer {
   const std::string control_key_;  // drawn at start, sent with every registration (see check_control_key)
   mutable std::mutex epoch_mutex_;
   EpochState epochs_;
+  uint64_t weight_version_ = 0;  // of the current epoch (guarded by epoch_mutex_)
 
   std::unique_ptr<IoPool> io_;
   std::unique_ptr<ForwardRunner> runner_;

@@ -124,7 +124,8 @@ bool NativeCluster::closed() const {
 
 py::dict NativeCluster::model() const {
   auto c = client();
-  const ClusterModel& m = c->model();
+  const std::shared_ptr<const ClusterModel> held = c->model();
+  const ClusterModel& m = *held;
   const ModelSpec& s = m.spec;
   py::dict d;
   d["family"] = family_name(s.family);
@@ -194,7 +195,8 @@ py::dict NativeCluster::stats() const {
 py::dict NativeCluster::router_weights(int32_t layer) const {
   auto c = client();
   require_moe_layer(c->spec(), layer);
-  const RouterWeights& w = c->model().router(layer).weights();
+  const std::shared_ptr<const ClusterModel> held = c->model();
+  const RouterWeights& w = held->router(layer).weights();
   py::dict d;
   d["gate"] = f32_array(w.gate.data, {w.gate.rows, w.gate.cols});
   if (!w.correction_bias.empty())

@@ -32,6 +32,7 @@ class ClientPlacement {
   explicit ClientPlacement(wire::Placement::Reader placement);
 
   uint64_t epoch() const { return epoch_; }
+  uint64_t weight_version() const { return weight_version_; }  // the weights the epoch serves (1 at first)
   const std::map<uint32_t, ClientWorker>& workers() const { return workers_; }
   // Replicas of (layer, expert); empty when it is not placed.
   const std::vector<ClientReplica>& replicas(int32_t layer, int32_t expert) const;
@@ -45,6 +46,7 @@ class ClientPlacement {
 
  private:
   uint64_t epoch_ = 0;
+  uint64_t weight_version_ = 1;
   std::map<uint32_t, ClientWorker> workers_;
   std::map<ExpertKey, std::vector<ClientReplica>> replicas_;
 };

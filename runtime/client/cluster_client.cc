@@ -126,7 +126,10 @@ void ClusterClient::fetch_model() {
     MetadataReply got = fetch_metadata(
         links_, metadata_peers(), [](wire::Envelope::Builder e) { e.setGetModel(); }, wire::Envelope::MODEL_INFO,
         timeout, [&](const std::string&, const Frame& reply) -> std::optional<std::string> {
-          model_ = decode_model_info(reply.envelope().getModelInfo());
+          auto fetched = std::make_shared<const ClusterModel>(decode_model_info(reply.envelope().getModelInfo()));
+          std::lock_guard lock(model_mutex_);
+          spec_ = fetched->spec;
+          model_ = std::move(fetched);
           return std::nullopt;
         },
         options_.cluster_token);
@@ -140,6 +143,34 @@ void ClusterClient::fetch_model() {
     std::this_thread::sleep_for(jittered(backoff));
     backoff = std::min(backoff * 2, options_.backoff_max);
   }
+}
+
+std::shared_ptr<const ClusterModel> ClusterClient::model() const {
+  std::lock_guard lock(model_mutex_);
+  return model_;
+}
+
+void ClusterClient::refresh_model(uint64_t version) {
+  std::lock_guard refresh(model_refresh_mutex_);
+  const uint64_t cached = model()->weight_version;
+  if (cached >= version) return;  // another caller already fetched it
+  fetch_metadata(
+      links_, metadata_peers(), [](wire::Envelope::Builder e) { e.setGetModel(); }, wire::Envelope::MODEL_INFO,
+      std::min(options_.request_timeout, options_.deadline),
+      [&](const std::string& peer, const Frame& reply) -> std::optional<std::string> {
+        auto fetched = std::make_shared<const ClusterModel>(decode_model_info(reply.envelope().getModelInfo()));
+        // The coordinator's word is final; a worker's model only when it is not older than ours.
+        if (peer != endpoints_.coordinator && fetched->weight_version < cached)
+          return "weight version " + std::to_string(fetched->weight_version) + " is older than the cached " +
+                 std::to_string(cached);
+        if (fetched->spec.hidden_size != spec_.hidden_size || fetched->spec.moe_layers != spec_.moe_layers ||
+            fetched->spec.experts_per_layer() != spec_.experts_per_layer())
+          return "its model has other shapes than the one this client started with";
+        std::lock_guard lock(model_mutex_);
+        model_ = std::move(fetched);
+        return std::nullopt;
+      },
+      options_.cluster_token);
 }
 
 std::shared_ptr<const ClientPlacement> ClusterClient::placement() const {
@@ -175,18 +206,38 @@ bool ClusterClient::refresh_after_failure(uint64_t planned_epoch) {
 }
 
 Matrix ClusterClient::forward(int32_t layer, const Matrix& x, RoutingResult* routing_out) {
+  return forward_versioned(layer, x, nullptr, routing_out);
+}
+
+Matrix ClusterClient::forward_versioned(int32_t layer, const Matrix& x, uint64_t* weight_version,
+                                        RoutingResult* routing_out) {
   const auto start = Clock::now();
-  const Router& router = model_.router(layer);
-  if (x.cols != model_.spec.hidden_size) {
+  const auto deadline = start + options_.deadline;
+  std::shared_ptr<const ClusterModel> m = model();
+  m->router(layer);  // throws for a dense or unknown layer
+  if (x.cols != m->spec.hidden_size) {
     throw std::invalid_argument("hidden_states has hidden size " + std::to_string(x.cols) + ", the model expects " +
-                                std::to_string(model_.spec.hidden_size));
+                                std::to_string(m->spec.hidden_size));
   }
-  RoutingResult routing = router.route(x, model_.deterministic);
   try {
-    Matrix out = run_forward(layer, x, routing);
-    metrics_.record_call(CallOutcome::Ok, x.rows, Clock::now() - start);
-    if (routing_out) *routing_out = std::move(routing);
-    return out;
+    for (;;) {
+      // The placement serves a newer version than the cached routers: fetch its model first (it may still
+      // be the old one for a moment; the workers serve that one until its release).
+      if (const uint64_t serving = placement()->weight_version(); serving > m->weight_version) {
+        refresh_model(serving);
+        m = model();
+      }
+      RoutingResult routing = m->router(layer).route(x, m->deterministic);
+      try {
+        Matrix out = run_forward(layer, x, routing, *m, deadline);
+        metrics_.record_call(CallOutcome::Ok, x.rows, Clock::now() - start);
+        if (routing_out) *routing_out = std::move(routing);
+        if (weight_version) *weight_version = m->weight_version;
+        return out;
+      } catch (const VersionMoved&) {
+        m = model();  // the whole call again, with the version the placement serves now
+      }
+    }
   } catch (const ClusterDeadlineError&) {
     metrics_.record_call(CallOutcome::DeadlineExceeded, x.rows, Clock::now() - start);
     throw;
@@ -211,6 +262,7 @@ struct ClusterClient::Round {
   std::set<uint32_t>* avoid = nullptr;
   std::string* last_error = nullptr;
   size_t failed_shards = 0;
+  uint64_t weight_version = 0;  // the version the call routed with
 };
 
 void ClusterClient::run_chunk(Round& r, const std::vector<size_t>& chunk, std::vector<size_t>& failed) {
@@ -233,7 +285,7 @@ void ClusterClient::run_chunk(Round& r, const std::vector<size_t>& chunk, std::v
 
   const bool deterministic = r.rows != nullptr;
   ShardRound round{r.view.get(), r.layer, options_.wire_dtype, r.x, std::min(options_.request_timeout, left),
-                   options_.cluster_token, deterministic};
+                   options_.cluster_token, deterministic, r.weight_version};
   std::vector<ShardOutcome> outcomes = send_shards(links_, round, std::move(plan));
   const int64_t hidden = r.x->cols;
   for (ShardOutcome& o : outcomes) {
@@ -244,7 +296,7 @@ void ClusterClient::run_chunk(Round& r, const std::vector<size_t>& chunk, std::v
         thread_local std::vector<float> partial;
         const size_t reply_rows = deterministic ? o.shard.assignments.size() : o.shard.tokens.size();
         partial.resize(reply_rows * static_cast<size_t>(hidden));
-        decode_forward_reply_into(o.reply, reply_rows, hidden, std::span<float>(partial));
+        decode_forward_reply_into(o.reply, reply_rows, hidden, std::span<float>(partial), r.weight_version);
         if (deterministic) {
           // Row i of the reply is the shard's assignment i: back to the call's assignment index.
           const auto& originals = original_of[static_cast<int32_t>(o.worker)];
@@ -272,12 +324,12 @@ void ClusterClient::run_chunk(Round& r, const std::vector<size_t>& chunk, std::v
   }
 }
 
-Matrix ClusterClient::run_forward(int32_t layer, const Matrix& x, RoutingResult& routing) {
-  const auto deadline = Clock::now() + options_.deadline;
-  const std::vector<TokenAssignment> assignments = make_assignments(routing, model_.spec);
+Matrix ClusterClient::run_forward(int32_t layer, const Matrix& x, RoutingResult& routing, const ClusterModel& model,
+                                  Clock::time_point deadline) {
+  const std::vector<TokenAssignment> assignments = make_assignments(routing, model.spec);
   Matrix out(x.rows, x.cols);
   // Deterministic mode: every pair's row kept apart, combined in one fixed order once all are in.
-  std::vector<float> rows(model_.deterministic ? assignments.size() * static_cast<size_t>(x.cols) : 0);
+  std::vector<float> rows(model.deterministic ? assignments.size() * static_cast<size_t>(x.cols) : 0);
   std::vector<size_t> pending(assignments.size());
   for (size_t i = 0; i < pending.size(); ++i) pending[i] = i;
   std::set<uint32_t> avoid;
@@ -306,9 +358,10 @@ Matrix ClusterClient::run_forward(int32_t layer, const Matrix& x, RoutingResult&
     r.layer = layer;
     r.x = &x;
     r.out = &out;
-    r.rows = model_.deterministic ? &rows : nullptr;
+    r.rows = model.deterministic ? &rows : nullptr;
     r.what = what;
     r.view = placement();
+    r.weight_version = model.weight_version;
     r.deadline = deadline;
     r.assignments = &assignments;
     r.avoid = &avoid;
@@ -337,7 +390,7 @@ Matrix ClusterClient::run_forward(int32_t layer, const Matrix& x, RoutingResult&
     try {
       chunks = split_by_frame_limit(assignments, r.items, r.worker_of_item, x.cols, options_.wire_dtype,
                                     options_.frame_limits.max_message_bytes, options_.cluster_token.size(),
-                                    model_.deterministic);
+                                    model.deterministic);
     } catch (const std::length_error& e) {
       throw ClusterError(what + ": " + e.what());
     }
@@ -347,6 +400,9 @@ Matrix ClusterClient::run_forward(int32_t layer, const Matrix& x, RoutingResult&
     pending = std::move(next);
 
     fresh = refresh_after_failure(r.view->epoch());
+    // The cluster moved to another weight version (update-weights): the pairs still pending cannot be
+    // computed in this call's version for long, and those done cannot be mixed with the new one.
+    if (placement()->weight_version() > model.weight_version) throw VersionMoved{};
     // Nothing new to plan against: wait a little (never past the deadline) before trying again. (Experts
     // still unplaced in a fresh placement end the call at the next attempt: no wait.)
     if (placement()->epoch() == r.view->epoch() && !(fresh && !unplaced.empty())) {
@@ -355,7 +411,7 @@ Matrix ClusterClient::run_forward(int32_t layer, const Matrix& x, RoutingResult&
       backoff = std::min(backoff * 2, options_.backoff_max);
     }
   }
-  if (model_.deterministic) combine_rows(assignments, rows, out);
+  if (model.deterministic) combine_rows(assignments, rows, out);
   return out;
 }
 

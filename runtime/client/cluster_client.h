@@ -20,6 +20,11 @@
 // fetched during the call (epoch >= 1) still lacks them, else at the deadline. Errors a retry cannot fix
 // (badRequest, unknownLayer, internal, unauthorized, a malformed reply, one token over the frame limit)
 // throw ClusterError at once. A call never returns a partial result. Thread-safe: many threads may call forward at once.
+//
+// Weight versions (moectl update-weights): a call routes with one ModelInfo's routers (shared-expert gate
+// included) and asks every worker for that weight version; a reply of another version is refused. When a
+// retry finds the placement serving another version, the call starts over, whole, with that version's
+// model (fetched then): its output is always one version's, never a mix. forward_versioned says which.
 #pragma once
 
 #include <chrono>
@@ -69,10 +74,13 @@ class ClusterClient : public MoeLayerExecutor {
   ClusterClient(ClusterEndpoints endpoints, ClusterClientOptions options);
   ~ClusterClient() override;
 
-  const ModelSpec& spec() const override { return model_.spec; }
+  const ModelSpec& spec() const override { return spec_; }
   Matrix forward(int32_t layer, const Matrix& x, RoutingResult* routing_out = nullptr) override;
+  // forward, and the weight version that computed the whole output.
+  Matrix forward_versioned(int32_t layer, const Matrix& x, uint64_t* weight_version, RoutingResult* routing_out = nullptr);
 
-  const ClusterModel& model() const { return model_; }
+  // The model the next call routes with (replaced, not changed, when the weights are updated).
+  std::shared_ptr<const ClusterModel> model() const;
   const std::string& coordinator() const { return endpoints_.coordinator; }
   const ClusterEndpoints& endpoints() const { return endpoints_; }
   const ClusterClientOptions& options() const { return options_; }
@@ -85,13 +93,18 @@ class ClusterClient : public MoeLayerExecutor {
 
  private:
   struct Round;
+  struct VersionMoved {};  // run_forward: the placement serves another weight version than the call's
   void fetch_model();
+  // Fetches the model again when the cached one is older than `version` (once a call: it may still be
+  // the old one while the coordinator switches). Never throws; keeps the cached model on failure.
+  void refresh_model(uint64_t version);
   // Coordinator, listed workers, then the workers of the cached placement (each address once).
   std::vector<std::string> metadata_peers() const;
   // Refreshes unless another thread already brought a placement newer than `planned_epoch`. True when
   // the cached placement is now one fetched after this call's failure (or newer).
   bool refresh_after_failure(uint64_t planned_epoch);
-  Matrix run_forward(int32_t layer, const Matrix& x, RoutingResult& routing);
+  Matrix run_forward(int32_t layer, const Matrix& x, RoutingResult& routing, const ClusterModel& model,
+                     std::chrono::steady_clock::time_point deadline);
   // Sends the `chunk` positions of `items` (pairs planned on `workers`), adds the replies into `out`;
   // the pairs of failed shards go to `failed`.
   void run_chunk(Round& round, const std::vector<size_t>& chunk, std::vector<size_t>& failed);
@@ -101,7 +114,10 @@ class ClusterClient : public MoeLayerExecutor {
   IoPool pool_;
   PeerLinks links_;
   ClientMetrics metrics_;
-  ClusterModel model_;
+  ModelSpec spec_;  // every version's (update-weights keeps the shapes)
+  mutable std::mutex model_mutex_;
+  std::shared_ptr<const ClusterModel> model_;
+  std::mutex model_refresh_mutex_;  // one model fetch at a time
 
   mutable std::mutex placement_mutex_;
   std::shared_ptr<const ClientPlacement> placement_;

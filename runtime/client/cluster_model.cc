@@ -55,6 +55,7 @@ ClusterModel decode_model_info(wire::ModelInfo::Reader info) {
   }
   model.spec = parse_model_spec(config, "modelInfo.specJson");
   model.name = info.getName().cStr();
+  model.weight_version = info.getWeightVersion() != 0 ? info.getWeightVersion() : 1;
   model.source = info.getSource().cStr();
   model.deterministic = info.getDeterministic();
   for (auto r : info.getRouters()) {

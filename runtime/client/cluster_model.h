@@ -18,6 +18,7 @@ struct ClusterModel {
   std::string source;
   std::map<int32_t, Router> routers;  // keyed by MoE layer
   bool deterministic = false;         // ModelInfo.deterministic: forward in the deterministic mode
+  uint64_t weight_version = 1;        // the weights these routers belong to (update-weights)
 
   // Throws ModelError when `layer` is dense, out of range, or has no router.
   const Router& router(int32_t layer) const;

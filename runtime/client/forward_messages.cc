@@ -15,8 +15,9 @@ namespace moe {
 
 void build_forward_request(capnp::MallocMessageBuilder& message, uint64_t epoch, int32_t layer, wire::DType dtype,
                            const Matrix& x, const WorkerShard& shard, std::chrono::milliseconds deadline,
-                           std::string_view cluster_token, bool deterministic) {
+                           std::string_view cluster_token, bool deterministic, uint64_t weight_version) {
   auto request = message.initRoot<wire::Envelope>().initForwardRequest();
+  request.setWeightVersion(weight_version);
   const size_t rows = shard.tokens.size();
   const size_t hidden = static_cast<size_t>(x.cols);
   request.setEpoch(epoch);
@@ -45,10 +46,17 @@ void build_forward_request(capnp::MallocMessageBuilder& message, uint64_t epoch,
   set_cluster_token(message, cluster_token);
 }
 
-void decode_forward_reply_into(const Frame& reply, size_t rows, int64_t hidden, std::span<float> out) {
+void decode_forward_reply_into(const Frame& reply, size_t rows, int64_t hidden, std::span<float> out,
+                               uint64_t weight_version) {
   auto envelope = reply.envelope();
   expect_kind(envelope, wire::Envelope::FORWARD_REPLY);
   auto r = envelope.getForwardReply();
+  // 0: a worker that predates weight versions, which can only serve the first one.
+  const uint64_t replied = r.getWeightVersion() != 0 ? r.getWeightVersion() : 1;
+  if (weight_version != 0 && replied != weight_version) {
+    throw WireError("forwardReply computed with weight version " + std::to_string(r.getWeightVersion()) +
+                    ", the call routed with version " + std::to_string(weight_version));
+  }
   if (r.getNumTokens() != rows || r.getHidden() != static_cast<uint64_t>(hidden)) {
     throw WireError("forwardReply has " + std::to_string(r.getNumTokens()) + " x " + std::to_string(r.getHidden()) +
                     ", the request sent " + std::to_string(rows) + " x " + std::to_string(hidden));

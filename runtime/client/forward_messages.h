@@ -18,16 +18,22 @@ namespace moe {
 
 // Fills `message` with a forwardRequest for `shard` (rows of `x` named by shard.tokens), carrying
 // `cluster_token` when it is not empty. deterministic: ask for one reply row per assignment (the rows are
-// then decoded with rows = shard.assignments.size()).
+// then decoded with rows = shard.assignments.size()). Asks for weight version `weight_version` (0: the
+// worker's own).
 void build_forward_request(capnp::MallocMessageBuilder& message, uint64_t epoch, int32_t layer, wire::DType dtype,
                            const Matrix& x, const WorkerShard& shard, std::chrono::milliseconds deadline,
-                           std::string_view cluster_token = {}, bool deterministic = false);
+                           std::string_view cluster_token = {}, bool deterministic = false,
+                           uint64_t weight_version = 0);
 
 // The per-token partial sums of a forwardReply as f32 [rows x hidden]. Throws RemoteError on an error
 // reply and WireError when the reply is of another kind or its sizes differ from (rows, hidden).
 std::vector<float> decode_forward_reply(const Frame& reply, size_t rows, int64_t hidden);
 // The same into `out`, which must hold rows x hidden values (lets a caller reuse one buffer across calls).
-void decode_forward_reply_into(const Frame& reply, size_t rows, int64_t hidden, std::span<float> out);
+// With `weight_version` (not 0), a reply computed with another version throws WireError: a call never
+// adds up experts of two versions (a reply naming version 0 comes from a worker that predates versions:
+// it counts as version 1).
+void decode_forward_reply_into(const Frame& reply, size_t rows, int64_t hidden, std::span<float> out,
+                               uint64_t weight_version = 0);
 
 // Bytes of the token and output blobs one shard moves (request + reply), for throughput figures.
 size_t shard_payload_bytes(const WorkerShard& shard, int64_t hidden, wire::DType dtype);

@@ -50,7 +50,7 @@ std::vector<ShardOutcome> send_shards(PeerLinks& links, const ShardRound& round,
       connection = links.get(o.address);
       capnp::MallocMessageBuilder message;
       build_forward_request(message, round.placement->epoch(), round.layer, round.dtype, *round.x, o.shard,
-                            round.request_timeout, round.cluster_token, round.deterministic);
+                            round.request_timeout, round.cluster_token, round.deterministic, round.weight_version);
       connection->request_async(message, round.request_timeout,
                                 [finish, i](std::exception_ptr error, Frame reply) {
                                   finish(i, error, std::move(reply));

@@ -33,6 +33,7 @@ struct ShardRound {
   std::chrono::milliseconds request_timeout{0};
   std::string_view cluster_token;  // sent with every shard when not empty (workers with a token check it)
   bool deterministic = false;      // ForwardRequest.deterministic: replies carry one row per pair
+  uint64_t weight_version = 0;     // the weight version the call routed with (every shard asks for it)
 };
 
 // Sends every shard of `plan` (keyed by worker id) and returns one outcome per shard, in key order.

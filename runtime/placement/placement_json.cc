@@ -41,12 +41,17 @@ nlohmann::json placement_to_json(const PlacementTable& table) {
     for (const auto& replica : replicas) list.push_back({{"worker", replica.worker_id}, {"share", replica.share}});
     assignments.push_back({{"layer", key.layer}, {"expert", key.expert}, {"replicas", std::move(list)}});
   }
-  return {{"epoch", table.epoch}, {"workers", std::move(workers)}, {"assignments", std::move(assignments)}};
+  return {{"epoch", table.epoch},
+          {"workers", std::move(workers)},
+          {"assignments", std::move(assignments)},
+          {"weight_version", table.weight_version}};
 }
 
 PlacementTable placement_from_json(const nlohmann::json& json) {
   PlacementTable table;
   table.epoch = get_key<uint64_t>(json, "epoch", "placement");
+  if (json.contains("weight_version")) table.weight_version = get_key<uint64_t>(json, "weight_version", "placement");
+  if (table.weight_version == 0) throw PlacementError("placement JSON has weight_version 0 (versions start at 1)");
   for (const auto& worker : get_array(json, "workers", "placement")) {
     table.workers.push_back({get_key<uint32_t>(worker, "id", "worker"), get_key<std::string>(worker, "address", "worker"),
                              parse_worker_state(get_key<std::string>(worker, "state", "worker"))});

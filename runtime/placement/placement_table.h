@@ -36,6 +36,7 @@ struct PlacementTable {
   uint64_t epoch = 0;                                   // 0: nothing placed yet
   std::vector<PlacedWorker> workers;                    // ascending id
   std::map<ExpertKey, std::vector<Replica>> assignments;  // replicas ascending worker id
+  uint64_t weight_version = 1;                          // the weights this epoch serves (update-weights)
 
   bool operator==(const PlacementTable&) const = default;
 

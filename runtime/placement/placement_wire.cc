@@ -31,6 +31,7 @@ WorkerState from_wire(wire::WorkerState state) {
 
 void placement_to_wire(const PlacementTable& table, wire::Placement::Builder out) {
   out.setEpoch(table.epoch);
+  out.setWeightVersion(table.weight_version);
   auto workers = out.initWorkers(static_cast<unsigned>(table.workers.size()));
   for (unsigned i = 0; i < table.workers.size(); ++i) {
     workers[i].setId(table.workers[i].id);
@@ -54,6 +55,7 @@ void placement_to_wire(const PlacementTable& table, wire::Placement::Builder out
 PlacementTable placement_from_wire(wire::Placement::Reader in) {
   PlacementTable table;
   table.epoch = in.getEpoch();
+  table.weight_version = in.getWeightVersion() != 0 ? in.getWeightVersion() : 1;
   for (auto worker : in.getWorkers()) {
     check_text_length("placement epoch " + std::to_string(table.epoch) + ": worker " + std::to_string(worker.getId()) +
                           "'s address",

@@ -50,6 +50,11 @@ struct Envelope {
     # from a worker that holds it, chunk by chunk.
     fetchExpert @22 :FetchExpert;
     expertChunk @23 :ExpertChunk;
+
+    # Live weight updates (moectl -> coordinator): a new checkpoint of the same shapes rolled out through
+    # the change protocol (prepare loads it beside the old one, commit switches, release drops the old).
+    updateWeights @26 :UpdateWeights;
+    updateWeightsReply @27 :UpdateWeightsReply;
   }
 
   # Authorisation (docs/architecture.md, "Who may say what"). Every request carries the cluster token
@@ -103,6 +108,9 @@ struct RegisterWorker {
   controlKey @8 :Data;      # 16 random bytes the worker drew at start: prepare, commit and release must
                             # bring them back in Envelope.controlKey (only the coordinator it registered
                             # with knows them)
+  weightVersion @9 :UInt64; # the weight version its current epoch serves (0: none yet)
+  weightSource @10 :Text;   # where that version's weights are: a coordinator restarted without its state
+                            # file adopts the version from the workers
 }
 
 struct RegisterReply {
@@ -124,6 +132,7 @@ struct Heartbeat {
   windowMs @2 :UInt32;       # the window the token counts cover
   load @3 :List(ExpertLoad);
   memoryUsedBytes @4 :UInt64;
+  weightVersion @5 :UInt64;  # the weight version the worker's current epoch serves
 }
 
 struct HeartbeatReply {
@@ -151,6 +160,7 @@ struct ModelInfo {
                              # or "synthetic:PRESET:SEED" (see runtime/model/layer_source_factory.h)
   deterministic @4 :Bool;    # the coordinator runs with --deterministic: clients route each token alone
                              # and send ForwardRequest.deterministic (README, "Deterministic mode")
+  weightVersion @5 :UInt64;  # the weight version these routers (and `source`) belong to; starts at 1
 }
 
 enum WorkerState {
@@ -181,6 +191,7 @@ struct Placement {
   epoch @0 :UInt64;
   workers @1 :List(WorkerInfo);
   assignments @2 :List(Assignment);
+  weightVersion @3 :UInt64;  # the weight version this epoch serves (0 from an older coordinator: 1)
 }
 
 struct Prepare {
@@ -189,6 +200,8 @@ struct Prepare {
   sources @2 :List(ExpertSource);  # --no-shared-storage: where to stream gained experts from; an expert
                                    # not listed loads from the model source
   clusterToken @3 :Text;     # unused: Envelope.clusterToken
+  weightVersion @4 :UInt64;  # the weight version `load` is loaded in (0: the worker's current one)
+  weightSource @5 :Text;     # where that version's weights are (a ModelRef string, as ModelInfo.source)
 }
 
 struct ExpertSource {
@@ -205,11 +218,14 @@ struct PrepareAck {
 struct Commit {
   placement @0 :Placement;   # the full placement of the new epoch
   clusterToken @1 :Text;     # unused: Envelope.clusterToken
+  weightSource @2 :Text;     # where placement.weightVersion's weights are (for experts loaded late)
 }
 
 struct Release {
   epoch @0 :UInt64;          # unload every expert not assigned to this worker in this epoch
   clusterToken @1 :Text;     # unused: Envelope.clusterToken
+  dropPrepared @2 :Bool;     # also forget every prepared epoch and unload what only they needed (a change
+                             # that failed, e.g. an update-weights a worker could not load)
 }
 
 struct Ack {
@@ -237,6 +253,8 @@ struct ForwardRequest {
   deterministic @11 :Bool;      # reply with one row per (token, expert) pair instead of per-token sums:
                                 # ForwardReply.output is [pairs x hidden], row i = weight[i] * expert(token)
                                 # computed by per-row invariant kernels, and ForwardReply.numTokens = pairs
+  weightVersion @12 :UInt64;    # compute with this weight version (the one the client routed with);
+                                # a worker that does not hold it answers staleEpoch. 0: its current one
 }
 
 struct ForwardReply {
@@ -246,6 +264,7 @@ struct ForwardReply {
   output @3 :Data;           # [numTokens x hidden]: per token, sum over its experts of weight * expert(x)
                              # (a deterministic request: [pairs x hidden], one row per pair, see there)
   computeMicros @4 :UInt64;  # time the worker spent computing, for latency breakdowns
+  weightVersion @5 :UInt64;  # the weight version every expert of this reply was computed with
 }
 
 struct Drain {
@@ -273,6 +292,7 @@ struct WorkerStatus {
   hosted @4 :List(ExpertRef);
   load @5 :List(ExpertLoad);    # the last heartbeat's window
   leaseRemainingMs @6 :UInt32;
+  weightVersion @7 :UInt64;     # the weight version the worker serves (its last heartbeat)
 }
 
 struct LayerBalance {
@@ -285,6 +305,9 @@ struct StatusReply {
   workers @1 :List(WorkerStatus);
   balance @2 :List(LayerBalance);
   modelName @3 :Text;
+  weightVersion @4 :UInt64;     # the weight version the committed epoch serves
+  weightSource @5 :Text;        # where that version's weights are
+  weightUpdate @6 :Text;        # the update-weights being carried out ("" when none)
 }
 
 enum ExpertMatrix {
@@ -299,6 +322,7 @@ struct FetchExpert {
   offset @2 :UInt64;         # first byte of the matrix wanted
   maxBytes @3 :UInt32;       # at most this many bytes (the replier may send fewer, never more)
   clusterToken @4 :Text;     # unused: Envelope.clusterToken
+  weightVersion @5 :UInt64;  # the weight version wanted (0: the replier's current one)
 }
 
 struct ExpertChunk {         # the reply to fetchExpert; expertNotHosted when the replier holds no copy
@@ -309,4 +333,15 @@ struct ExpertChunk {         # the reply to fetchExpert; expertNotHosted when th
   cols @4 :UInt32;
   offset @5 :UInt64;
   data @6 :Data;             # bytes [offset, offset + size) of the row-major matrix
+}
+
+struct UpdateWeights {       # moectl update-weights: answered once the new version is committed (or refused)
+  model @0 :Text;            # the new HF checkpoint folder (every node must read it, or with
+                             # --no-shared-storage the coordinator and the workers' streaming source)
+}
+
+struct UpdateWeightsReply {
+  weightVersion @0 :UInt64;  # the version now served
+  epoch @1 :UInt64;          # the epoch that switched to it
+  previousVersion @2 :UInt64;
 }

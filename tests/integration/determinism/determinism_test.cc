@@ -61,7 +61,7 @@ std::vector<SeedResult> run_property(TestCluster& cluster, bool deterministic) {
   const ClientPlacement first = cluster.wait_ready();
   auto f32 = client(cluster, wire::DType::F32);
   auto bf16 = client(cluster, wire::DType::BF16);
-  EXPECT_EQ(f32->model().deterministic, deterministic) << "modelInfo.deterministic";
+  EXPECT_EQ(f32->model()->deterministic, deterministic) << "modelInfo.deterministic";
   auto source = SyntheticLayerSource::from_preset(kPreset, 0);
   const ModelSpec& spec = source->spec();
   const int32_t layer = spec.moe_layers.back();

@@ -16,6 +16,7 @@ using namespace std::chrono_literals;
 std::unique_ptr<ForwardJob> job(int32_t layer, uint32_t tokens) {
   auto j = std::make_unique<ForwardJob>(Frame{}, Responder({}, 0), ForwardJob::Clock::now());
   j->layer = layer;
+  j->backend_layer = layer;  // weight version 1
   j->num_tokens = tokens;
   return j;
 }

@@ -61,6 +61,19 @@ TEST(EpochState, ReleaseKeepsPreparedAndUnreleasedEpochs) {
   EXPECT_EQ(state.needed(), (std::set<ExpertKey>{{0, 1}, {0, 2}, {1, 0}}));
 }
 
+TEST(EpochState, ReleaseDroppingPreparesUnloadsWhatOnlyTheyNeeded) {
+  EpochState state;
+  state.commit(1, {{0, 0}});
+  state.commit(2, {{0, 1}});
+  state.prepare(3, {{0, 1}, {1, 0}});  // a change that failed on another worker: the coordinator abandons it
+  std::set<ExpertKey> unload = state.release(2, {{0, 0}, {0, 1}, {1, 0}}, /*drop_prepared=*/true);
+  EXPECT_EQ(unload, (std::set<ExpertKey>{{0, 0}, {1, 0}}));
+  EXPECT_EQ(state.needed(), (std::set<ExpertKey>{{0, 1}}));
+  EXPECT_EQ(state.current(), 2u);
+  EXPECT_NO_THROW(state.prepare(3, {{1, 1}}));  // the next change may reuse the epoch number
+  EXPECT_EQ(state.needed(), (std::set<ExpertKey>{{0, 1}, {1, 1}}));
+}
+
 TEST(EpochState, OutOfOrderMessagesAreRefused) {
   EpochState state;
   state.commit(5, {});

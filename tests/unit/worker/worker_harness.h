@@ -53,12 +53,14 @@ struct ForwardCall {
   Matrix x;
   std::vector<TokenAssignment> assignments;
   std::string cluster_token;  // empty: none sent
+  uint64_t weight_version = 0;  // 0: the worker's current one
 };
 
 // Fills a forwardRequest envelope. Raw sizes are taken from `call`, so tests can break them on purpose.
 inline void build_forward(capnp::MallocMessageBuilder& message, const ForwardCall& call) {
   auto request = message.initRoot<wire::Envelope>().initForwardRequest();
   request.setEpoch(call.epoch);
+  request.setWeightVersion(call.weight_version);
   request.setLayer(call.layer);
   request.setDtype(call.dtype);
   request.setNumTokens(static_cast<uint32_t>(call.x.rows));
@@ -153,11 +155,15 @@ class WorkerHarness {
   }
 
   // `sources`: the workers a gained expert can be streamed from (--no-shared-storage), by expert.
+  // `version` / `source`: a new weight version to load the experts in (0: the current one).
   Frame send_prepare(uint64_t epoch, const std::set<ExpertKey>& experts,
-                     const std::map<ExpertKey, std::vector<std::string>>& sources = {}) {
+                     const std::map<ExpertKey, std::vector<std::string>>& sources = {}, uint64_t version = 0,
+                     const std::string& source = "") {
     capnp::MallocMessageBuilder message;
     auto prepare = message.initRoot<wire::Envelope>().initPrepare();
     prepare.setEpoch(epoch);
+    prepare.setWeightVersion(version);
+    prepare.setWeightSource(source);
     auto load = prepare.initLoad(static_cast<unsigned>(experts.size()));
     unsigned i = 0;
     for (const ExpertKey& key : experts) {
@@ -178,11 +184,13 @@ class WorkerHarness {
   }
 
   // A placement where this worker (FakeCoordinator::kWorkerId) hosts `mine` and worker 99 the rest.
-  Frame send_commit(uint64_t epoch, const std::set<ExpertKey>& mine) {
+  Frame send_commit(uint64_t epoch, const std::set<ExpertKey>& mine, uint64_t version = 0, const std::string& source = "") {
     capnp::MallocMessageBuilder message;
     auto commit = message.initRoot<wire::Envelope>().initCommit();
+    commit.setWeightSource(source);
     auto placement = commit.initPlacement();
     placement.setEpoch(epoch);
+    placement.setWeightVersion(version);
     auto workers = placement.initWorkers(2);
     workers[0].setId(FakeCoordinator::kWorkerId);
     workers[0].setAddress(worker->address());
@@ -204,10 +212,11 @@ class WorkerHarness {
     return call_control(message);
   }
 
-  Frame send_release(uint64_t epoch) {
+  Frame send_release(uint64_t epoch, bool drop_prepared = false) {
     capnp::MallocMessageBuilder message;
     auto release = message.initRoot<wire::Envelope>().initRelease();
     release.setEpoch(epoch);
+    release.setDropPrepared(drop_prepared);
     return call_control(message);
   }
 
