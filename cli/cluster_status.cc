@@ -43,6 +43,11 @@ void print_cluster_status(const std::string& coordinator, wire::StatusReply::Rea
       << "  workers " << status.getWorkers().size() << "  weights v" << status.getWeightVersion() << " ("
       << status.getWeightSource().cStr() << ")\n";
   if (status.getWeightUpdate().size() > 0) out << "update-weights: " << status.getWeightUpdate().cStr() << "\n";
+  if (status.getLayersTotal() > 0) {
+    out << "layer by layer: " << status.getLayersUpdated() << "/" << status.getLayersTotal() << " MoE layers on v"
+        << status.getLayersVersion() << " (" << status.getLayersSource().cStr() << "), the rest on v"
+        << status.getWeightVersion() << "\n";
+  }
   out << std::left << std::setw(4) << "ID" << std::setw(12) << "NAME" << std::setw(10) << "STATE" << std::setw(23)
       << "ADDRESS" << std::setw(8) << "BACKEND" << std::setw(9) << "EXPERTS" << std::setw(10) << "LEASE_MS"
       << std::setw(7) << "EPOCH" << std::setw(9) << "WEIGHTS" << "HOSTED\n";

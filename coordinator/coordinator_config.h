@@ -27,6 +27,8 @@ struct CoordinatorConfig {
   unsigned io_threads = 2;
   bool no_shared_storage = false;          // prepare names, per gained expert, the live workers holding it
                                            // (workers then stream weights from each other)
+  bool no_layerwise = false;               // update-weights never goes layer by layer: a worker whose memory
+                                           // cannot hold two versions of its experts refuses it (the old way)
   // Rebalancing (coordinator/rebalance_plan.h): a periodic check every rebalance_interval_ms rebalances when
   // the expected imbalance (max / mean worker load from the load estimates) of some layer passes the
   // threshold (0: never on its own; moectl rebalance still works).

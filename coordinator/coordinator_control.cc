@@ -251,15 +251,22 @@ std::vector<uint32_t> Core::prepare(const PlacementTable& current, const Placeme
   return failed;
 }
 
-void Core::commit(const PlacementTable& next_in, std::shared_ptr<const ModelCatalog> new_weights) {
+void Core::commit(const PlacementTable& next_in, std::shared_ptr<const ModelCatalog> new_weights,
+                  std::shared_ptr<const ModelCatalog> newer_layers) {
   PlacementTable next = next_in;
   std::vector<ControlTarget> targets;
-  std::string source;
+  std::string source, layer_source;
   {
     std::lock_guard lock(mutex);
-    if (!new_weights) next.weight_version = table.weight_version;  // planners know nothing of versions
+    if (!new_weights && !newer_layers) {  // planners know nothing of versions
+      next.weight_version = table.weight_version;
+      next.layer_versions = table.layer_versions;
+    }
     source = new_weights ? new_weights->source() : weights ? weights->source() : model.source();
-    save_state_locked(next, new_weights.get());  // before anyone hears of the epoch: a restart never reuses its number
+    if (!next.layer_versions.empty()) {
+      layer_source = newer_layers ? newer_layers->source() : layer_weights ? layer_weights->source() : std::string();
+    }
+    save_state_locked(next, new_weights.get(), newer_layers.get());  // before anyone hears of the epoch: a restart never reuses its number
     for (const auto& worker : membership.all()) {
       if (worker.live()) targets.push_back({worker.id, worker.address, worker.control_key});
     }
@@ -268,11 +275,14 @@ void Core::commit(const PlacementTable& next_in, std::shared_ptr<const ModelCata
     auto commit = message.initRoot<wire::Envelope>().initCommit();
     placement_to_wire(next, commit.initPlacement());
     commit.setWeightSource(source);
+    commit.setLayerSource(layer_source);
   });
   std::lock_guard lock(mutex);
   table = next;
   committed_at = Clock::now();
   if (new_weights) weights = std::move(new_weights);  // clients now route with the new version's routers
+  if (newer_layers) layer_weights = std::move(newer_layers);
+  mix_weights_locked();
   std::erase_if(dead_in_table, [&](uint32_t id) { return !table.find_worker(id); });
   table_stale = false;
   for (auto& worker : membership.all()) {
@@ -297,7 +307,7 @@ void Core::commit(const PlacementTable& next_in, std::shared_ptr<const ModelCata
 void Core::catch_up_commits() {
   std::vector<ControlTarget> targets;
   PlacementTable current;
-  std::string source;
+  std::string source, layer_source;
   {
     std::lock_guard lock(mutex);
     if (stopping || table.epoch == 0 || table_stale || release_due || !control_activity.empty()) return;
@@ -314,6 +324,7 @@ void Core::catch_up_commits() {
     if (targets.empty()) return;
     current = table;
     source = weights ? weights->source() : model.source();
+    if (!current.layer_versions.empty() && layer_weights) layer_source = layer_weights->source();
     committed_at = now;  // at most once a lease period
   }
   std::string ids;
@@ -324,6 +335,7 @@ void Core::catch_up_commits() {
     auto commit = message.initRoot<wire::Envelope>().initCommit();
     placement_to_wire(current, commit.initPlacement());
     commit.setWeightSource(source);
+    commit.setLayerSource(layer_source);
   });
   std::lock_guard lock(mutex);
   if (table.epoch == current.epoch && !release_due) {

@@ -58,6 +58,15 @@ struct CoordinatorService::Core : std::enable_shared_from_this<CoordinatorServic
   // coordinator_update.cc: moectl update-weights (io thread queues it, the control thread carries it out)
   void on_update_weights(wire::UpdateWeights::Reader request, const Responder& responder);
   void update_weights_step();
+  // One step of a layer-by-layer update (the update being carried out, `layerwise_next`): the next layers
+  // that fit prepared in the new version, committed; the old version of those layers goes at the release.
+  // The last step commits the new version whole and answers the request.
+  void layerwise_step();
+  // Why some worker of the table cannot hold all its experts in two versions at once, by its declared
+  // memory and the experts' sizes ("" when every one can).
+  std::string two_versions_do_not_fit_locked();
+  // ModelInfo while the table serves some layers in a newer version: `weights` mixed with `layer_weights`.
+  void mix_weights_locked();
   // Opens the checkpoint of a new weight version and checks it has the served model's family and shapes;
   // throws std::runtime_error with a one-line reason naming the mismatch.
   std::shared_ptr<const ModelCatalog> open_weights(const std::string& model_dir, uint64_t version) const;
@@ -92,6 +101,7 @@ struct CoordinatorService::Core : std::enable_shared_from_this<CoordinatorServic
     std::vector<ExpertKey> seed_load;  // --no-shared-storage: what the seed loads (every expert)
     uint32_t seed = 0;
     std::map<uint32_t, std::string>* errors = nullptr;
+    std::set<int32_t> layers;  // a layer-by-layer step: only these layers' experts (empty: all)
   };
   std::vector<uint32_t> prepare_version(const PlacementTable& next, const VersionPrepare& update);
   // One prepare request (throws when it cannot be sent); `holders` name where streamed experts come from.
@@ -107,7 +117,10 @@ struct CoordinatorService::Core : std::enable_shared_from_this<CoordinatorServic
   // With `new_weights`, the epoch switches to that weight version (next.weight_version): the state file,
   // the commit (with its source) and, once sent, the ModelInfo served to clients. Without it the epoch
   // keeps the served version.
-  void commit(const PlacementTable& next, std::shared_ptr<const ModelCatalog> new_weights = nullptr);
+  // With `newer_layers` (a step of a layer-by-layer update), next.layer_versions' layers switch to that
+  // catalog's version; without either, the epoch keeps the served versions (layer_versions too).
+  void commit(const PlacementTable& next, std::shared_ptr<const ModelCatalog> new_weights = nullptr,
+              std::shared_ptr<const ModelCatalog> newer_layers = nullptr);
   void release_if_due();
   // A worker the committed table lists that still serves an older epoch a lease period after the commit
   // (it missed it: the coordinator restarted between its state file and the broadcast, or the commit
@@ -146,7 +159,9 @@ struct CoordinatorService::Core : std::enable_shared_from_this<CoordinatorServic
   // Drops dead workers older than --dead-worker-ttl-ms that no committed epoch lists.
   void prune_dead_locked(Clock::time_point now);
   // The state file names the weights of `table.weight_version`: `new_weights` when given, else the served ones.
-  void save_state_locked(const PlacementTable& table, const ModelCatalog* new_weights = nullptr);
+  // The layers of table.layer_versions are `newer_layers`' (else `layer_weights`').
+  void save_state_locked(const PlacementTable& table, const ModelCatalog* new_weights = nullptr,
+                         const ModelCatalog* newer_layers = nullptr);
   void membership_changed_locked();
   void load_saved_state();
 
@@ -174,6 +189,14 @@ struct CoordinatorService::Core : std::enable_shared_from_this<CoordinatorServic
     Responder responder;
   };
   std::optional<PendingUpdate> update_request;  // the update-weights queued or being carried out
+  // Layer by layer (when a worker's memory cannot hold two versions of all its experts): the table serves
+  // table.layer_versions' layers in `layer_weights`' version, the others in `weights`'; clients get
+  // `mixed_weights`' ModelInfo (routers of each layer's version). All null when no layer is ahead.
+  std::shared_ptr<const ModelCatalog> layer_weights;
+  std::shared_ptr<const ModelCatalog> mixed_weights;
+  std::shared_ptr<const ModelCatalog> layerwise_next;  // the update carried out layer by layer (control thread)
+  uint64_t layerwise_previous = 0;    // the version it started from
+  std::string layerwise_stopped;      // why the last layer-by-layer update stopped part way ("" when none)
   std::string update_activity;                  // what it is doing ("" when none), for moectl status
   std::set<uint32_t> dead_in_table;   // dead workers whose experts the table still lists
   std::vector<uint32_t> links_to_drop;

@@ -73,6 +73,10 @@ void add_coordinator_flags(CLI::App& app, CoordinatorConfig& config) {
                "nodes do not share the checkpoint: a prepare names the workers that hold each gained expert, "
                "so workers (also run with --no-shared-storage) stream weights from each other")
       ->envname("MOE_NO_SHARED_STORAGE");
+  app.add_flag("--no-layerwise-update", config.no_layerwise,
+               "update-weights only ever loads the new version of every expert at once: when a worker's memory "
+               "cannot hold both versions the update is refused instead of rolled out layer by layer")
+      ->envname("MOE_NO_LAYERWISE_UPDATE");
   app.add_flag("--deterministic", config.deterministic,
                "every token's MoE output the same bits whatever its batch, worker, replica or placement "
                "(told to clients in modelInfo; costs some speed, see README)")

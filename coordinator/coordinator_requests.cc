@@ -241,7 +241,7 @@ void Core::on_get_model(const Responder& responder) {
   std::shared_ptr<const ModelCatalog> served;
   {
     std::lock_guard lock(mutex);
-    served = weights;
+    served = mixed_weights ? mixed_weights : weights;
   }
   message.initRoot<wire::Envelope>().setModelInfo(served ? served->info() : model.info());
   responder.reply(message);
@@ -276,6 +276,21 @@ void Core::on_status(const Responder& responder) {
     reply.setWeightVersion(table.epoch > 0 ? table.weight_version : 1);
     reply.setWeightSource(weights ? weights->source() : model.source());
     reply.setWeightUpdate(update_activity);
+    if (!table.layer_versions.empty() || layerwise_next) {
+      const auto& newer = layerwise_next ? layerwise_next : layer_weights;
+      reply.setLayersUpdated(static_cast<uint32_t>(table.layer_versions.size()));
+      reply.setLayersTotal(static_cast<uint32_t>(model.spec().moe_layers.size()));
+      reply.setLayersVersion(table.layer_versions.empty() ? table.weight_version + 1 : table.layer_versions.begin()->second);
+      if (newer) reply.setLayersSource(newer->source());
+      if (update_activity.empty() && newer) {
+        reply.setWeightUpdate("layer-by-layer update to weight version " + std::to_string(table.layer_versions.begin()->second) +
+                              " stopped after " + std::to_string(table.layer_versions.size()) + " of " +
+                              std::to_string(model.spec().moe_layers.size()) + " MoE layers (" +
+                              (layerwise_stopped.empty() ? std::string("stopped") : layerwise_stopped) +
+                              "); the layers done serve it, the rest version " + std::to_string(table.weight_version) +
+                              ": re-run update-weights with " + newer->source() + " to finish");
+      }
+    }
     const auto now = Clock::now();
     const auto& workers = membership.all();
     auto list = reply.initWorkers(static_cast<unsigned>(workers.size()));

@@ -57,6 +57,24 @@ void Core::load_saved_state() {
     weights = open_weights(ref.model_dir, table.weight_version);
     coordinator_log("state file: weight version " + std::to_string(table.weight_version) + " from " + source);
   }
+  if (table.epoch > 0 && !table.layer_versions.empty()) {
+    // A layer-by-layer update-weights was under way: its layers done so far keep the newer version.
+    uint64_t newer = 0;
+    for (const auto& [layer, version] : table.layer_versions) newer = std::max(newer, version);
+    const ModelRef ref = ModelRef::parse(saved->layer_source);
+    if (ref.model_dir.empty()) {
+      throw std::runtime_error("state file " + config.state_file + " serves " + std::to_string(table.layer_versions.size()) +
+                               " layers in weight version " + std::to_string(newer) + " from '" + saved->layer_source +
+                               "', not a checkpoint folder");
+    }
+    layer_weights = open_weights(ref.model_dir, newer);
+    mix_weights_locked();
+    layerwise_stopped = "the coordinator restarted during it";
+    coordinator_log("state file: a layer-by-layer update to weight version " + std::to_string(newer) + " (" +
+                    saved->layer_source + ") stopped after " + std::to_string(table.layer_versions.size()) + " of " +
+                    std::to_string(model.spec().moe_layers.size()) + " MoE layers; `moectl update-weights --model " +
+                    ref.model_dir + "` finishes it");
+  }
   const auto deadline = Clock::now() + std::chrono::milliseconds(config.lease_ms);
   for (auto& worker : saved->workers) {
     worker.confirmed = false;
@@ -124,10 +142,18 @@ void Core::mark_dead_locked(WorkerRecord& worker, const std::string& reason) {
   membership_changed_locked();
 }
 
-void Core::save_state_locked(const PlacementTable& placement, const ModelCatalog* new_weights) {
+void Core::save_state_locked(const PlacementTable& placement, const ModelCatalog* new_weights,
+                             const ModelCatalog* newer_layers) {
   if (config.state_file.empty()) return;
   SavedState state;
   state.placement = placement;
+  if (!placement.layer_versions.empty()) {
+    if (newer_layers) {
+      state.layer_source = newer_layers->source();
+    } else if (layer_weights) {
+      state.layer_source = layer_weights->source();
+    }
+  }
   if (new_weights) {
     state.weight_source = new_weights->source();
   } else if (weights) {

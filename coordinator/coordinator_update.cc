@@ -12,6 +12,15 @@
 //      request gets the workers' reasons, the old version keeps serving;
 //   4. commit of epoch N+1 with the new version (state file first, then the workers, then the ModelInfo
 //      clients fetch), reply; after the grace period the release drops the old version everywhere.
+// Layer by layer: when some worker cannot hold two versions of all its experts (by its declared memory
+// and the experts' sizes, or its refusal of the whole prepare), the update goes one step at a time, each
+// step as many MoE layers as every worker can hold beside the whole old version: prepare those layers'
+// experts in the new version, commit an epoch whose placement lists them in Placement.layerVersions (the
+// ModelInfo then has their new routers), grace, release (their old version is unloaded) - then the next
+// step. The last step commits the new version whole and answers moectl. A step that fails stops the
+// update there: the layers done keep the new version (status says so), and update-weights with the same
+// checkpoint finishes it (another checkpoint is refused until then); so does it after a coordinator
+// restart (the state file keeps the layers and the checkpoint).
 // Clients never mix versions: a forward call routes with one ModelInfo's routers and names its version
 // in every request; workers compute it with that version or refuse (runtime/client/cluster_client.h).
 #include <filesystem>
@@ -174,7 +183,8 @@ std::vector<uint32_t> Core::prepare_version(const PlacementTable& next, const Ve
   }
   for (const auto& worker : next.workers) {
     if (seed && worker.id == seed->id) continue;
-    const auto load = next.experts_on(worker.id);
+    auto load = next.experts_on(worker.id);
+    if (!update.layers.empty()) std::erase_if(load, [&](ExpertKey key) { return !update.layers.count(key.layer); });
     if (!load.empty()) send(worker, load);
   }
   auto more = await_prepares(waiting, next.epoch, update.errors);
@@ -190,9 +200,20 @@ void Core::update_weights_step() {
   VersionPrepare update;
   std::map<uint32_t, std::string> errors;
   update.errors = &errors;
+  std::string short_memory;
+  bool finish_layers = false;
   {
     std::lock_guard lock(mutex);
-    if (stopping || !update_request || update_activity != "queued") return;
+    if (stopping || !update_request) return;
+    if (layerwise_next) {
+      finish_layers = true;
+    } else if (update_activity != "queued") {
+      return;
+    }
+  }
+  if (finish_layers) return layerwise_step();
+  {
+    std::lock_guard lock(mutex);
     // Between changes only: the old version's grace must be over (its slot on the workers is reused).
     if (release_due || table.epoch == 0 || table_stale || !dead_in_table.empty()) return;
     dir = update_request->model_dir;
@@ -200,8 +221,10 @@ void Core::update_weights_step() {
     previous = table.weight_version;
     next = table;
     next.epoch = next_epoch_locked();
-    next.weight_version = previous + 1;
+    // A layer-by-layer update that stopped part way: only its checkpoint may finish it.
+    next.weight_version = table.layer_versions.empty() ? previous + 1 : table.layer_versions.begin()->second;
     update.version = next.weight_version;
+    short_memory = table.layer_versions.empty() ? two_versions_do_not_fit_locked() : "some layers serve it already";
     update_activity = "checking " + dir;
     for (const auto& worker : next.workers) {
       const WorkerRecord* record = membership.find(worker.id);
@@ -228,6 +251,36 @@ void Core::update_weights_step() {
     return;
   }
   update.source = weights_next->source();
+  auto go_layerwise = [&](const std::string& why) {
+    coordinator_log("update-weights to version " + std::to_string(update.version) + " (" + update.source +
+                    ") goes layer by layer: " + why);
+    std::lock_guard lock(mutex);
+    layerwise_next = weights_next;
+    layerwise_previous = previous;
+    layerwise_stopped.clear();
+    update_activity = "layer by layer to weight version " + std::to_string(update.version) + ": starting";
+  };
+  {
+    std::string refusal;
+    {
+      std::lock_guard lock(mutex);
+      if (!table.layer_versions.empty() && (!layer_weights || layer_weights->source() != update.source)) {
+        refusal = "a layer-by-layer update to weight version " + std::to_string(update.version) + " from " +
+                  (layer_weights ? layer_weights->source() : std::string("?")) + " stopped after " +
+                  std::to_string(table.layer_versions.size()) + " of " + std::to_string(model.spec().moe_layers.size()) +
+                  " MoE layers: finish it first (update-weights with that checkpoint)";
+      }
+    }
+    if (!refusal.empty()) {
+      coordinator_log("update-weights to " + dir + " refused: " + refusal);
+      finish(refusal);
+      return;
+    }
+  }
+  if (!short_memory.empty()) {
+    go_layerwise(short_memory);
+    return layerwise_step();
+  }
   for (const auto& catalog_expert : model.experts().experts) update.seed_load.push_back(catalog_expert.key);
   {
     std::lock_guard lock(mutex);
@@ -244,7 +297,19 @@ void Core::update_weights_step() {
   if (!failed.empty()) {
     abort_prepared(table.epoch);  // the control thread is the only one that changes the table
     std::string why;
-    for (const auto& [id, error] : errors) why += (why.empty() ? "" : "; ") + ("worker " + std::to_string(id) + ": " + error);
+    bool memory_only = !errors.empty();
+    for (const auto& [id, error] : errors) {
+      why += (why.empty() ? "" : "; ") + ("worker " + std::to_string(id) + ": " + error);
+      memory_only &= error.find("(--memory-bytes)") != std::string::npos;
+    }
+    if (memory_only && !config.no_layerwise) {  // the workers' memory cannot hold both versions whole
+      {
+        std::lock_guard lock(mutex);
+        control_activity.clear();
+      }
+      go_layerwise("the workers refused both versions whole (" + why + ")");
+      return;  // the next round, after the abort's release, starts it
+    }
     coordinator_log("update-weights to " + dir + " failed: " + why + "; weight version " + std::to_string(previous) +
                     " keeps serving");
     {
@@ -264,6 +329,169 @@ void Core::update_weights_step() {
                   std::to_string(next.epoch) + "; version " + std::to_string(previous) + " is dropped at its release");
   reply_update(*responder, update.version, next.epoch, previous);
   finish("");
+}
+
+namespace {
+
+// How many bytes a worker's backend spends per byte of the checkpoint's experts: its last heartbeat's
+// memory over the checkpoint bytes of what it holds (a CPU backend keeps bf16 weights as f32: 2), at
+// least 1 (1 before its first heartbeat).
+double memory_factor(const WorkerRecord& record, uint64_t held) {
+  if (held == 0 || record.memory_used_bytes <= held) return 1.0;
+  return static_cast<double>(record.memory_used_bytes) / static_cast<double>(held);
+}
+
+}  // namespace
+
+std::string Core::two_versions_do_not_fit_locked() {
+  if (config.no_layerwise) return "";
+  for (const auto& worker : table.workers) {
+    const WorkerRecord* record = membership.find(worker.id);
+    if (!record || record->memory_bytes == 0) continue;
+    uint64_t held = 0;
+    for (const ExpertKey& key : table.experts_on(worker.id)) held += model.experts().bytes_of(key);
+    held = static_cast<uint64_t>(static_cast<double>(held) * memory_factor(*record, held));
+    if (2 * held > record->memory_bytes) {
+      return "worker " + std::to_string(worker.id) + " holds " + std::to_string(held) + " bytes of experts, twice that is over its " +
+             std::to_string(record->memory_bytes) + " bytes of memory (--memory-bytes)";
+    }
+  }
+  return "";
+}
+
+void Core::mix_weights_locked() {
+  if (table.layer_versions.empty() || !layer_weights) {
+    mixed_weights.reset();
+    if (table.layer_versions.empty()) layer_weights.reset();
+    return;
+  }
+  mixed_weights = std::make_shared<const ModelCatalog>(weights ? *weights : model, *layer_weights, table.layer_versions);
+}
+
+void Core::layerwise_step() {
+  PlacementTable next;
+  VersionPrepare update;
+  std::map<uint32_t, std::string> errors;
+  update.errors = &errors;
+  std::shared_ptr<const ModelCatalog> target;
+  uint64_t previous = 0;
+  size_t total = 0, done_before = 0;
+  std::string step_text;
+  bool last = false;
+  {
+    std::lock_guard lock(mutex);
+    if (stopping || !update_request || !layerwise_next) return;
+    // Each step waits for the one before to be released: its layers' old version is gone from the workers
+    // before the next layers' new version loads.
+    if (release_due || table.epoch == 0 || table_stale || !dead_in_table.empty()) return;
+    target = layerwise_next;
+    previous = layerwise_previous;
+    update.version = table.layer_versions.empty() ? table.weight_version + 1 : table.layer_versions.begin()->second;
+    update.source = target->source();
+    std::vector<int32_t> remaining;
+    for (int32_t layer : model.spec().moe_layers) {
+      if (table.version_of(layer) != update.version) remaining.push_back(layer);
+    }
+    total = model.spec().moe_layers.size();
+    done_before = total - remaining.size();
+    // As many layers as every worker holds beside all its experts (at least one: a worker that cannot
+    // hold even that refuses it).
+    std::map<uint32_t, uint64_t> free_bytes;
+    std::map<uint32_t, double> factor;
+    for (const auto& worker : table.workers) {
+      const WorkerRecord* record = membership.find(worker.id);
+      if (!record || record->memory_bytes == 0) continue;
+      uint64_t held = 0;
+      for (const ExpertKey& key : table.experts_on(worker.id)) held += model.experts().bytes_of(key);
+      factor[worker.id] = memory_factor(*record, held);
+      held = static_cast<uint64_t>(static_cast<double>(held) * factor[worker.id]);
+      free_bytes[worker.id] = record->memory_bytes > held ? record->memory_bytes - held : 0;
+    }
+    for (int32_t layer : remaining) {
+      std::map<uint32_t, uint64_t> needed;
+      for (const auto& [key, replicas] : table.assignments) {
+        if (key.layer != layer) continue;
+        for (const Replica& replica : replicas) {
+          const double f = factor.count(replica.worker_id) ? factor[replica.worker_id] : 1.0;
+          needed[replica.worker_id] += static_cast<uint64_t>(static_cast<double>(model.experts().bytes_of(key)) * f);
+        }
+      }
+      bool fits = true;
+      for (const auto& [id, bytes] : needed) fits &= !free_bytes.count(id) || bytes <= free_bytes[id];
+      if (!fits && !update.layers.empty()) break;
+      for (const auto& [id, bytes] : needed) {
+        if (free_bytes.count(id)) free_bytes[id] -= std::min(free_bytes[id], bytes);
+      }
+      update.layers.insert(layer);
+    }
+    next = table;
+    next.epoch = next_epoch_locked();
+    for (int32_t layer : update.layers) next.layer_versions[layer] = update.version;
+    last = next.layer_versions.size() == total;
+    if (last) {
+      next.weight_version = update.version;
+      next.layer_versions.clear();
+    }
+    for (int32_t layer : update.layers) step_text += (step_text.empty() ? "" : ", ") + std::to_string(layer);
+    step_text = "MoE layer(s) " + step_text;
+    for (const auto& worker : next.workers) {
+      const WorkerRecord* record = membership.find(worker.id);
+      if (!record || !record->live() || next.experts_on(worker.id).empty()) continue;
+      if (update.seed == 0) update.seed = worker.id;
+    }
+    update_activity = "layer by layer to weight version " + std::to_string(update.version) + " (" + update.source +
+                      "): " + std::to_string(done_before) + "/" + std::to_string(total) + " MoE layers done, preparing " +
+                      step_text + " in epoch " + std::to_string(next.epoch);
+    control_activity = update_activity;
+  }
+  for (const auto& catalog_expert : model.experts().experts) {
+    if (update.layers.count(catalog_expert.key.layer)) update.seed_load.push_back(catalog_expert.key);
+  }
+  coordinator_log("epoch " + std::to_string(next.epoch) + ": update-weights to version " + std::to_string(update.version) +
+                  " layer by layer, " + std::to_string(done_before) + "/" + std::to_string(total) + " done; preparing " +
+                  step_text);
+  const auto failed = prepare_version(next, update);
+  if (!failed.empty()) {
+    abort_prepared(table.epoch);
+    std::string why;
+    for (const auto& [id, error] : errors) why += (why.empty() ? "" : "; ") + ("worker " + std::to_string(id) + ": " + error);
+    const std::string stopped = "layer-by-layer update to weight version " + std::to_string(update.version) + " stopped after " +
+                                std::to_string(done_before) + " of " + std::to_string(total) + " MoE layers: prepare of " +
+                                step_text + " failed on " + std::to_string(failed.size()) + " worker(s): " + why +
+                                (done_before > 0 ? "; the layers done keep serving version " + std::to_string(update.version) +
+                                                       ", the others version " + std::to_string(previous)
+                                                 : "; weight version " + std::to_string(previous) + " keeps serving") +
+                                "; update-weights with " + update.source + " again finishes it";
+    coordinator_log(stopped);
+    std::lock_guard lock(mutex);
+    control_activity.clear();
+    send_error(update_request->responder,
+               ServiceError(wire::ErrorCode::BAD_REQUEST, "update-weights: " + stopped, table.epoch, false), "updateWeights");
+    layerwise_stopped = "prepare of " + step_text + " failed";
+    layerwise_next.reset();
+    update_request.reset();
+    update_activity.clear();
+    return;
+  }
+  commit(next, last ? target : nullptr, last ? nullptr : target);
+  std::lock_guard lock(mutex);
+  control_activity.clear();
+  if (!last) {
+    update_activity = "layer by layer to weight version " + std::to_string(update.version) + " (" + update.source + "): " +
+                      std::to_string(done_before + update.layers.size()) + "/" + std::to_string(total) +
+                      " MoE layers done";
+    coordinator_log("epoch " + std::to_string(next.epoch) + ": " + step_text + " serve weight version " +
+                    std::to_string(update.version) + "; their old version is dropped at the release");
+    return;
+  }
+  coordinator_log("weight version " + std::to_string(update.version) + " (" + update.source + ") serves every layer from epoch " +
+                  std::to_string(next.epoch) + " (rolled out layer by layer); version " + std::to_string(previous) +
+                  " is dropped at its release");
+  reply_update(update_request->responder, update.version, next.epoch, previous);
+  layerwise_next.reset();
+  layerwise_stopped.clear();
+  update_request.reset();
+  update_activity.clear();
 }
 
 }  // namespace moe

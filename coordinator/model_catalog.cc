@@ -55,6 +55,40 @@ ModelCatalog::ModelCatalog(const ModelRef& ref, bool deterministic, uint64_t wei
   }
 }
 
+ModelCatalog::ModelCatalog(const ModelCatalog& base, const ModelCatalog& newer,
+                           const std::map<int32_t, uint64_t>& layer_versions)
+    : spec_(base.spec_),
+      name_(base.name_),
+      source_(base.source_),
+      bytes_per_param_(base.bytes_per_param_),
+      experts_(base.experts_),
+      info_(std::make_unique<capnp::MallocMessageBuilder>()) {
+  const auto from = base.info();
+  auto info = info_->initRoot<wire::ModelInfo>();
+  info.setSpecJson(from.getSpecJson());
+  info.setName(from.getName());
+  info.setSource(from.getSource());
+  info.setDeterministic(from.getDeterministic());
+  info.setWeightVersion(from.getWeightVersion());
+  const auto base_routers = from.getRouters();
+  const auto newer_routers = newer.info().getRouters();
+  if (base_routers.size() != newer_routers.size()) {
+    throw std::runtime_error("the two weight versions have " + std::to_string(base_routers.size()) + " and " +
+                             std::to_string(newer_routers.size()) + " routers");
+  }
+  auto routers = info.initRouters(base_routers.size());
+  for (unsigned i = 0; i < base_routers.size(); ++i) {
+    const bool newer_layer = layer_versions.count(base_routers[i].getLayer()) != 0;
+    routers.setWithCaveats(i, newer_layer ? newer_routers[i] : base_routers[i]);
+  }
+  auto list = info.initLayerVersions(static_cast<unsigned>(layer_versions.size()));
+  unsigned l = 0;
+  for (const auto& [layer, version] : layer_versions) {
+    list[l].setLayer(layer);
+    list[l++].setVersion(version);
+  }
+}
+
 wire::ModelInfo::Reader ModelCatalog::info() const { return info_->getRoot<wire::ModelInfo>().asReader(); }
 
 }  // namespace moe

@@ -2,6 +2,7 @@
 // every MoE layer as f32, name, source) built once, and the experts to place with their bytes.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
 
@@ -20,6 +21,9 @@ class ModelCatalog {
   // deterministic: ModelInfo.deterministic. The ModelInfo names `weight_version` (update-weights: a new
   // checkpoint of the same shapes is a new version).
   explicit ModelCatalog(const ModelRef& ref, bool deterministic = false, uint64_t weight_version = 1);
+  // A layer-by-layer update-weights under way: `base`'s model (its version, source, experts) whose
+  // ModelInfo has `newer`'s router for each layer of `layer_versions` and lists them (ModelInfo.layerVersions).
+  ModelCatalog(const ModelCatalog& base, const ModelCatalog& newer, const std::map<int32_t, uint64_t>& layer_versions);
 
   const ModelSpec& spec() const { return spec_; }
   const std::string& name() const { return name_; }

@@ -113,6 +113,7 @@ void save_state(const std::string& path, const SavedState& state) {
                          {"placement", placement_to_json(state.placement)},
                          {"weight_source", state.weight_source},
                          {"workers", std::move(workers)}};
+  if (!state.layer_source.empty()) json["layer_source"] = state.layer_source;
   const std::string text = json.dump(2) + "\n";
   const std::string tmp = path + ".tmp";
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -151,6 +152,7 @@ std::optional<SavedState> load_state(const std::string& path) {
     state.placement = placement_from_json(json.at("placement"));
     state.next_worker_id = json.at("next_worker_id").get<uint32_t>();
     if (json.contains("weight_source")) state.weight_source = json.at("weight_source").get<std::string>();
+    if (json.contains("layer_source")) state.layer_source = json.at("layer_source").get<std::string>();
     for (const auto& worker : json.at("workers")) state.workers.push_back(worker_from_json(worker));
     return state;
   } catch (const std::exception& e) {

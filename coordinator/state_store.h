@@ -19,6 +19,7 @@ struct SavedState {
   std::vector<WorkerRecord> workers;  // live ones only
   uint32_t next_worker_id = 1;
   std::string weight_source;  // the ModelRef of placement.weight_version's weights ("" : the --model ones)
+  std::string layer_source;   // the ModelRef of placement.layer_versions' version ("" when none)
 };
 
 // Throws std::runtime_error naming the path and why when the state file could not be written there: its

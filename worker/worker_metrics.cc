@@ -44,6 +44,11 @@ WorkerMetrics::WorkerMetrics(prometheus::Registry& registry)
       weight_bytes(gauge(registry, "moe_worker_weight_bytes", "Bytes of expert weights held by the backend")),
       epoch(gauge(registry, "moe_worker_epoch", "Placement epoch this worker serves")),
       weight_version(gauge(registry, "moe_worker_weight_version", "Weight version this worker's current epoch serves")),
+      weight_layers_ahead(gauge(registry, "moe_worker_weight_layers_ahead",
+                                "MoE layers the current epoch serves in a newer weight version than "
+                                "moe_worker_weight_version (a layer-by-layer update-weights under way)")),
+      weight_bytes_peak(gauge(registry, "moe_worker_weight_bytes_peak",
+                              "The most bytes of expert weights the backend held since the worker started")),
       forwards_in_flight(gauge(registry, "moe_worker_forwards_in_flight",
                                "Forward requests accepted whose reply is not yet written to the socket")),
       max_queue(gauge(registry, "moe_worker_max_queue",

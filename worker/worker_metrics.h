@@ -6,7 +6,11 @@
 //   moe_worker_experts_hosted              experts loaded
 //   moe_worker_weight_bytes                bytes of expert weights the backend holds
 //   moe_worker_epoch                       the placement epoch the worker serves
-//   moe_worker_weight_version              the weight version its current epoch serves (update-weights)
+//   moe_worker_weight_version              the weight version its current epoch serves (update-weights; during
+//                                          a layer-by-layer update the one its not-yet-updated layers serve)
+//   moe_worker_weight_layers_ahead         MoE layers its current epoch serves in a newer version than that
+//                                          (a layer-by-layer update under way; 0 otherwise)
+//   moe_worker_weight_bytes_peak           the most bytes of expert weights the backend held since start
 //   moe_worker_errors_total{code}          error replies sent, by wire error code
 //   moe_worker_forwards_in_flight          forward requests accepted whose reply is not written yet
 //   moe_worker_max_queue                   the bound on those (--max-queue); past it: `overloaded`
@@ -38,6 +42,8 @@ class WorkerMetrics {
   prometheus::Gauge& weight_bytes;
   prometheus::Gauge& epoch;
   prometheus::Gauge& weight_version;
+  prometheus::Gauge& weight_layers_ahead;
+  prometheus::Gauge& weight_bytes_peak;
   prometheus::Gauge& forwards_in_flight;
   prometheus::Gauge& max_queue;
 

@@ -142,6 +142,29 @@ uint64_t WorkerService::weight_version() const {
   return weight_version_;
 }
 
+std::set<ExpertKey> WorkerService::hosted() const {
+  uint64_t version;
+  std::map<int32_t, uint64_t> layers;
+  {
+    std::lock_guard lock(epoch_mutex_);
+    version = weight_version_;
+    layers = layer_versions_;
+  }
+  std::set<ExpertKey> out;
+  for (const ExpertKey& key : store_.loaded_in(version)) {
+    if (!layers.count(key.layer)) out.insert(key);
+  }
+  std::set<uint64_t> newer;
+  for (const auto& [layer, v] : layers) newer.insert(v);
+  for (uint64_t v : newer) {
+    for (const ExpertKey& key : store_.loaded_in(v)) {
+      auto it = layers.find(key.layer);
+      if (it != layers.end() && it->second == v) out.insert(key);
+    }
+  }
+  return out;
+}
+
 uint64_t WorkerService::oldest_served_epoch() const {
   std::lock_guard lock(epoch_mutex_);
   return epochs_.oldest_served();
@@ -228,7 +251,8 @@ void WorkerService::handle_forward(Frame request, const Responder& responder) {
     std::lock_guard lock(epoch_mutex_);
     epochs_.check_request_epoch(job->epoch);
     current = epochs_.current();
-    serving = weight_version_;
+    auto layer = layer_versions_.find(job->layer);
+    serving = layer == layer_versions_.end() ? weight_version_ : layer->second;
   }
   // The version the client routed with: every expert of the request is computed in it, or none is.
   const uint64_t asked = job->frame.envelope().getForwardRequest().getWeightVersion();
@@ -283,19 +307,37 @@ void WorkerService::handle_prepare(const Frame& request, const Responder& respon
     check_update_memory(experts, version);
     store_.add_version(version, prepare.getWeightSource().cStr(), serving);
   }
+  // A change in the served version(s) loads each expert in the version its layer is served in now (a
+  // layer-by-layer update-weights under way serves some layers in the newer version); a prepare of a new
+  // version loads them all in it.
+  std::map<uint64_t, std::set<ExpertKey>> by_version;
+  {
+    std::lock_guard lock(epoch_mutex_);
+    for (const ExpertKey& key : experts) {
+      auto layer = layer_versions_.find(key.layer);
+      by_version[new_version || layer == layer_versions_.end() ? version : layer->second].insert(key);
+    }
+  }
   std::set<ExpertKey> keys;
-  for (const ExpertKey& key : experts) keys.insert(backend_key(key, version));
+  for (const auto& [v, group] : by_version) {
+    for (const ExpertKey& key : group) keys.insert(backend_key(key, v));
+  }
   {
     std::lock_guard lock(epoch_mutex_);
     epochs_.prepare(epoch, keys);
   }
-  if (options_.no_shared_storage) stream_from_peers(experts, sources, version);
-  std::vector<ExpertKey> loaded_now = store_.load(experts, version);  // what no peer sent: from the source
+  std::vector<ExpertKey> loaded_now;
+  for (const auto& [v, group] : by_version) {
+    if (options_.no_shared_storage) stream_from_peers(group, sources, v);
+    auto now = store_.load(group, v);  // what no peer sent: from the source
+    loaded_now.insert(loaded_now.end(), now.begin(), now.end());
+  }
   update_gauges();
   const size_t hosted = store_.loaded().size();
   worker_log("prepared epoch " + std::to_string(epoch) + (new_version ? " with weight version " + std::to_string(version) : "") +
              ": " + std::to_string(experts.size()) + " experts asked, " + std::to_string(loaded_now.size()) +
-             " loaded now; " + std::to_string(hosted) + " hosted, " + mib(store_.resident_bytes()) + " of weights");
+             " loaded now; " + std::to_string(hosted) + " hosted, " + mib(store_.resident_bytes()) + " of weights (peak " +
+             std::to_string(peak_bytes_.load()) + " bytes, --memory-bytes " + std::to_string(memory_bytes_) + ")");
   if (hosted > expert_slots()) {
     worker_log("warning: " + std::to_string(hosted) + " experts loaded, over this worker's " +
                std::to_string(expert_slots()) + " slots");
@@ -423,22 +465,40 @@ void WorkerService::handle_commit(const Frame& request, const Responder& respond
                          epochs_.current());
     }
   }
+  // A layer-by-layer update-weights under way: these layers are served in another version.
+  std::map<int32_t, uint64_t> layer_versions;
+  for (auto lv : placement.getLayerVersions()) {
+    if (lv.getVersion() != 0 && lv.getVersion() != version) layer_versions[lv.getLayer()] = lv.getVersion();
+  }
+  auto version_of = [&](int32_t layer) {
+    auto it = layer_versions.find(layer);
+    return it == layer_versions.end() ? version : it->second;
+  };
   // Normally prepare loaded them already; load what is missing (e.g. after a coordinator restart).
   if (version != serving) store_.add_version(version, request.envelope().getCommit().getWeightSource().cStr(), serving);
-  std::vector<ExpertKey> loaded_now = store_.load(mine, version);
+  std::map<uint64_t, std::set<ExpertKey>> by_version;
+  for (const ExpertKey& key : mine) by_version[version_of(key.layer)].insert(key);
+  std::vector<ExpertKey> loaded_now;
+  for (const auto& [v, experts] : by_version) {
+    if (v != version && v != serving) store_.add_version(v, request.envelope().getCommit().getLayerSource().cStr(), serving);
+    auto now = store_.load(experts, v);
+    loaded_now.insert(loaded_now.end(), now.begin(), now.end());
+  }
   std::set<ExpertKey> keys;
-  for (const ExpertKey& key : mine) keys.insert(backend_key(key, version));
+  for (const ExpertKey& key : mine) keys.insert(backend_key(key, version_of(key.layer)));
   uint64_t oldest;
   {
     std::lock_guard lock(epoch_mutex_);
     epochs_.commit(epoch, keys);
     oldest = epochs_.oldest_served();
     weight_version_ = version;
+    layer_versions_ = layer_versions;
   }
   adopted_.set_placement(placement);
   update_gauges();
-  worker_log("committed epoch " + std::to_string(epoch) + (version != serving ? " (weight version " + std::to_string(serving) + " -> " + std::to_string(version) + ")" : "") + " as worker " +
-             (self ? std::to_string(*self) : std::string("(unknown id)")) + ": " + std::to_string(mine.size()) +
+  worker_log("committed epoch " + std::to_string(epoch) + (version != serving ? " (weight version " + std::to_string(serving) + " -> " + std::to_string(version) + ")" : "") +
+             (layer_versions.empty() ? "" : " (" + std::to_string(layer_versions.size()) + " MoE layers in a newer weight version)") +
+             " as worker " + (self ? std::to_string(*self) : std::string("(unknown id)")) + ": " + std::to_string(mine.size()) +
              " experts assigned" + (loaded_now.empty() ? "" : " (" + std::to_string(loaded_now.size()) + " loaded late)") +
              (oldest < epoch ? "; still serving epochs from " + std::to_string(oldest) + " until release" : ""));
   reply_ack(responder, epoch);
@@ -455,7 +515,12 @@ void WorkerService::handle_release(const Frame& request, const Responder& respon
     current = epochs_.current();
   }
   store_.unload(unload);
-  store_.drop_versions_except({weight_version()});  // a version some kept epoch still needs stays loaded
+  std::set<uint64_t> keep{weight_version()};
+  {
+    std::lock_guard lock(epoch_mutex_);
+    for (const auto& [layer, v] : layer_versions_) keep.insert(v);
+  }
+  store_.drop_versions_except(keep);  // a version some kept epoch still needs stays loaded
   update_gauges();
   worker_log("released epoch " + std::to_string(epoch) + (drop_prepared ? " (dropping unfinished prepares)" : "") +
              ": unloaded " + std::to_string(unload.size()) + " experts, " +
@@ -474,6 +539,14 @@ void WorkerService::update_gauges() {
   metrics_->weight_bytes.Set(static_cast<double>(store_.resident_bytes()));
   metrics_->epoch.Set(static_cast<double>(current_epoch()));
   metrics_->weight_version.Set(static_cast<double>(weight_version()));
+  {
+    std::lock_guard lock(epoch_mutex_);
+    metrics_->weight_layers_ahead.Set(static_cast<double>(layer_versions_.size()));
+  }
+  uint64_t resident = store_.resident_bytes(), peak = peak_bytes_.load();
+  while (resident > peak && !peak_bytes_.compare_exchange_weak(peak, resident)) {
+  }
+  metrics_->weight_bytes_peak.Set(static_cast<double>(peak_bytes_.load()));
 }
 
 uint32_t WorkerService::expert_slots() const {

@@ -65,8 +65,8 @@ class WorkerService : private CoordinatorLink::Peer {
   std::optional<uint32_t> worker_id() const { return link_->worker_id(); }
   bool registered() const { return link_->registered(); }
   uint64_t registrations() const { return link_->registrations(); }
-  // The experts its current epoch's weight version holds.
-  std::set<ExpertKey> hosted() const { return store_.loaded_in(weight_version()); }
+  // The experts its current epoch's weight versions hold (each layer in the version the epoch serves it in).
+  std::set<ExpertKey> hosted() const;
   // The weight version its current epoch serves (0 before it learned the model).
   uint64_t weight_version() const;
   uint64_t batches_run() const { return batcher_->batches_run(); }
@@ -123,6 +123,9 @@ class WorkerService : private CoordinatorLink::Peer {
   mutable std::mutex epoch_mutex_;
   EpochState epochs_;
   uint64_t weight_version_ = 0;  // of the current epoch (guarded by epoch_mutex_)
+  // The current epoch's layers in another version (Placement.layerVersions; guarded by epoch_mutex_).
+  std::map<int32_t, uint64_t> layer_versions_;
+  std::atomic<uint64_t> peak_bytes_{0};  // the most resident weight bytes seen (update_gauges)
 
   std::unique_ptr<IoPool> io_;
   std::unique_ptr<ForwardRunner> runner_;

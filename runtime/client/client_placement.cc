@@ -28,6 +28,7 @@ const std::vector<ClientReplica> kNoReplicas;
 
 ClientPlacement::ClientPlacement(wire::Placement::Reader placement)
     : epoch_(placement.getEpoch()), weight_version_(placement.getWeightVersion() != 0 ? placement.getWeightVersion() : 1) {
+  for (auto lv : placement.getLayerVersions()) layer_versions_[lv.getLayer()] = lv.getVersion() != 0 ? lv.getVersion() : 1;
   for (auto w : placement.getWorkers()) {
     check_text_length("placement epoch " + std::to_string(epoch_) + ": worker " + std::to_string(w.getId()) +
                           "'s address",

@@ -33,6 +33,11 @@ class ClientPlacement {
 
   uint64_t epoch() const { return epoch_; }
   uint64_t weight_version() const { return weight_version_; }  // the weights the epoch serves (1 at first)
+  // The weight version `layer` is served in (Placement.layerVersions: a layer-by-layer update under way).
+  uint64_t version_of(int32_t layer) const {
+    auto it = layer_versions_.find(layer);
+    return it == layer_versions_.end() ? weight_version_ : it->second;
+  }
   const std::map<uint32_t, ClientWorker>& workers() const { return workers_; }
   // Replicas of (layer, expert); empty when it is not placed.
   const std::vector<ClientReplica>& replicas(int32_t layer, int32_t expert) const;
@@ -47,6 +52,7 @@ class ClientPlacement {
  private:
   uint64_t epoch_ = 0;
   uint64_t weight_version_ = 1;
+  std::map<int32_t, uint64_t> layer_versions_;
   std::map<uint32_t, ClientWorker> workers_;
   std::map<ExpertKey, std::vector<ClientReplica>> replicas_;
 };

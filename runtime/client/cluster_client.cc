@@ -150,10 +150,10 @@ std::shared_ptr<const ClusterModel> ClusterClient::model() const {
   return model_;
 }
 
-void ClusterClient::refresh_model(uint64_t version) {
+void ClusterClient::refresh_model(int32_t layer, uint64_t version) {
   std::lock_guard refresh(model_refresh_mutex_);
   const uint64_t cached = model()->weight_version;
-  if (cached >= version) return;  // another caller already fetched it
+  if (model()->version_of(layer) >= version) return;  // another caller already fetched it
   fetch_metadata(
       links_, metadata_peers(), [](wire::Envelope::Builder e) { e.setGetModel(); }, wire::Envelope::MODEL_INFO,
       std::min(options_.request_timeout, options_.deadline),
@@ -223,8 +223,9 @@ Matrix ClusterClient::forward_versioned(int32_t layer, const Matrix& x, uint64_t
     for (;;) {
       // The placement serves a newer version than the cached routers: fetch its model first (it may still
       // be the old one for a moment; the workers serve that one until its release).
-      if (const uint64_t serving = placement()->weight_version(); serving > m->weight_version) {
-        refresh_model(serving);
+      // Versions are per layer (a layer-by-layer update routes each layer with its own version's router).
+      if (const uint64_t serving = placement()->version_of(layer); serving > m->version_of(layer)) {
+        refresh_model(layer, serving);
         m = model();
       }
       RoutingResult routing = m->router(layer).route(x, m->deterministic);
@@ -232,7 +233,7 @@ Matrix ClusterClient::forward_versioned(int32_t layer, const Matrix& x, uint64_t
         Matrix out = run_forward(layer, x, routing, *m, deadline);
         metrics_.record_call(CallOutcome::Ok, x.rows, Clock::now() - start);
         if (routing_out) *routing_out = std::move(routing);
-        if (weight_version) *weight_version = m->weight_version;
+        if (weight_version) *weight_version = m->version_of(layer);
         return out;
       } catch (const VersionMoved&) {
         m = model();  // the whole call again, with the version the placement serves now
@@ -361,7 +362,7 @@ Matrix ClusterClient::run_forward(int32_t layer, const Matrix& x, RoutingResult&
     r.rows = model.deterministic ? &rows : nullptr;
     r.what = what;
     r.view = placement();
-    r.weight_version = model.weight_version;
+    r.weight_version = model.version_of(layer);
     r.deadline = deadline;
     r.assignments = &assignments;
     r.avoid = &avoid;
@@ -402,7 +403,7 @@ Matrix ClusterClient::run_forward(int32_t layer, const Matrix& x, RoutingResult&
     fresh = refresh_after_failure(r.view->epoch());
     // The cluster moved to another weight version (update-weights): the pairs still pending cannot be
     // computed in this call's version for long, and those done cannot be mixed with the new one.
-    if (placement()->weight_version() > model.weight_version) throw VersionMoved{};
+    if (placement()->version_of(layer) > model.version_of(layer)) throw VersionMoved{};
     // Nothing new to plan against: wait a little (never past the deadline) before trying again. (Experts
     // still unplaced in a fresh placement end the call at the next attempt: no wait.)
     if (placement()->epoch() == r.view->epoch() && !(fresh && !unplaced.empty())) {

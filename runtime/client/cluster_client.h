@@ -97,7 +97,7 @@ class ClusterClient : public MoeLayerExecutor {
   void fetch_model();
   // Fetches the model again when the cached one is older than `version` (once a call: it may still be
   // the old one while the coordinator switches). Never throws; keeps the cached model on failure.
-  void refresh_model(uint64_t version);
+  void refresh_model(int32_t layer, uint64_t version);
   // Coordinator, listed workers, then the workers of the cached placement (each address once).
   std::vector<std::string> metadata_peers() const;
   // Refreshes unless another thread already brought a placement newer than `planned_epoch`. True when

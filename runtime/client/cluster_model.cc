@@ -57,6 +57,13 @@ ClusterModel decode_model_info(wire::ModelInfo::Reader info) {
   model.name = info.getName().cStr();
   model.weight_version = info.getWeightVersion() != 0 ? info.getWeightVersion() : 1;
   model.source = info.getSource().cStr();
+  for (auto lv : info.getLayerVersions()) {
+    if (!model.spec.is_moe_layer(lv.getLayer()) || lv.getVersion() == 0 ||
+        !model.layer_versions.emplace(lv.getLayer(), lv.getVersion()).second) {
+      throw ModelError("modelInfo.layerVersions gives layer " + std::to_string(lv.getLayer()) + " weight version " +
+                       std::to_string(lv.getVersion()) + ": not a MoE layer, version 0, or listed twice");
+    }
+  }
   model.deterministic = info.getDeterministic();
   for (auto r : info.getRouters()) {
     const int32_t layer = r.getLayer();

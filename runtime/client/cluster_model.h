@@ -19,6 +19,13 @@ struct ClusterModel {
   std::map<int32_t, Router> routers;  // keyed by MoE layer
   bool deterministic = false;         // ModelInfo.deterministic: forward in the deterministic mode
   uint64_t weight_version = 1;        // the weights these routers belong to (update-weights)
+  std::map<int32_t, uint64_t> layer_versions;  // a layer-by-layer update: layers routed in another version
+
+  // The weight version `layer`'s router (and experts) belong to.
+  uint64_t version_of(int32_t layer) const {
+    auto it = layer_versions.find(layer);
+    return it == layer_versions.end() ? weight_version : it->second;
+  }
 
   // Throws ModelError when `layer` is dense, out of range, or has no router.
   const Router& router(int32_t layer) const;

@@ -41,10 +41,16 @@ nlohmann::json placement_to_json(const PlacementTable& table) {
     for (const auto& replica : replicas) list.push_back({{"worker", replica.worker_id}, {"share", replica.share}});
     assignments.push_back({{"layer", key.layer}, {"expert", key.expert}, {"replicas", std::move(list)}});
   }
-  return {{"epoch", table.epoch},
-          {"workers", std::move(workers)},
-          {"assignments", std::move(assignments)},
-          {"weight_version", table.weight_version}};
+  nlohmann::json out = {{"epoch", table.epoch},
+                        {"workers", std::move(workers)},
+                        {"assignments", std::move(assignments)},
+                        {"weight_version", table.weight_version}};
+  if (!table.layer_versions.empty()) {
+    nlohmann::json layers = nlohmann::json::array();
+    for (const auto& [layer, version] : table.layer_versions) layers.push_back({{"layer", layer}, {"version", version}});
+    out["layer_versions"] = std::move(layers);
+  }
+  return out;
 }
 
 PlacementTable placement_from_json(const nlohmann::json& json) {
@@ -52,6 +58,14 @@ PlacementTable placement_from_json(const nlohmann::json& json) {
   table.epoch = get_key<uint64_t>(json, "epoch", "placement");
   if (json.contains("weight_version")) table.weight_version = get_key<uint64_t>(json, "weight_version", "placement");
   if (table.weight_version == 0) throw PlacementError("placement JSON has weight_version 0 (versions start at 1)");
+  if (json.contains("layer_versions")) {
+    for (const auto& lv : get_array(json, "layer_versions", "placement")) {
+      const auto layer = get_key<int32_t>(lv, "layer", "layer_versions");
+      const auto version = get_key<uint64_t>(lv, "version", "layer_versions");
+      if (version == 0) throw PlacementError("placement JSON gives layer " + std::to_string(layer) + " weight version 0");
+      table.layer_versions[layer] = version;
+    }
+  }
   for (const auto& worker : get_array(json, "workers", "placement")) {
     table.workers.push_back({get_key<uint32_t>(worker, "id", "worker"), get_key<std::string>(worker, "address", "worker"),
                              parse_worker_state(get_key<std::string>(worker, "state", "worker"))});

@@ -37,9 +37,17 @@ struct PlacementTable {
   std::vector<PlacedWorker> workers;                    // ascending id
   std::map<ExpertKey, std::vector<Replica>> assignments;  // replicas ascending worker id
   uint64_t weight_version = 1;                          // the weights this epoch serves (update-weights)
+  // A layer-by-layer update-weights under way: the MoE layers already served in the new version (every
+  // other layer is in weight_version). Empty otherwise.
+  std::map<int32_t, uint64_t> layer_versions;
 
   bool operator==(const PlacementTable&) const = default;
 
+  // The weight version `layer` is served in.
+  uint64_t version_of(int32_t layer) const {
+    auto it = layer_versions.find(layer);
+    return it == layer_versions.end() ? weight_version : it->second;
+  }
   const PlacedWorker* find_worker(uint32_t id) const;
   // Experts hosted by `worker_id`, ascending.
   std::vector<ExpertKey> experts_on(uint32_t worker_id) const;

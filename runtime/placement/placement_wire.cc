@@ -32,6 +32,12 @@ WorkerState from_wire(wire::WorkerState state) {
 void placement_to_wire(const PlacementTable& table, wire::Placement::Builder out) {
   out.setEpoch(table.epoch);
   out.setWeightVersion(table.weight_version);
+  auto layer_versions = out.initLayerVersions(static_cast<unsigned>(table.layer_versions.size()));
+  unsigned l = 0;
+  for (const auto& [layer, version] : table.layer_versions) {
+    layer_versions[l].setLayer(layer);
+    layer_versions[l++].setVersion(version);
+  }
   auto workers = out.initWorkers(static_cast<unsigned>(table.workers.size()));
   for (unsigned i = 0; i < table.workers.size(); ++i) {
     workers[i].setId(table.workers[i].id);
@@ -56,6 +62,13 @@ PlacementTable placement_from_wire(wire::Placement::Reader in) {
   PlacementTable table;
   table.epoch = in.getEpoch();
   table.weight_version = in.getWeightVersion() != 0 ? in.getWeightVersion() : 1;
+  for (auto lv : in.getLayerVersions()) {
+    if (lv.getVersion() == 0 || !table.layer_versions.emplace(lv.getLayer(), lv.getVersion()).second) {
+      throw PlacementError("placement of epoch " + std::to_string(table.epoch) + " lists layer " +
+                           std::to_string(lv.getLayer()) + "'s weight version " + std::to_string(lv.getVersion()) +
+                           (lv.getVersion() == 0 ? " (versions start at 1)" : " twice"));
+    }
+  }
   for (auto worker : in.getWorkers()) {
     check_text_length("placement epoch " + std::to_string(table.epoch) + ": worker " + std::to_string(worker.getId()) +
                           "'s address",

@@ -161,6 +161,13 @@ struct ModelInfo {
   deterministic @4 :Bool;    # the coordinator runs with --deterministic: clients route each token alone
                              # and send ForwardRequest.deterministic (README, "Deterministic mode")
   weightVersion @5 :UInt64;  # the weight version these routers (and `source`) belong to; starts at 1
+  layerVersions @6 :List(LayerVersion);  # a layer-by-layer update-weights: the layers whose router (and
+                             # experts) are of another version than weightVersion; empty otherwise
+}
+
+struct LayerVersion {        # one MoE layer served in another weight version than the whole (update-weights
+  layer @0 :Int32;           # rolled out layer by layer when the workers' memory cannot hold two versions)
+  version @1 :UInt64;
 }
 
 enum WorkerState {
@@ -192,6 +199,9 @@ struct Placement {
   workers @1 :List(WorkerInfo);
   assignments @2 :List(Assignment);
   weightVersion @3 :UInt64;  # the weight version this epoch serves (0 from an older coordinator: 1)
+  layerVersions @4 :List(LayerVersion);  # layers this epoch serves in another version (a layer-by-layer
+                             # update-weights under way: the layers done so far); every other layer is in
+                             # weightVersion
 }
 
 struct Prepare {
@@ -219,6 +229,7 @@ struct Commit {
   placement @0 :Placement;   # the full placement of the new epoch
   clusterToken @1 :Text;     # unused: Envelope.clusterToken
   weightSource @2 :Text;     # where placement.weightVersion's weights are (for experts loaded late)
+  layerSource @3 :Text;      # where the weights of placement.layerVersions' version are ("" when none)
 }
 
 struct Release {
@@ -308,6 +319,10 @@ struct StatusReply {
   weightVersion @4 :UInt64;     # the weight version the committed epoch serves
   weightSource @5 :Text;        # where that version's weights are
   weightUpdate @6 :Text;        # the update-weights being carried out ("" when none)
+  layersUpdated @7 :UInt32;     # a layer-by-layer update: MoE layers already on `layersVersion`
+  layersTotal @8 :UInt32;       # MoE layers of the model (0: no layer-by-layer update under way)
+  layersVersion @9 :UInt64;     # the version those layers serve
+  layersSource @10 :Text;       # its checkpoint
 }
 
 enum ExpertMatrix {
