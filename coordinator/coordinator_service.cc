@@ -46,6 +46,12 @@ void Core::load_saved_state() {
   }
   table = saved->placement;
   epoch_floor = table.epoch;
+  if (table.epoch > 0) {
+    // The workers may still be in the grace period of this epoch (the coordinator died before its release,
+    // e.g. between two steps of a layer-by-layer update-weights): release it once they had a lease period
+    // to register again, so what only older epochs needed (an old weight version) is unloaded.
+    release_due = std::make_pair(table.epoch, Clock::now() + std::chrono::milliseconds(config.lease_ms + config.grace_ms));
+  }
   if (table.epoch > 0 && (table.weight_version != 1 || !saved->weight_source.empty())) {
     // An update-weights committed before the restart: serve that version's routers, as the workers do.
     const std::string source = saved->weight_source.empty() ? model.source() : saved->weight_source;

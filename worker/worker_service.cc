@@ -365,10 +365,10 @@ void WorkerService::check_update_memory(const std::set<ExpertKey>& experts, uint
   const uint64_t needed = per_expert * experts.size();
   if (resident + needed <= memory_bytes_) return;
   throw ServiceError(wire::ErrorCode::OVERLOADED,
-                     "weight version " + std::to_string(version) + " needs about " + mib(needed) + " for " +
-                         std::to_string(experts.size()) + " experts beside the " + mib(resident) +
-                         " loaded, over this worker's " + mib(memory_bytes_) + " (--memory-bytes): the old version " +
-                         "keeps serving",
+                     "weight version " + std::to_string(version) + " needs about " + std::to_string(needed) +
+                         " bytes for " + std::to_string(experts.size()) + " experts beside the " + std::to_string(resident) +
+                         " bytes loaded, over this worker's " + std::to_string(memory_bytes_) +
+                         " bytes (--memory-bytes): the old version keeps serving",
                      current_epoch(), false);
 }
 

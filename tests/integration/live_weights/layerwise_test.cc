@@ -7,6 +7,8 @@
 // the update stopped; update-weights with another checkpoint is refused, with the same one it finishes).
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <filesystem>
 #include <regex>
 #include <thread>
 
@@ -34,9 +36,14 @@ uint64_t logged_peak(const std::string& log) {
   return most;
 }
 
+// What `moectl status` prints now (each call its own log file).
 std::string status_text(TestCluster& cluster) {
-  moectl(cluster, {"status", "--cluster", cluster.coordinator_address()}, "moectl-status-poll.log");
-  return read_text(cluster.dir() / "moectl-status-poll.log");
+  static std::atomic<int> calls{0};
+  const std::string log = "moectl-status-" + std::to_string(calls++) + ".log";
+  moectl(cluster, {"status", "--cluster", cluster.coordinator_address()}, log);
+  const std::string text = read_text(cluster.dir() / log);
+  std::filesystem::remove(cluster.dir() / log);
+  return text;
 }
 
 class LayerwiseUpdate : public ClusterTest {
