@@ -58,6 +58,31 @@ TEST(PlacementTable, JsonRoundTripKeepsEverything) {
 
 // The rebalancer keeps spare copies with share 0; the coordinator saves them in its state file and must
 // read that file back (chaos process seed 1: "has share 0.000000, expected (0, 1]" stopped a restart).
+TEST(PlacementTable, PerLayerWeightVersionsRoundTripAndAnswerVersionOf) {
+  PlacementTable table = sample_table();
+  table.weight_version = 3;
+  table.layer_versions = {{0, 4}};  // a layer-by-layer update to version 4, layer 0 done
+  EXPECT_EQ(table.version_of(0), 4u);
+  EXPECT_EQ(table.version_of(1), 3u);
+  capnp::MallocMessageBuilder message;
+  placement_to_wire(table, message.initRoot<wire::Placement>());
+  EXPECT_EQ(placement_from_wire(message.getRoot<wire::Placement>().asReader()), table);
+  EXPECT_EQ(placement_from_json(nlohmann::json::parse(placement_to_json(table).dump())), table);
+  // A uniform table writes no layer_versions key (state files of older coordinators read the same).
+  table.layer_versions.clear();
+  EXPECT_FALSE(placement_to_json(table).contains("layer_versions"));
+  // Version 0 of a layer is refused by both readers.
+  nlohmann::json json = placement_to_json(table);
+  json["layer_versions"] = nlohmann::json::array({{{"layer", 1}, {"version", 0}}});
+  EXPECT_THROW(placement_from_json(json), PlacementError);
+  auto wire_table = message.initRoot<wire::Placement>();
+  placement_to_wire(table, wire_table);
+  auto list = wire_table.initLayerVersions(1);
+  list[0].setLayer(1);
+  list[0].setVersion(0);
+  EXPECT_THROW(placement_from_wire(wire_table.asReader()), PlacementError);
+}
+
 TEST(PlacementTable, ZeroShareSpareCopiesRoundTripButNotAllZero) {
   PlacementTable table;
   table.epoch = 3;
