@@ -3,14 +3,18 @@
 // layer's new version at a time. Under load from three checked client threads (every reply against
 // LocalEngine on the old and the new checkpoint: each call old or new for its layer, never a mix, none
 // failed), afterwards every layer new, and each worker's peak of expert weights within its --memory-bytes.
-// Also: a coordinator restart after the first layer (the state file keeps the layers done; status says
+// Also: a step that fails (layer 1 of the checkpoint broken) stops with layer 0 on the new version and
+// says so; a coordinator restart after the first layer (the state file keeps the layers done; status says
 // the update stopped; update-weights with another checkpoint is refused, with the same one it finishes).
 #include <gtest/gtest.h>
 
 #include <atomic>
 #include <filesystem>
+#include <fstream>
 #include <regex>
 #include <thread>
+
+#include <nlohmann/json.hpp>
 
 #include "kernels/expert_backend.h"
 #include "tests/integration/live_weights/live_weights_util.h"
@@ -172,6 +176,61 @@ TEST_F(LayerwiseUpdate, UnderLoadWithinEachWorkersMemory) {
     EXPECT_GT(peak, held.at(cluster.worker_address(i))) << "worker " << i << " never held a new layer beside the model";
     std::cout << "worker " << i << ": peak " << peak << " bytes of expert weights, --memory-bytes " << memory_bytes_ << "\n";
   }
+}
+
+// A step that fails (a checkpoint whose routers and layer 0 read well, but one expert of layer 1 is
+// missing from its index) stops the update there: layer 0 keeps the new version, layer 1 the old, moectl
+// and status say so, no call fails meanwhile, another checkpoint is refused until this one is finished,
+// and the same one fails the same way again (nothing half-loaded is left on the workers).
+TEST_F(LayerwiseUpdate, AFailedStepStopsWithTheLayersDoneOnTheNewVersion) {
+  TestCluster& cluster = start_cluster(options());
+  cluster.wait_ready();
+  check_memory_premise(cluster);
+  const std::filesystem::path broken = cluster.dir() / "broken";
+  write_hf_checkpoint(PerturbedSource(std::make_shared<HfLayerSource>(served_dir())), broken, DType::BF16, 2);
+  {
+    nlohmann::json index = nlohmann::json::parse(read_text(broken / "model.safetensors.index.json"));
+    const std::string name = "model.layers.1.mlp.experts.3.up_proj.weight";
+    ASSERT_TRUE(index["weight_map"].contains(name)) << index.dump();
+    const std::string file = index["weight_map"][name];
+    index["weight_map"][name] = file == "model-00001-of-00002.safetensors" ? "model-00002-of-00002.safetensors"
+                                                                          : "model-00001-of-00002.safetensors";
+    std::ofstream(broken / "model.safetensors.index.json") << index.dump(2);
+  }
+  CheckedLoad load(cluster.coordinator_address(), jobs_);  // the broken checkpoint's layer 0 is the new model's
+  ASSERT_TRUE(load.wait_for(1, 60, 20s)) << "the load did not get going";
+  const std::vector<std::string> update = {"update-weights", "--cluster", cluster.coordinator_address(), "--model",
+                                           broken.string()};
+  EXPECT_EQ(moectl(cluster, update, "moectl-broken.log"), "exit 1");
+  const std::string log = read_text(cluster.dir() / "moectl-broken.log");
+  EXPECT_NE(log.find("stopped after 1 of 2 MoE layers: prepare of MoE layer(s) 1 failed"), std::string::npos) << log;
+  EXPECT_NE(log.find("expert 3 of layer 1"), std::string::npos) << log;
+  EXPECT_NE(log.find("the layers done keep serving version 2, the others version 1"), std::string::npos) << log;
+  const std::string status = status_text(cluster);
+  EXPECT_NE(status.find("layer by layer: 1/2 MoE layers on v2"), std::string::npos) << status;
+  EXPECT_NE(status.find("stopped after 1 of 2 MoE layers (prepare of MoE layer(s) 1 failed)"), std::string::npos) << status;
+  // Calls go on, layer 0 in version 2 and layer 1 in version 1.
+  EXPECT_TRUE(load.wait_for(2, 60, 20s)) << "no calls on version 2";
+  load.stop();
+  for (const std::string& p : load.problems()) ADD_FAILURE() << p;
+  ClusterClient client(cluster.coordinator_address(), f32_client());
+  const int32_t first = client.model()->spec.moe_layers.front();
+  for (const auto& job : jobs_) {
+    uint64_t version = 0;
+    const Matrix got = client.forward_versioned(job.layer, job.x, &version);
+    EXPECT_EQ(version, job.layer == first ? 2u : 1u) << "layer " << job.layer;
+    EXPECT_LT(relative_error(got, job.layer == first ? job.new_out : job.old_out), kTolerance) << "layer " << job.layer;
+  }
+  // Another checkpoint is refused; the same one stops at the same layer again.
+  EXPECT_EQ(moectl(cluster, {"update-weights", "--cluster", cluster.coordinator_address(), "--model", new_dir_.string()},
+                   "moectl-other.log"),
+            "exit 1");
+  EXPECT_NE(read_text(cluster.dir() / "moectl-other.log").find("finish it first"), std::string::npos)
+      << read_text(cluster.dir() / "moectl-other.log");
+  EXPECT_EQ(moectl(cluster, update, "moectl-broken-again.log"), "exit 1");
+  const std::string again = read_text(cluster.dir() / "moectl-broken-again.log");
+  EXPECT_NE(again.find("stopped after 1 of 2 MoE layers: prepare of MoE layer(s) 1 failed"), std::string::npos) << again;
+  for (size_t i = 0; i < cluster.worker_count(); ++i) EXPECT_LE(logged_peak(cluster.worker(i).log()), memory_bytes_);
 }
 
 TEST_F(LayerwiseUpdate, ACoordinatorRestartMidwayIsFinishedByTheSameCheckpoint) {
