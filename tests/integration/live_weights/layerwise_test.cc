@@ -209,8 +209,19 @@ TEST_F(LayerwiseUpdate, AFailedStepStopsWithTheLayersDoneOnTheNewVersion) {
   const std::string status = status_text(cluster);
   EXPECT_NE(status.find("layer by layer: 1/2 MoE layers on v2"), std::string::npos) << status;
   EXPECT_NE(status.find("stopped after 1 of 2 MoE layers (prepare of MoE layer(s) 1 failed)"), std::string::npos) << status;
-  // Calls go on, layer 0 in version 2 and layer 1 in version 1.
+  // Calls go on, layer 0 in version 2 and layer 1 in version 1 - also while a worker restarted now gets
+  // experts again (those that move load in the version of their layer).
   EXPECT_TRUE(load.wait_for(2, 60, 20s)) << "no calls on version 2";
+  cluster.restart_worker(0);
+  const std::regex rejoined("committed epoch [0-9]+ \\(1 MoE layers in a newer weight version\\) as worker [0-9]+: "
+                            "[1-9][0-9]* experts assigned");
+  const auto rejoin_deadline = std::chrono::steady_clock::now() + 30s;
+  while (!std::regex_search(cluster.worker(0).log(), rejoined) && std::chrono::steady_clock::now() < rejoin_deadline) {
+    std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_TRUE(std::regex_search(cluster.worker(0).log(), rejoined)) << cluster.logs();
+  std::cout << "restarted worker: " << cluster.worker(0).log() << "\n";
+  EXPECT_TRUE(load.wait_for(2, 60, 20s)) << "no calls on version 2 after the worker restart";
   load.stop();
   for (const std::string& p : load.problems()) ADD_FAILURE() << p;
   ClusterClient client(cluster.coordinator_address(), f32_client());
