@@ -171,12 +171,22 @@ std::map<ExpertKey, std::vector<std::string>> Core::expert_holders(const Placeme
 std::future<Frame> Core::send_prepare(uint32_t worker_id, const std::string& address, uint64_t epoch,
                                      const std::vector<ExpertKey>& load,
                                      const std::map<ExpertKey, std::vector<std::string>>& holders, uint64_t version,
-                                     const std::string& source) {
+                                     const std::string& source, const std::map<int32_t, uint64_t>& layer_versions,
+                                     const std::string& layer_source) {
   capnp::MallocMessageBuilder message;
   auto prepare = message.initRoot<wire::Envelope>().initPrepare();
   prepare.setEpoch(epoch);
   prepare.setWeightVersion(version);
   prepare.setWeightSource(source);
+  if (!layer_versions.empty()) {
+    auto list = prepare.initLayerVersions(static_cast<unsigned>(layer_versions.size()));
+    unsigned l = 0;
+    for (const auto& [layer, v] : layer_versions) {
+      list[l].setLayer(layer);
+      list[l++].setVersion(v);
+    }
+    prepare.setLayerSource(layer_source);
+  }
   {
     std::lock_guard lock(mutex);
     const WorkerRecord* record = membership.find(worker_id);
@@ -227,11 +237,14 @@ std::vector<uint32_t> Core::prepare(const PlacementTable& current, const Placeme
   std::map<ExpertKey, std::vector<std::string>> holders;  // --no-shared-storage: where gainers stream from
   if (config.no_shared_storage) holders = expert_holders(current);
   uint64_t version;
-  std::string source;
+  std::string source, layer_source;
+  std::map<int32_t, uint64_t> layer_versions;  // a layer-by-layer update under way: gained experts load in their layer's version
   {
     std::lock_guard lock(mutex);
     version = table.weight_version;
     source = weights ? weights->source() : model.source();
+    layer_versions = table.layer_versions;
+    if (layer_weights) layer_source = layer_weights->source();
   }
   std::vector<uint32_t> failed;
   std::vector<std::pair<uint32_t, std::future<Frame>>> waiting;
@@ -239,7 +252,8 @@ std::vector<uint32_t> Core::prepare(const PlacementTable& current, const Placeme
     const auto gained = current.gained_by(worker.id, next);
     if (gained.empty()) continue;
     try {
-      waiting.emplace_back(worker.id, send_prepare(worker.id, worker.address, next.epoch, gained, holders, version, source));
+      waiting.emplace_back(worker.id, send_prepare(worker.id, worker.address, next.epoch, gained, holders, version, source,
+                                                   layer_versions, layer_source));
     } catch (const std::exception& e) {
       coordinator_log("prepare of epoch " + std::to_string(next.epoch) + " to worker " + std::to_string(worker.id) +
                       " not sent: " + e.what());

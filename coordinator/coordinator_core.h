@@ -108,7 +108,8 @@ struct CoordinatorService::Core : std::enable_shared_from_this<CoordinatorServic
   std::future<Frame> send_prepare(uint32_t worker_id, const std::string& address, uint64_t epoch,
                                   const std::vector<ExpertKey>& load,
                                   const std::map<ExpertKey, std::vector<std::string>>& holders, uint64_t version,
-                                  const std::string& source);
+                                  const std::string& source, const std::map<int32_t, uint64_t>& layer_versions = {},
+                                  const std::string& layer_source = "");
   // Waits for the acks; returns the workers that failed (and why, into `errors` when given).
   std::vector<uint32_t> await_prepares(std::vector<std::pair<uint32_t, std::future<Frame>>>& waiting, uint64_t epoch,
                                        std::map<uint32_t, std::string>* errors);

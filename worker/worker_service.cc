@@ -310,13 +310,22 @@ void WorkerService::handle_prepare(const Frame& request, const Responder& respon
   // A change in the served version(s) loads each expert in the version its layer is served in now (a
   // layer-by-layer update-weights under way serves some layers in the newer version); a prepare of a new
   // version loads them all in it.
+  // The prepare lists those layers (Prepare.layerVersions: a worker that just joined knows none yet).
   std::map<uint64_t, std::set<ExpertKey>> by_version;
   {
-    std::lock_guard lock(epoch_mutex_);
-    for (const ExpertKey& key : experts) {
-      auto layer = layer_versions_.find(key.layer);
-      by_version[new_version || layer == layer_versions_.end() ? version : layer->second].insert(key);
+    std::map<int32_t, uint64_t> layers;
+    for (auto lv : prepare.getLayerVersions()) {
+      if (lv.getVersion() != 0 && lv.getVersion() != version) layers[lv.getLayer()] = lv.getVersion();
     }
+    std::lock_guard lock(epoch_mutex_);
+    if (layers.empty() && !new_version) layers = layer_versions_;
+    for (const ExpertKey& key : experts) {
+      auto layer = layers.find(key.layer);
+      by_version[layer == layers.end() ? version : layer->second].insert(key);
+    }
+  }
+  for (const auto& [v, group] : by_version) {
+    if (v != version && v != serving) store_.add_version(v, prepare.getLayerSource().cStr(), serving);
   }
   std::set<ExpertKey> keys;
   for (const auto& [v, group] : by_version) {

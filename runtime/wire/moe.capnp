@@ -212,6 +212,10 @@ struct Prepare {
   clusterToken @3 :Text;     # unused: Envelope.clusterToken
   weightVersion @4 :UInt64;  # the weight version `load` is loaded in (0: the worker's current one)
   weightSource @5 :Text;     # where that version's weights are (a ModelRef string, as ModelInfo.source)
+  layerVersions @6 :List(LayerVersion);  # an ordinary change while a layer-by-layer update-weights is under
+                             # way: the layers served in another version than weightVersion (their experts
+                             # load in it)
+  layerSource @7 :Text;      # where that version's weights are
 }
 
 struct ExpertSource {

@@ -220,6 +220,8 @@ TEST_F(LayerwiseUpdate, AFailedStepStopsWithTheLayersDoneOnTheNewVersion) {
     std::this_thread::sleep_for(50ms);
   }
   EXPECT_TRUE(std::regex_search(cluster.worker(0).log(), rejoined)) << cluster.logs();
+  // Its prepare already loaded each expert in its layer's version (nothing left for the commit to load).
+  EXPECT_EQ(cluster.worker(0).log().find("loaded late"), std::string::npos) << cluster.worker(0).log();
   std::cout << "restarted worker: " << cluster.worker(0).log() << "\n";
   EXPECT_TRUE(load.wait_for(2, 60, 20s)) << "no calls on version 2 after the worker restart";
   load.stop();
