@@ -166,7 +166,10 @@ TEST_F(LayerwiseUpdate, UnderLoadWithinEachWorkersMemory) {
 
   // It went layer by layer (two epochs, the first with one layer ahead), and no worker's expert weights
   // ever passed its --memory-bytes, while each did hold a layer's new version beside the old model.
-  EXPECT_NE(cluster.coordinator().log().find("goes layer by layer"), std::string::npos) << cluster.coordinator().log();
+  const std::string coordinator_log = cluster.coordinator().log();
+  const auto why = coordinator_log.find("goes layer by layer");
+  ASSERT_NE(why, std::string::npos) << coordinator_log;
+  std::cout << "coordinator: ..." << coordinator_log.substr(why, coordinator_log.find('\n', why) - why) << "\n";
   for (size_t i = 0; i < cluster.worker_count(); ++i) {
     const std::string log = cluster.worker(i).log();
     EXPECT_NE(log.find("(1 MoE layers in a newer weight version)"), std::string::npos) << log;
