@@ -48,6 +48,7 @@ struct Failure {
   bool avoid_worker = false;  // prefer another replica of its experts on the retry
   std::string status;         // metrics label
   std::string text;
+  bool answered = false;      // the peer answered with this error (not a timeout or a broken connection)
 };
 
 Failure classify(std::exception_ptr error) {
@@ -58,6 +59,7 @@ Failure classify(std::exception_ptr error) {
     Failure f;
     f.status = error_code_name(code);
     f.text = f.status + ": " + e.remote_message();
+    f.answered = true;
     f.retryable = code == wire::ErrorCode::STALE_EPOCH || code == wire::ErrorCode::EXPERT_NOT_HOSTED ||
                   code == wire::ErrorCode::NOT_READY || code == wire::ErrorCode::OVERLOADED ||
                   code == wire::ErrorCode::DEADLINE_EXCEEDED;
@@ -262,6 +264,7 @@ struct ClusterClient::Round {
   std::vector<int32_t> worker_of_item;
   std::set<uint32_t>* avoid = nullptr;
   std::string* last_error = nullptr;
+  std::string* last_answer = nullptr;  // the last error a worker answered with (kept past later timeouts)
   size_t failed_shards = 0;
   uint64_t weight_version = 0;  // the version the call routed with
 };
@@ -318,6 +321,7 @@ void ClusterClient::run_chunk(Round& r, const std::vector<size_t>& chunk, std::v
     const std::string where = "worker " + std::to_string(o.worker) + " (" + o.address + ")";
     if (!f.retryable) throw ClusterError(r.what + ": " + where + " failed: " + f.text);
     *r.last_error = where + ": " + f.text;
+    if (f.answered) *r.last_answer = *r.last_error;
     if (f.avoid_worker) r.avoid->insert(o.worker);
     const auto& originals = original_of[static_cast<int32_t>(o.worker)];
     failed.insert(failed.end(), originals.begin(), originals.end());
@@ -335,6 +339,7 @@ Matrix ClusterClient::run_forward(int32_t layer, const Matrix& x, RoutingResult&
   for (size_t i = 0; i < pending.size(); ++i) pending[i] = i;
   std::set<uint32_t> avoid;
   std::string last_error;
+  std::string last_answer;
   std::set<ExpertKey> unplaced;  // experts of pending pairs with no replica in the last placement planned on
   bool fresh = false;            // the cached placement was fetched during this call
   auto backoff = options_.backoff_initial;
@@ -352,7 +357,10 @@ Matrix ClusterClient::run_forward(int32_t layer, const Matrix& x, RoutingResult&
         throw unavailable("deadline of " + std::to_string(options_.deadline.count()) + " ms reached after " +
                           std::to_string(attempts) + " attempts");
       throw ClusterDeadlineError(what + ": deadline exceeded after " + std::to_string(attempts) + " attempts (" +
-                                 std::to_string(options_.deadline.count()) + " ms): " + last_error);
+                                 std::to_string(options_.deadline.count()) + " ms): " + last_error +
+                                 (last_answer.empty() || last_answer == last_error
+                                      ? std::string()
+                                      : "; the last error a worker answered: " + last_answer));
     }
     ++attempts;
     Round r;
@@ -367,6 +375,7 @@ Matrix ClusterClient::run_forward(int32_t layer, const Matrix& x, RoutingResult&
     r.assignments = &assignments;
     r.avoid = &avoid;
     r.last_error = &last_error;
+    r.last_answer = &last_answer;
 
     // Plan the pending pairs; pairs whose expert has no replica wait for a newer placement.
     std::vector<size_t> next;
