@@ -25,26 +25,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-struct Timing {
-  double median_ms = 0;
-  int reps = 0;
-};
 
-// One warm-up call, then calls until min_seconds have passed (min_reps .. max_reps); median ms per call.
-Timing time_calls(const BenchClusterOptions& o, const std::function<void()>& call) {
-  call();
-  std::vector<double> ms;
-  const auto start = Clock::now();
-  while (static_cast<int>(ms.size()) < o.max_reps &&
-         (static_cast<int>(ms.size()) < o.min_reps ||
-          std::chrono::duration<double>(Clock::now() - start).count() < o.min_seconds)) {
-    const auto t0 = Clock::now();
-    call();
-    ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
-  }
-  std::sort(ms.begin(), ms.end());
-  return {ms[ms.size() / 2], static_cast<int>(ms.size())};
-}
 
 
 LocalClusterOptions cluster_options(const BenchClusterOptions& o, const std::string& preset) {
@@ -68,6 +49,22 @@ struct Row {
 const char* verdict(bool ok) { return ok ? "ok" : "MISSED"; }
 
 }  // namespace
+
+// One warm-up call, then calls until min_seconds have passed (min_reps .. max_reps); median ms per call.
+Timing time_calls(const BenchClusterOptions& o, const std::function<void()>& call) {
+  call();
+  std::vector<double> ms;
+  const auto start = Clock::now();
+  while (static_cast<int>(ms.size()) < o.max_reps &&
+         (static_cast<int>(ms.size()) < o.min_reps ||
+          std::chrono::duration<double>(Clock::now() - start).count() < o.min_seconds)) {
+    const auto t0 = Clock::now();
+    call();
+    ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+  }
+  std::sort(ms.begin(), ms.end());
+  return {ms[ms.size() / 2], static_cast<int>(ms.size())};
+}
 
 namespace {
 

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -38,5 +39,14 @@ struct BenchClusterOptions {
 
 // Runs the benchmark and prints the table to `out`. Returns 0; throws when the cluster cannot start.
 int run_bench_cluster(const BenchClusterOptions& options, std::ostream& out);
+
+// The median of timed calls and how many there were.
+struct Timing {
+  double median_ms = 0;
+  int reps = 0;
+};
+
+// One warm-up call, then calls until o.min_seconds have passed (o.min_reps .. o.max_reps); median ms per call.
+Timing time_calls(const BenchClusterOptions& o, const std::function<void()>& call);
 
 }  // namespace moe

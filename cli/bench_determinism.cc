@@ -149,20 +149,6 @@ int run_bench_engine_determinism(const BenchEngineOptions& o, std::ostream& out)
 
 namespace {
 
-// Median ms of call(): one warm-up, then min_reps .. max_reps calls within min_seconds.
-double median_ms(const BenchClusterOptions& o, const std::function<void()>& call) {
-  call();
-  std::vector<double> ms;
-  const auto start = Clock::now();
-  while (static_cast<int>(ms.size()) < o.max_reps &&
-         (static_cast<int>(ms.size()) < o.min_reps ||
-          std::chrono::duration<double>(Clock::now() - start).count() < o.min_seconds)) {
-    const auto t0 = Clock::now();
-    call();
-    ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
-  }
-  return median(ms);
-}
 
 bool first_row_alone_same(ClusterClient& client, int32_t layer, const Matrix& x) {
   const Matrix all = client.forward(layer, x);
@@ -221,8 +207,8 @@ int run_bench_cluster_determinism(const BenchClusterOptions& o, std::ostream& ou
     const Matrix x = random_tokens(T, spec.hidden_size, o.seed + static_cast<uint64_t>(T));
     std::vector<double> plain_ms, det_ms, ratios;
     for (int pair = 0; pair < o.pairs; ++pair) {
-      plain_ms.push_back(median_ms(o, [&] { plain->forward(layer, x); }));
-      det_ms.push_back(median_ms(o, [&] { det->forward(layer, x); }));
+      plain_ms.push_back(time_calls(o, [&] { plain->forward(layer, x); }).median_ms);
+      det_ms.push_back(time_calls(o, [&] { det->forward(layer, x); }).median_ms);
       ratios.push_back(det_ms.back() / plain_ms.back());
     }
     const double cost = median(ratios) - 1.0;
