@@ -23,6 +23,7 @@
 // restart (the state file keeps the layers and the checkpoint).
 // Clients never mix versions: a forward call routes with one ModelInfo's routers and names its version
 // in every request; workers compute it with that version or refuse (runtime/client/cluster_client.h).
+#include <algorithm>
 #include <filesystem>
 
 #include <nlohmann/json.hpp>
@@ -334,10 +335,14 @@ void Core::update_weights_step() {
 namespace {
 
 // How many bytes a worker's backend spends per byte of the checkpoint's experts: its last heartbeat's
-// memory over the checkpoint bytes of what it holds (a CPU backend keeps bf16 weights as f32: 2), at
-// least 1 (1 before its first heartbeat).
-double memory_factor(const WorkerRecord& record, uint64_t held) {
-  if (held == 0 || record.memory_used_bytes <= held) return 1.0;
+// memory over the checkpoint bytes of what it holds (a CPU backend may keep bf16 weights as f32: 2), at
+// least 1. Before a heartbeat has reported its memory, the most a backend keeps (f32: 4 bytes over the
+// checkpoint's bytes per parameter), so that an update decided right after a start errs toward layer by
+// layer instead of a whole prepare the workers then refuse.
+double memory_factor(const WorkerRecord& record, uint64_t held, size_t bytes_per_param) {
+  if (held == 0) return 1.0;
+  if (record.memory_used_bytes == 0) return std::max(1.0, 4.0 / static_cast<double>(std::max<size_t>(1, bytes_per_param)));
+  if (record.memory_used_bytes <= held) return 1.0;
   return static_cast<double>(record.memory_used_bytes) / static_cast<double>(held);
 }
 
@@ -350,7 +355,7 @@ std::string Core::two_versions_do_not_fit_locked() {
     if (!record || record->memory_bytes == 0) continue;
     uint64_t held = 0;
     for (const ExpertKey& key : table.experts_on(worker.id)) held += model.experts().bytes_of(key);
-    held = static_cast<uint64_t>(static_cast<double>(held) * memory_factor(*record, held));
+    held = static_cast<uint64_t>(static_cast<double>(held) * memory_factor(*record, held, model.bytes_per_param()));
     if (2 * held > record->memory_bytes) {
       return "worker " + std::to_string(worker.id) + " holds " + std::to_string(held) + " bytes of experts, twice that is over its " +
              std::to_string(record->memory_bytes) + " bytes of memory (--memory-bytes)";
@@ -403,7 +408,7 @@ void Core::layerwise_step() {
       if (!record || record->memory_bytes == 0) continue;
       uint64_t held = 0;
       for (const ExpertKey& key : table.experts_on(worker.id)) held += model.experts().bytes_of(key);
-      factor[worker.id] = memory_factor(*record, held);
+      factor[worker.id] = memory_factor(*record, held, model.bytes_per_param());
       held = static_cast<uint64_t>(static_cast<double>(held) * factor[worker.id]);
       free_bytes[worker.id] = record->memory_bytes > held ? record->memory_bytes - held : 0;
     }
