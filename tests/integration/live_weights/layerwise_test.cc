@@ -150,8 +150,14 @@ TEST_F(LayerwiseUpdate, UnderLoadWithinEachWorkersMemory) {
   EXPECT_EQ(rc, "exit 0") << read_text(cluster.dir() / "moectl-update.log") << cluster.logs();
   EXPECT_NE(read_text(cluster.dir() / "moectl-update.log").find("weight version 1 -> 2"), std::string::npos)
       << read_text(cluster.dir() / "moectl-update.log");
-  EXPECT_NE(progress.find("1/2 MoE layers on v2"), std::string::npos) << "status never showed one layer of two done";
-  std::cout << "status during the update: " << progress << "\n";
+  // The step after the first layer is in the coordinator's log; `moectl status` sampled during the update
+  // shows it too when a sample lands in that step (its window is about one grace period: on a slow,
+  // sanitized run the samples can miss it; the failed-step test checks the status line itself).
+  EXPECT_NE(read_text(cluster.dir() / "moe-coordinator.log").find(" layer by layer, 1/2 done; preparing "),
+            std::string::npos)
+      << cluster.logs();
+  if (!progress.empty()) EXPECT_NE(progress.find("1/2 MoE layers on v2"), std::string::npos) << progress;
+  std::cout << "status during the update: " << (progress.empty() ? "(no sample in the 1/2 step)" : progress) << "\n";
 
   // Past the grace period the old version is released everywhere: every call from then on is the new one's.
   std::this_thread::sleep_for(std::chrono::milliseconds(3 * TestClusterOptions{}.grace_ms));
