@@ -92,16 +92,7 @@ int run_bench_engine_determinism(const BenchEngineOptions& o, std::ostream& out)
                                                          {"det ms", 10},  {"cost", 9},       {"row 0 alone: default", 22},
                                                          {"det", 6},      {"  target", 0}};
   for (DType dtype : o.dtypes) {
-    SyntheticModelOptions model;
-    model.family = ModelFamily::Mixtral;
-    model.hidden = o.hidden;
-    model.intermediate = o.intermediate;
-    model.experts = o.experts;
-    model.top_k = o.top_k;
-    model.layers = 1;
-    model.dtype = dtype;
-    model.seed = o.seed;
-    SyntheticLayerSource source(model);
+    SyntheticLayerSource source(bench_engine_model(o, dtype));
     LocalEngine plain(source, std::make_unique<CpuBackend>(CpuBackendOptions{.threads = o.threads, .kernel = o.kernel}));
     LocalEngine det(source, std::make_unique<CpuBackend>(CpuBackendOptions{.threads = o.threads, .kernel = o.kernel}),
                     LocalEngineOptions{.layers = {}, .deterministic = true});

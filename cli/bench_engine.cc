@@ -179,17 +179,8 @@ struct Layer {
 };
 
 Layer make_layer(const BenchEngineOptions& o, DType dtype) {
-  SyntheticModelOptions model;
-  model.family = ModelFamily::Mixtral;
-  model.hidden = o.hidden;
-  model.intermediate = o.intermediate;
-  model.experts = o.experts;
-  model.top_k = o.top_k;
-  model.layers = 1;
-  model.dtype = dtype;
-  model.seed = o.seed;
   Layer l;
-  l.source = std::make_unique<SyntheticLayerSource>(model);
+  l.source = std::make_unique<SyntheticLayerSource>(bench_engine_model(o, dtype));
   l.router = std::make_unique<Router>(l.source->spec(), l.source->router_weights(0));
   return l;
 }
@@ -220,6 +211,19 @@ double median_ratio(const std::vector<double>& a, const std::vector<double>& b) 
   std::vector<double> r;
   for (size_t i = 0; i < a.size(); ++i) r.push_back(a[i] / b[i]);
   return median_of(r);
+}
+
+SyntheticModelOptions bench_engine_model(const BenchEngineOptions& o, DType dtype) {
+  SyntheticModelOptions model;
+  model.family = ModelFamily::Mixtral;
+  model.hidden = o.hidden;
+  model.intermediate = o.intermediate;
+  model.experts = o.experts;
+  model.top_k = o.top_k;
+  model.layers = 1;
+  model.dtype = dtype;
+  model.seed = o.seed;
+  return model;
 }
 
 int run_bench_engine(const BenchEngineOptions& o, std::ostream& out) {

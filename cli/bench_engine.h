@@ -13,6 +13,7 @@
 
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/dtype.h"
+#include "runtime/model/synthetic_model.h"
 
 namespace moe {
 
@@ -39,6 +40,9 @@ struct BenchEngineOptions {
 
 // Median of the ratios a[i] / b[i] (the ABAB figure); throws std::invalid_argument on empty or unequal input.
 double median_ratio(const std::vector<double>& a, const std::vector<double>& b);
+
+// The one-layer synthetic Mixtral of the options' shape that the engine benches time.
+SyntheticModelOptions bench_engine_model(const BenchEngineOptions& o, DType dtype);
 
 // Runs the benchmark and prints the table to `out`. Returns 0 (a missed target is a figure, not a
 // failure); throws std::invalid_argument on bad options.
