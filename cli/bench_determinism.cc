@@ -42,22 +42,6 @@ double median(std::vector<double> v) {
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-// Median seconds of f(): one warm-up call, then at least min_reps calls and min_seconds (at most max_reps).
-template <class F>
-double median_seconds(const BenchEngineOptions& o, F&& f) {
-  f();
-  std::vector<double> times;
-  const auto start = Clock::now();
-  while (static_cast<int>(times.size()) < o.max_reps) {
-    const auto t0 = Clock::now();
-    f();
-    const auto t1 = Clock::now();
-    times.push_back(std::chrono::duration<double>(t1 - t0).count());
-    if (static_cast<int>(times.size()) >= o.min_reps && std::chrono::duration<double>(t1 - start).count() >= o.min_seconds)
-      break;
-  }
-  return median(times);
-}
 
 std::string fixed(double v, int precision) {
   std::ostringstream s;

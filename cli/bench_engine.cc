@@ -4,6 +4,7 @@
 // ceiling of decode (T = 1), which only streams weights.
 #include "cli/bench_engine.h"
 
+#include <functional>
 #include <unistd.h>
 
 #include <algorithm>
@@ -48,25 +49,6 @@ class SeededUniform {
   uint64_t state_;
 };
 
-// Median wall time of f() in seconds: one warm-up call, then repeats until min_seconds have passed
-// and at least min_reps runs were made (at most max_reps).
-template <class F>
-double median_seconds(const BenchEngineOptions& o, F&& f) {
-  using Clock = std::chrono::steady_clock;
-  f();
-  std::vector<double> times;
-  const auto start = Clock::now();
-  while (static_cast<int>(times.size()) < o.max_reps) {
-    auto t0 = Clock::now();
-    f();
-    auto t1 = Clock::now();
-    times.push_back(std::chrono::duration<double>(t1 - t0).count());
-    double elapsed = std::chrono::duration<double>(t1 - start).count();
-    if (static_cast<int>(times.size()) >= o.min_reps && elapsed >= o.min_seconds) break;
-  }
-  std::sort(times.begin(), times.end());
-  return times[times.size() / 2];
-}
 
 double median_of(std::vector<double> v) {
   std::sort(v.begin(), v.end());
@@ -211,6 +193,23 @@ double median_ratio(const std::vector<double>& a, const std::vector<double>& b) 
   std::vector<double> r;
   for (size_t i = 0; i < a.size(); ++i) r.push_back(a[i] / b[i]);
   return median_of(r);
+}
+
+double median_seconds(const BenchEngineOptions& o, const std::function<void()>& f) {
+  using Clock = std::chrono::steady_clock;
+  f();
+  std::vector<double> times;
+  const auto start = Clock::now();
+  while (static_cast<int>(times.size()) < o.max_reps) {
+    auto t0 = Clock::now();
+    f();
+    auto t1 = Clock::now();
+    times.push_back(std::chrono::duration<double>(t1 - t0).count());
+    double elapsed = std::chrono::duration<double>(t1 - start).count();
+    if (static_cast<int>(times.size()) >= o.min_reps && elapsed >= o.min_seconds) break;
+  }
+  std::sort(times.begin(), times.end());
+  return times[times.size() / 2];
 }
 
 SyntheticModelOptions bench_engine_model(const BenchEngineOptions& o, DType dtype) {

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -40,6 +41,10 @@ struct BenchEngineOptions {
 
 // Median of the ratios a[i] / b[i] (the ABAB figure); throws std::invalid_argument on empty or unequal input.
 double median_ratio(const std::vector<double>& a, const std::vector<double>& b);
+
+// Median wall time of f() in seconds: one warm-up call, then repeats until o.min_seconds have passed and at
+// least o.min_reps runs were made (at most o.max_reps).
+double median_seconds(const BenchEngineOptions& o, const std::function<void()>& f);
 
 // The one-layer synthetic Mixtral of the options' shape that the engine benches time.
 SyntheticModelOptions bench_engine_model(const BenchEngineOptions& o, DType dtype);
