@@ -5,6 +5,8 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
+#include <cstring>
 #include <cstddef>
 #include <optional>
 #include <span>
@@ -14,6 +16,7 @@
 #include <capnp/message.h>
 
 #include "runtime/wire/framing.h"
+#include "runtime/wire/moe.capnp.h"
 
 namespace moe::integration {
 
@@ -46,5 +49,31 @@ class RawConnection {
   int fd_ = -1;
   FrameDecoder decoder_;
 };
+
+// An f32 forwardRequest frame for layer 0: `tokens` rows of `hidden` values (a fixed small pattern), the
+// first `routed` rows routed to `expert` with weight 1. For tests that write forwards without a client.
+inline kj::Array<capnp::word> raw_forward_frame(uint64_t epoch, uint32_t hidden, uint32_t tokens, uint32_t routed,
+                                                int32_t expert) {
+  capnp::MallocMessageBuilder message;
+  auto request = message.initRoot<wire::Envelope>().initForwardRequest();
+  request.setEpoch(epoch);
+  request.setLayer(0);
+  request.setDtype(wire::DType::F32);
+  request.setNumTokens(tokens);
+  request.setHidden(hidden);
+  auto data = request.initTokens(tokens * hidden * 4);
+  std::vector<float> values(static_cast<size_t>(tokens) * hidden);
+  for (size_t i = 0; i < values.size(); ++i) values[i] = 0.01f * static_cast<float>(i % 13) - 0.06f;
+  std::memcpy(data.begin(), values.data(), values.size() * 4);
+  auto token_index = request.initTokenIndex(routed);
+  auto expert_id = request.initExpertId(routed);
+  auto weight = request.initWeight(routed);
+  for (uint32_t i = 0; i < routed; ++i) {
+    token_index.set(i, static_cast<int32_t>(i));
+    expert_id.set(i, expert);
+    weight.set(i, 1.f);
+  }
+  return encode_frame(message);
+}
 
 }  // namespace moe::integration

@@ -26,26 +26,7 @@ constexpr size_t kSlowForwards = 64;
 
 // A forward of `tokens` rows to `expert` of layer 0, every row routed to it.
 kj::Array<capnp::word> forward_frame(uint64_t epoch, int32_t expert, uint32_t tokens) {
-  capnp::MallocMessageBuilder message;
-  auto request = message.initRoot<wire::Envelope>().initForwardRequest();
-  request.setEpoch(epoch);
-  request.setLayer(0);
-  request.setDtype(wire::DType::F32);
-  request.setNumTokens(tokens);
-  request.setHidden(kHidden);
-  auto data = request.initTokens(tokens * kHidden * 4);
-  std::vector<float> values(static_cast<size_t>(tokens) * kHidden);
-  for (size_t i = 0; i < values.size(); ++i) values[i] = 0.01f * static_cast<float>(i % 13) - 0.06f;
-  std::memcpy(data.begin(), values.data(), values.size() * 4);
-  auto token_index = request.initTokenIndex(tokens);
-  auto expert_id = request.initExpertId(tokens);
-  auto weight = request.initWeight(tokens);
-  for (uint32_t i = 0; i < tokens; ++i) {
-    token_index.set(i, static_cast<int32_t>(i));
-    expert_id.set(i, expert);
-    weight.set(i, 1.f);
-  }
-  return encode_frame(message);
+  return raw_forward_frame(epoch, kHidden, tokens, tokens, expert);
 }
 
 // The value of an unlabelled gauge in a /metrics body, or -1 when it is not there.

@@ -39,26 +39,7 @@ TEST_F(SlowReader, WorkerMemoryStaysBoundedAndEveryReplyArrives) {
 
   // One forward: 128 tokens x 2048 in f32 = 1 MiB in, 1 MiB of partial sums back; 8 tokens routed.
   constexpr uint32_t kHidden = 2048, kTokens = 128, kRouted = 8;
-  capnp::MallocMessageBuilder message;
-  auto request = message.initRoot<wire::Envelope>().initForwardRequest();
-  request.setEpoch(placement.epoch());
-  request.setLayer(0);
-  request.setDtype(wire::DType::F32);
-  request.setNumTokens(kTokens);
-  request.setHidden(kHidden);
-  auto tokens = request.initTokens(kTokens * kHidden * 4);
-  std::vector<float> values(kTokens * kHidden);
-  for (size_t i = 0; i < values.size(); ++i) values[i] = 0.01f * static_cast<float>(i % 17) - 0.08f;
-  std::memcpy(tokens.begin(), values.data(), values.size() * 4);
-  auto token_index = request.initTokenIndex(kRouted);
-  auto expert_id = request.initExpertId(kRouted);
-  auto weight = request.initWeight(kRouted);
-  for (uint32_t i = 0; i < kRouted; ++i) {
-    token_index.set(i, static_cast<int32_t>(i));
-    expert_id.set(i, hosted);
-    weight.set(i, 1.f);
-  }
-  const auto frame = encode_frame(message);
+  const auto frame = raw_forward_frame(placement.epoch(), kHidden, kTokens, kRouted, hosted);
 
   const pid_t worker = cluster.worker(0).pid();
   const uint64_t baseline = resident_bytes(worker);
