@@ -143,8 +143,7 @@ TEST_F(LayerwiseUpdate, UnderLoadWithinEachWorkersMemory) {
     }
   });
   const std::string rc =
-      moectl(cluster, {"update-weights", "--cluster", cluster.coordinator_address(), "--model", new_dir_.string()},
-             "moectl-update.log");
+      update_weights(cluster, new_dir_.string(), "moectl-update.log");
   updating = false;
   watcher.join();
   EXPECT_EQ(rc, "exit 0") << read_text(cluster.dir() / "moectl-update.log") << cluster.logs();
@@ -244,8 +243,7 @@ TEST_F(LayerwiseUpdate, AFailedStepStopsWithTheLayersDoneOnTheNewVersion) {
     EXPECT_LT(relative_error(got, job.layer == first ? job.new_out : job.old_out), kTolerance) << "layer " << job.layer;
   }
   // Another checkpoint is refused; the same one stops at the same layer again.
-  EXPECT_EQ(moectl(cluster, {"update-weights", "--cluster", cluster.coordinator_address(), "--model", new_dir_.string()},
-                   "moectl-other.log"),
+  EXPECT_EQ(update_weights(cluster, new_dir_.string(), "moectl-other.log"),
             "exit 1");
   EXPECT_NE(read_text(cluster.dir() / "moectl-other.log").find("finish it first"), std::string::npos)
       << read_text(cluster.dir() / "moectl-other.log");
@@ -262,8 +260,7 @@ TEST_F(LayerwiseUpdate, ACoordinatorRestartMidwayIsFinishedByTheSameCheckpoint) 
   check_memory_premise(cluster);
   std::string rc;
   std::thread update([&] {
-    rc = moectl(cluster, {"update-weights", "--cluster", cluster.coordinator_address(), "--model", new_dir_.string()},
-                "moectl-update-cut.log");
+    rc = update_weights(cluster, new_dir_.string(), "moectl-update-cut.log");
   });
   bool midway = false;
   const auto give_up = std::chrono::steady_clock::now() + 30s;
@@ -293,13 +290,11 @@ TEST_F(LayerwiseUpdate, ACoordinatorRestartMidwayIsFinishedByTheSameCheckpoint) 
   // Another checkpoint cannot start over it; the same one finishes it.
   const std::filesystem::path other = cluster.dir() / "other";
   std::filesystem::copy(new_dir_, other);
-  EXPECT_EQ(moectl(cluster, {"update-weights", "--cluster", cluster.coordinator_address(), "--model", other.string()},
-                   "moectl-other.log"),
+  EXPECT_EQ(update_weights(cluster, other.string(), "moectl-other.log"),
             "exit 1");
   EXPECT_NE(read_text(cluster.dir() / "moectl-other.log").find("finish it first"), std::string::npos)
       << read_text(cluster.dir() / "moectl-other.log");
-  EXPECT_EQ(moectl(cluster, {"update-weights", "--cluster", cluster.coordinator_address(), "--model", new_dir_.string()},
-                   "moectl-update.log"),
+  EXPECT_EQ(update_weights(cluster, new_dir_.string(), "moectl-update.log"),
             "exit 0")
       << read_text(cluster.dir() / "moectl-update.log") << cluster.logs();
   ClusterClient client(cluster.coordinator_address(), f32_client());

@@ -65,8 +65,7 @@ class LiveWeights : public ClusterTest {
     cluster.wait_ready();
     CheckedLoad load(cluster.coordinator_address(), jobs_);
     ASSERT_TRUE(load.wait_for(1, 60, 20s)) << "the load did not get going";
-    EXPECT_EQ(moectl(cluster, {"update-weights", "--cluster", cluster.coordinator_address(), "--model", new_dir_.string()},
-                     "moectl-update.log"),
+    EXPECT_EQ(update_weights(cluster, new_dir_.string(), "moectl-update.log"),
               "exit 0")
         << read_text(cluster.dir() / "moectl-update.log");
     EXPECT_NE(read_text(cluster.dir() / "moectl-update.log").find("weight version 1 -> 2"), std::string::npos)
@@ -111,8 +110,7 @@ TEST_F(LiveWeights, RefusedCheckpointsLeaveTheOldVersionServing) {
   cluster.wait_ready();
   // Other shapes: the Mixtral testdata checkpoint.
   const std::string other = (std::filesystem::path(MOE_TESTDATA_DIR) / "hf_moe" / "mixtral_f32").string();
-  EXPECT_EQ(moectl(cluster, {"update-weights", "--cluster", cluster.coordinator_address(), "--model", other},
-                   "moectl-other.log"),
+  EXPECT_EQ(update_weights(cluster, other, "moectl-other.log"),
             "exit 1");
   const std::string other_log = read_text(cluster.dir() / "moectl-other.log");
   EXPECT_NE(other_log.find("does not match the served model"), std::string::npos) << other_log;
@@ -122,8 +120,7 @@ TEST_F(LiveWeights, RefusedCheckpointsLeaveTheOldVersionServing) {
   const std::filesystem::path corrupt = cluster.dir() / "corrupt";
   std::filesystem::copy(new_dir_, corrupt);
   std::filesystem::resize_file(corrupt / "model.safetensors", std::filesystem::file_size(corrupt / "model.safetensors") / 2);
-  EXPECT_EQ(moectl(cluster, {"update-weights", "--cluster", cluster.coordinator_address(), "--model", corrupt.string()},
-                   "moectl-corrupt.log"),
+  EXPECT_EQ(update_weights(cluster, corrupt.string(), "moectl-corrupt.log"),
             "exit 1");
   const std::string corrupt_log = read_text(cluster.dir() / "moectl-corrupt.log");
   EXPECT_NE(corrupt_log.find("cannot read checkpoint"), std::string::npos) << corrupt_log;
@@ -142,8 +139,7 @@ TEST_F(LiveWeights, RefusedCheckpointsLeaveTheOldVersionServing) {
                                                                           : "model-00001-of-00002.safetensors";
     std::ofstream(broken / "model.safetensors.index.json") << index.dump(2);
   }
-  EXPECT_EQ(moectl(cluster, {"update-weights", "--cluster", cluster.coordinator_address(), "--model", broken.string()},
-                   "moectl-broken.log"),
+  EXPECT_EQ(update_weights(cluster, broken.string(), "moectl-broken.log"),
             "exit 1");
   const std::string broken_log = read_text(cluster.dir() / "moectl-broken.log");
   EXPECT_NE(broken_log.find("prepare of weight version 2 failed on"), std::string::npos) << broken_log;
@@ -162,8 +158,7 @@ TEST_F(LiveWeights, RefusedCheckpointsLeaveTheOldVersionServing) {
     EXPECT_LT(relative_error(client.forward_versioned(job.layer, job.x, &version), job.old_out), kTolerance);
     EXPECT_EQ(version, 1u);
   }
-  EXPECT_EQ(moectl(cluster, {"update-weights", "--cluster", cluster.coordinator_address(), "--model", new_dir_.string()},
-                   "moectl-update.log"),
+  EXPECT_EQ(update_weights(cluster, new_dir_.string(), "moectl-update.log"),
             "exit 0")
       << read_text(cluster.dir() / "moectl-update.log");
 }
@@ -171,8 +166,7 @@ TEST_F(LiveWeights, RefusedCheckpointsLeaveTheOldVersionServing) {
 TEST_F(LiveWeights, TheVersionSurvivesACoordinatorRestart) {
   TestCluster& cluster = start_cluster(options(true));
   cluster.wait_ready();
-  ASSERT_EQ(moectl(cluster, {"update-weights", "--cluster", cluster.coordinator_address(), "--model", new_dir_.string()},
-                   "moectl-update.log"),
+  ASSERT_EQ(update_weights(cluster, new_dir_.string(), "moectl-update.log"),
             "exit 0")
       << read_text(cluster.dir() / "moectl-update.log");
   std::this_thread::sleep_for(std::chrono::milliseconds(3 * TestClusterOptions{}.grace_ms));
@@ -230,8 +224,7 @@ TEST_F(LiveWeights, ASecondUpdateWhileOneRunsIsRefused) {
 TEST_F(LiveWeights, ACoordinatorWithoutItsStateFileAdoptsTheWorkersVersion) {
   TestCluster& cluster = start_cluster(options(true));
   cluster.wait_ready();
-  ASSERT_EQ(moectl(cluster, {"update-weights", "--cluster", cluster.coordinator_address(), "--model", new_dir_.string()},
-                   "moectl-update.log"),
+  ASSERT_EQ(update_weights(cluster, new_dir_.string(), "moectl-update.log"),
             "exit 0")
       << read_text(cluster.dir() / "moectl-update.log");
   std::this_thread::sleep_for(std::chrono::milliseconds(3 * TestClusterOptions{}.grace_ms));

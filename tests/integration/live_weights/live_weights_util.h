@@ -206,6 +206,11 @@ inline std::string moectl(TestCluster& cluster, std::vector<std::string> args, c
   return run_to_completion(args, cluster.dir() / log, 60s);
 }
 
+// `moectl update-weights` of this cluster to the checkpoint in `dir`, its output in `log`; "exit N".
+inline std::string update_weights(TestCluster& cluster, const std::string& dir, const std::string& log) {
+  return moectl(cluster, {"update-weights", "--cluster", cluster.coordinator_address(), "--model", dir}, log);
+}
+
 // Every worker as `moectl status` prints it ("v2" in its WEIGHTS column).
 inline size_t workers_on_version(TestCluster& cluster, uint64_t version) {
   const std::string out = moectl(cluster, {"status", "--cluster", cluster.coordinator_address()}, "moectl-status.log");
