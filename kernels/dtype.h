@@ -22,6 +22,17 @@ inline const char* dtype_name(DType t) {
 
 inline size_t dtype_size(DType t) { return t == DType::F32 ? 4 : 2; }
 
+// Element i of an array at a pointer of any alignment. Checkpoint tensors lie wherever their file puts
+// them: safetensors does not require a tensor's offset to be a multiple of its element size, so a
+// BF16 tensor may start at an odd address. memcpy is the defined way to read it (it compiles to a plain
+// load on x86).
+template <class T>
+inline T load_unaligned(const void* p, size_t i) {
+  T v;
+  std::memcpy(&v, static_cast<const char*>(p) + i * sizeof(T), sizeof(T));
+  return v;
+}
+
 inline float bf16_to_f32(uint16_t v) {
   uint32_t bits = static_cast<uint32_t>(v) << 16;
   float f;
@@ -60,22 +71,18 @@ inline float f16_to_f32(uint16_t h) {
   return f;
 }
 
-// Converts n elements of type `from` at src to f32 at dst.
+// Converts n elements of type `from` at src (any alignment) to f32 at dst.
 inline void convert_to_f32(DType from, const void* src, float* dst, size_t n) {
   switch (from) {
     case DType::F32:
       if (n > 0) std::memcpy(dst, src, n * 4);  // an empty tensor's pointers may be null
       return;
-    case DType::BF16: {
-      const auto* s = static_cast<const uint16_t*>(src);
-      for (size_t i = 0; i < n; ++i) dst[i] = bf16_to_f32(s[i]);
+    case DType::BF16:
+      for (size_t i = 0; i < n; ++i) dst[i] = bf16_to_f32(load_unaligned<uint16_t>(src, i));
       return;
-    }
-    case DType::F16: {
-      const auto* s = static_cast<const uint16_t*>(src);
-      for (size_t i = 0; i < n; ++i) dst[i] = f16_to_f32(s[i]);
+    case DType::F16:
+      for (size_t i = 0; i < n; ++i) dst[i] = f16_to_f32(load_unaligned<uint16_t>(src, i));
       return;
-    }
   }
 }
 

@@ -8,10 +8,14 @@
 # Usage: ops/run-fuzzers.sh [TARGET...]     (default: every target)
 #   MOE_FUZZ_SECONDS  seconds per target (default 45)
 #   MOE_FUZZ_JOBS     targets run at once (default: nproc)
+#   MOE_FUZZ_SEED     libFuzzer's random seed (default 1). A fixed seed makes a run a prefix of one
+#                     fixed sequence of inputs, so a longer run here covers what CI's 45 s will try;
+#                     set another seed (or 0: libFuzzer picks one) to explore new paths.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 seconds=${MOE_FUZZ_SECONDS:-45}
+export MOE_FUZZ_SEED=${MOE_FUZZ_SEED:-1}
 jobs=${MOE_FUZZ_JOBS:-$(nproc)}
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
@@ -34,7 +38,7 @@ run_one() {
   rm -rf "$artifacts"
   mkdir -p "$corpus" "$artifacts" "$(dirname "$log")"
   # -timeout: one input taking 10 s is a hang; -rss_limit_mb: a runaway allocation is a finding.
-  if "$out/fuzz/$target" "$corpus" "tests/fuzz/corpus/$target" -max_total_time="$seconds" -timeout=10 \
+  if "$out/fuzz/$target" "$corpus" "tests/fuzz/corpus/$target" -max_total_time="$seconds" -seed="$MOE_FUZZ_SEED" -timeout=10 \
       -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$artifacts/" >"$log" 2>&1; then
     echo "run-fuzzers: $target: ok, $(grep -m1 -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$') runs in ${seconds}s"
   else

@@ -36,9 +36,8 @@ OwnedMatrix copy_as_f32_or_same(const WeightMatrixView& v) {
   }
   m.dtype = DType::F32;
   m.bytes.resize(n * sizeof(float));
-  const auto* src = static_cast<const uint16_t*>(v.data);
   for (size_t i = 0; i < n; ++i) {
-    float f = f16_to_f32(src[i]);
+    float f = f16_to_f32(load_unaligned<uint16_t>(v.data, i));
     std::memcpy(m.bytes.data() + i * sizeof(float), &f, sizeof(float));
   }
   return m;

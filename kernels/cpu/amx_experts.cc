@@ -420,9 +420,9 @@ AmxMatrix pack_amx_matrix(const WeightMatrixView& w, int planes) {
     const void* src = static_cast<const char*>(w.data) + static_cast<size_t>(r) * row_bytes;
     const size_t panel_base = static_cast<size_t>((r / 16) * m.ksteps) * 512 + static_cast<size_t>(r % 16) * 2;
     if (m.planes == 1) {
-      const auto* bits = static_cast<const uint16_t*>(src);
       for (int64_t k = 0; k < w.cols; ++k)
-        m.data.data()[panel_base + static_cast<size_t>((k / 32) * 512 + ((k % 32) / 2) * 32 + k % 2)] = bits[k];
+        m.data.data()[panel_base + static_cast<size_t>((k / 32) * 512 + ((k % 32) / 2) * 32 + k % 2)] =
+            load_unaligned<uint16_t>(src, static_cast<size_t>(k));
       continue;
     }
     convert_to_f32(w.dtype, src, row.data(), row.size());

@@ -33,11 +33,9 @@ void upload_matrix(const WeightMatrixView& m, int64_t padded_cols, uint16_t* dst
     const size_t n = static_cast<size_t>(m.rows * m.cols);
     converted.resize(n);
     if (m.dtype == DType::F32) {
-      const auto* f = static_cast<const float*>(m.data);
-      for (size_t i = 0; i < n; ++i) converted[i] = f32_to_bf16(f[i]);
+      for (size_t i = 0; i < n; ++i) converted[i] = f32_to_bf16(load_unaligned<float>(m.data, i));
     } else {
-      const auto* h = static_cast<const uint16_t*>(m.data);
-      for (size_t i = 0; i < n; ++i) converted[i] = f32_to_bf16(f16_to_f32(h[i]));
+      for (size_t i = 0; i < n; ++i) converted[i] = f32_to_bf16(f16_to_f32(load_unaligned<uint16_t>(m.data, i)));
     }
     src = converted.data();
   }
