@@ -4,6 +4,7 @@
 #include <capnp/message.h>
 
 #include <map>
+#include <memory>
 #include <string>
 
 #include "runtime/wire/tensor_pack.h"
@@ -79,7 +80,13 @@ void ForwardRunner::run(ForwardBatcher::Batch& batch) {
   }
   thread_local std::vector<float> out;
   thread_local std::vector<float> pair_rows;
-  out.assign(static_cast<size_t>(rows * hidden), 0.f);
+  // ExpertBackend::forward overwrites every row of `out` (zero where no pair names it): zero it here only
+  // when no forward runs (default requests with no pairs still reply zero rows).
+  if (rows > 0 && !assignments.empty()) {
+    out.resize(static_cast<size_t>(rows * hidden));
+  } else {
+    out.assign(static_cast<size_t>(rows * hidden), 0.f);
+  }
   pair_rows.resize(pairs.size() * static_cast<size_t>(hidden));
   const auto compute_start = Clock::now();
   try {
@@ -148,17 +155,20 @@ void ForwardRunner::reply_output(ForwardJob& job, const float* out, uint64_t com
   // A deterministic request gets a row per pair, in its pairs' order.
   const uint32_t rows = job.deterministic ? static_cast<uint32_t>(job.assignments.size()) : job.num_tokens;
   const size_t elements = size_t{rows} * job.hidden;
-  capnp::MallocMessageBuilder message;
-  auto reply = message.initRoot<wire::Envelope>().initForwardReply();
+  // One first segment for the whole reply (the envelope's few words + the output blob), handed to the
+  // connection, which writes its segments as they are (no flat copy).
+  const size_t bytes = packed_tensor_bytes(job.dtype, elements);
+  auto message = std::make_unique<capnp::MallocMessageBuilder>(static_cast<unsigned>((bytes + 7) / 8 + 64));
+  auto reply = message->initRoot<wire::Envelope>().initForwardReply();
   reply.setNumTokens(rows);
   reply.setHidden(job.hidden);
   reply.setDtype(job.dtype);
   reply.setComputeMicros(compute_micros);
   reply.setWeightVersion(job.weight_version);
-  auto output = reply.initOutput(packed_tensor_bytes(job.dtype, elements));
+  auto output = reply.initOutput(bytes);
   pack_tensor(std::span<const float>(out, elements), job.dtype, output);
   metrics_.forward_seconds.Observe(seconds_since(job.received, Clock::now()));
-  job.responder.reply(message);
+  job.responder.reply(std::move(message));
 }
 
 void ForwardRunner::count_tokens(int32_t layer, const std::vector<const ForwardJob*>& jobs) {

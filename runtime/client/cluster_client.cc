@@ -296,18 +296,18 @@ void ClusterClient::run_chunk(Round& r, const std::vector<size_t>& chunk, std::v
     std::exception_ptr error = o.error;
     if (!error) {
       try {
-        // Kept by this thread between calls: a fresh multi-megabyte vector page-faults per 4 KiB.
-        thread_local std::vector<float> partial;
-        const size_t reply_rows = deterministic ? o.shard.assignments.size() : o.shard.tokens.size();
-        partial.resize(reply_rows * static_cast<size_t>(hidden));
-        decode_forward_reply_into(o.reply, reply_rows, hidden, std::span<float>(partial), r.weight_version);
-        if (deterministic) {
+        if (!deterministic) {
+          add_forward_reply(o.reply, o.shard.tokens, *r.out, r.weight_version);  // no unpacked copy
+        } else {
+          // Kept by this thread between calls: a fresh multi-megabyte vector page-faults per 4 KiB.
+          thread_local std::vector<float> partial;
+          const size_t reply_rows = o.shard.assignments.size();
+          partial.resize(reply_rows * static_cast<size_t>(hidden));
+          decode_forward_reply_into(o.reply, reply_rows, hidden, std::span<float>(partial), r.weight_version);
           // Row i of the reply is the shard's assignment i: back to the call's assignment index.
           const auto& originals = original_of[static_cast<int32_t>(o.worker)];
           for (size_t i = 0; i < reply_rows; ++i)
             std::copy_n(partial.data() + i * hidden, hidden, r.rows->data() + originals[i] * hidden);
-        } else {
-          combine_partial(o.shard.tokens, partial, *r.out);
         }
         metrics_.record_request("ok");
         metrics_.record_shard_done(r.layer, o.worker, o.shard, shard_payload_bytes(o.shard, hidden, options_.wire_dtype));

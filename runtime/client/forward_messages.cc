@@ -46,8 +46,10 @@ void build_forward_request(capnp::MallocMessageBuilder& message, uint64_t epoch,
   set_cluster_token(message, cluster_token);
 }
 
-void decode_forward_reply_into(const Frame& reply, size_t rows, int64_t hidden, std::span<float> out,
-                               uint64_t weight_version) {
+namespace {
+
+// The checked forwardReply of `reply`: its kind, weight version and shape (rows x hidden).
+wire::ForwardReply::Reader checked_reply(const Frame& reply, size_t rows, int64_t hidden, uint64_t weight_version) {
   auto envelope = reply.envelope();
   expect_kind(envelope, wire::Envelope::FORWARD_REPLY);
   auto r = envelope.getForwardReply();
@@ -61,11 +63,29 @@ void decode_forward_reply_into(const Frame& reply, size_t rows, int64_t hidden, 
     throw WireError("forwardReply has " + std::to_string(r.getNumTokens()) + " x " + std::to_string(r.getHidden()) +
                     ", the request sent " + std::to_string(rows) + " x " + std::to_string(hidden));
   }
+  return r;
+}
+
+}  // namespace
+
+void decode_forward_reply_into(const Frame& reply, size_t rows, int64_t hidden, std::span<float> out,
+                               uint64_t weight_version) {
+  auto r = checked_reply(reply, rows, hidden, weight_version);
   if (out.size() != rows * static_cast<size_t>(hidden)) {
     throw std::invalid_argument("decode_forward_reply_into: buffer of " + std::to_string(out.size()) +
                                 " values for " + std::to_string(rows) + " x " + std::to_string(hidden));
   }
   unpack_tensor(r.getOutput(), r.getDtype(), out, "forwardReply.output");
+}
+
+void add_forward_reply(const Frame& reply, std::span<const int32_t> tokens, Matrix& out, uint64_t weight_version) {
+  auto r = checked_reply(reply, tokens.size(), out.cols, weight_version);
+  if (out.rows < 0 || out.cols < 0 || out.data.size() != static_cast<size_t>(out.rows * out.cols)) {
+    throw std::invalid_argument("add_forward_reply: output matrix [" + std::to_string(out.rows) + ", " +
+                                std::to_string(out.cols) + "] holds " + std::to_string(out.data.size()) + " values");
+  }
+  unpack_tensor_add_rows(r.getOutput(), r.getDtype(), tokens, static_cast<size_t>(out.cols), std::span<float>(out.data),
+                         "forwardReply.output");
 }
 
 std::vector<float> decode_forward_reply(const Frame& reply, size_t rows, int64_t hidden) {

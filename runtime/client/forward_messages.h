@@ -35,6 +35,12 @@ std::vector<float> decode_forward_reply(const Frame& reply, size_t rows, int64_t
 void decode_forward_reply_into(const Frame& reply, size_t rows, int64_t hidden, std::span<float> out,
                                uint64_t weight_version = 0);
 
+// The default mode's combine straight from the reply's bytes (no unpacked copy): out[tokens[i], :] +=
+// reply row i, converted from the reply's dtype as it is added. Same checks and errors as
+// decode_forward_reply_into (rows = tokens.size(), hidden = out.cols); throws std::invalid_argument when
+// a token is out of range of `out` (before anything is added).
+void add_forward_reply(const Frame& reply, std::span<const int32_t> tokens, Matrix& out, uint64_t weight_version = 0);
+
 // Bytes of the token and output blobs one shard moves (request + reply), for throughput figures.
 size_t shard_payload_bytes(const WorkerShard& shard, int64_t hidden, wire::DType dtype);
 

@@ -2,16 +2,21 @@
 #include "runtime/client/shard_dispatch.h"
 
 #include <condition_variable>
+#include <future>
 #include <memory>
 #include <mutex>
 
 #include <capnp/message.h>
 
 #include "runtime/client/forward_messages.h"
+#include "runtime/client/shard_split.h"
 
 namespace moe {
 
 namespace {
+
+// Token bytes of a shard from which packing it gets its own thread.
+constexpr size_t kParallelShardBytes = size_t{1} << 20;
 
 struct RoundState {
   std::mutex mutex;
@@ -42,23 +47,40 @@ std::vector<ShardOutcome> send_shards(PeerLinks& links, const ShardRound& round,
   };
 
   // Connect first (connecting blocks), then encode and send each shard.
-  for (size_t i = 0; i < state->outcomes.size(); ++i) {
+  auto send_one = [&](size_t i) {
     ShardOutcome& o = state->outcomes[i];
     std::shared_ptr<Connection> connection;
     try {
       o.address = round.placement->worker(o.worker).address;
       connection = links.get(o.address);
-      capnp::MallocMessageBuilder message;
-      build_forward_request(message, round.placement->epoch(), round.layer, round.dtype, *round.x, o.shard,
+      // One first segment big enough for the whole request (one allocation, one zeroing), handed to the
+      // connection, which writes its segments as they are (no flat copy).
+      const size_t bound = forward_request_bound(o.shard.tokens.size(), o.shard.assignments.size(),
+                                                 round.x->cols, round.dtype, round.cluster_token.size());
+      auto message = std::make_unique<capnp::MallocMessageBuilder>(static_cast<unsigned>(bound / sizeof(capnp::word)));
+      build_forward_request(*message, round.placement->epoch(), round.layer, round.dtype, *round.x, o.shard,
                             round.request_timeout, round.cluster_token, round.deterministic, round.weight_version);
-      connection->request_async(message, round.request_timeout,
+      connection->request_async(std::move(message), round.request_timeout,
                                 [finish, i](std::exception_ptr error, Frame reply) {
                                   finish(i, error, std::move(reply));
                                 });
     } catch (...) {
       finish(i, std::current_exception(), Frame{});
     }
+  };
+  // Big shards are packed in parallel (one helper thread each, the last on this thread); small ones
+  // here, one after the other, where a thread would cost more than the packing.
+  std::vector<std::future<void>> helpers;
+  const size_t n = state->outcomes.size();
+  for (size_t i = 0; i < n; ++i) {
+    const size_t bytes = shard_payload_bytes(state->outcomes[i].shard, round.x->cols, round.dtype) / 2;
+    if (i + 1 < n && bytes >= kParallelShardBytes) {
+      helpers.push_back(std::async(std::launch::async, send_one, i));
+    } else {
+      send_one(i);
+    }
   }
+  for (auto& helper : helpers) helper.get();  // send_one does not throw
 
   std::unique_lock lock(state->mutex);
   state->done.wait(lock, [&] { return state->remaining == 0; });

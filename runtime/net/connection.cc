@@ -71,11 +71,33 @@ bool Responder::reply(capnp::MessageBuilder& message) const {
   return send_reply(kj::mv(frame));
 }
 
+bool Responder::reply(std::unique_ptr<capnp::MessageBuilder> message) const {
+  auto connection = connection_.lock();
+  if (!connection) return false;
+  message->getRoot<wire::Envelope>().setRequestId(request_id_);
+  SegmentedFrame frame;
+  try {
+    frame = encode_segmented_frame(std::move(message), connection->limits());
+  } catch (const FrameError& e) {
+    net_log(connection->peer() + ": reply to request " + std::to_string(request_id_) + " not sent: " + e.what());
+    return reply_error(wire::ErrorCode::INTERNAL, std::string("reply not sent: ") + e.what());
+  }
+  return send_reply(std::move(frame));
+}
+
 bool Responder::send_reply(kj::Array<capnp::word> frame) const {
   auto connection = connection_.lock();
   if (!connection) return false;
   bool sent = connection->enqueue(kj::mv(frame), hold_);
   // The reply now counts (until written) in place of its request.
+  if (in_flight_) in_flight_->release();
+  return sent;
+}
+
+bool Responder::send_reply(SegmentedFrame frame) const {
+  auto connection = connection_.lock();
+  if (!connection) return false;
+  bool sent = connection->enqueue(std::move(frame), hold_);
   if (in_flight_) in_flight_->release();
   return sent;
 }
@@ -346,8 +368,29 @@ void Connection::request_async(capnp::MessageBuilder& message, Clock::duration t
   const uint64_t id = next_request_id_.fetch_add(1);
   root.setRequestId(id);
   const auto kind = root.which();
-  auto frame = encode_frame(message, limits_);
+  auto words = encode_frame(message, limits_);
+  OutFrame frame;
+  frame.bytes = words.size() * sizeof(capnp::word);
+  frame.words = kj::mv(words);
+  send_request(std::move(frame), id, kind, timeout, std::move(done));
+}
 
+void Connection::request_async(std::unique_ptr<capnp::MessageBuilder> message, Clock::duration timeout,
+                               ReplyCallback done) {
+  auto root = message->getRoot<wire::Envelope>();
+  const uint64_t id = next_request_id_.fetch_add(1);
+  root.setRequestId(id);
+  const auto kind = root.which();
+  SegmentedFrame segmented = encode_segmented_frame(std::move(message), limits_);
+  OutFrame frame;
+  frame.words = kj::mv(segmented.table);
+  frame.message = std::move(segmented.message);
+  frame.bytes = segmented.bytes;
+  send_request(std::move(frame), id, kind, timeout, std::move(done));
+}
+
+void Connection::send_request(OutFrame frame, uint64_t id, wire::Envelope::Which kind, Clock::duration timeout,
+                              ReplyCallback done) {
   std::unique_lock lock(pending_mutex_);
   if (closed_) {
     lock.unlock();
@@ -364,7 +407,7 @@ void Connection::request_async(capnp::MessageBuilder& message, Clock::duration t
   });
   pending_.emplace(id, Pending{std::move(done), std::move(timer), kind});
   lock.unlock();
-  enqueue(kj::mv(frame));
+  enqueue(std::move(frame));
 }
 
 std::future<Frame> Connection::request(capnp::MessageBuilder& message, Clock::duration timeout) {
@@ -636,12 +679,29 @@ void Connection::on_frame_error(const FrameError& error) {
 // ------------------------------------------------------------------------------------------- writing
 
 bool Connection::enqueue(kj::Array<capnp::word> frame, std::shared_ptr<void> hold) {
+  OutFrame out;
+  out.bytes = frame.size() * sizeof(capnp::word);
+  out.words = kj::mv(frame);
+  out.hold = std::move(hold);
+  return enqueue(std::move(out));
+}
+
+bool Connection::enqueue(SegmentedFrame frame, std::shared_ptr<void> hold) {
+  OutFrame out;
+  out.words = kj::mv(frame.table);
+  out.message = std::move(frame.message);
+  out.bytes = frame.bytes;
+  out.hold = std::move(hold);
+  return enqueue(std::move(out));
+}
+
+bool Connection::enqueue(OutFrame frame) {
   if (!is_open()) return false;
   bool schedule = false;
-  in_flight_bytes_.fetch_add(frame.size() * sizeof(capnp::word));
+  in_flight_bytes_.fetch_add(frame.bytes);
   {
     std::lock_guard lock(write_mutex_);
-    write_queue_.push_back({kj::mv(frame), std::move(hold)});
+    write_queue_.push_back(std::move(frame));
     if (!write_scheduled_) write_scheduled_ = schedule = true;
   }
   if (schedule) asio::post(strand_, [self = shared_from_this()] { self->write_batch(); });
@@ -651,7 +711,7 @@ bool Connection::enqueue(kj::Array<capnp::word> frame, std::shared_ptr<void> hol
 void Connection::write_batch() {
   {
     std::lock_guard lock(write_mutex_);
-    for (auto& frame : write_queue_) writing_.push_back(kj::mv(frame));
+    for (auto& frame : write_queue_) writing_.push_back(std::move(frame));
     write_queue_.clear();
     if (writing_.empty() || socket_closed_) {
       writing_.clear();
@@ -664,7 +724,11 @@ void Connection::write_batch() {
   writing_bytes_ = 0;
   for (auto& frame : writing_) {
     buffers.emplace_back(frame.words.begin(), frame.words.size() * sizeof(capnp::word));
-    writing_bytes_ += frame.words.size() * sizeof(capnp::word);
+    if (frame.message) {  // the segments themselves, after their table
+      for (auto segment : frame.message->getSegmentsForOutput())
+        buffers.emplace_back(segment.begin(), segment.size() * sizeof(capnp::word));
+    }
+    writing_bytes_ += frame.bytes;
   }
   std::visit(
       [&](auto& stream) {

@@ -81,6 +81,8 @@ class Responder {
   // Sets the reply's requestId and sends it. A reply over the frame limits is replaced by an
   // `internal` error reply (and logged), so the peer is never left waiting.
   bool reply(capnp::MessageBuilder& message) const;
+  // The same, taking the message: its segments are written as they are (a gathered write, no flat copy).
+  bool reply(std::unique_ptr<capnp::MessageBuilder> message) const;
   bool reply_error(wire::ErrorCode code, const std::string& message, uint64_t current_epoch = 0) const;
   // Keeps `hold` alive until the reply has been written to the socket (or the connection has closed, or
   // every copy of this Responder is gone without a reply): a service counts a request as in flight until
@@ -89,6 +91,7 @@ class Responder {
 
  private:
   bool send_reply(kj::Array<capnp::word> frame) const;
+  bool send_reply(SegmentedFrame frame) const;
 
   std::weak_ptr<Connection> connection_;
   uint64_t request_id_;
@@ -132,6 +135,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // connection `done` runs at once, on the calling thread. Throws FrameError when the message is over
   // the frame limits. Thread-safe.
   void request_async(capnp::MessageBuilder& message, Clock::duration timeout, ReplyCallback done);
+  // The same, taking the message: its segments are written as they are (a gathered write, no flat copy),
+  // and it is freed once written.
+  void request_async(std::unique_ptr<capnp::MessageBuilder> message, Clock::duration timeout, ReplyCallback done);
   std::future<Frame> request(capnp::MessageBuilder& message, Clock::duration timeout);
 
   // Sends a frame that expects no reply (its requestId is left as set). False when closed. Throws
@@ -170,12 +176,20 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   void start();
   void client_handshake(const std::string& target, std::chrono::milliseconds timeout);
-  // A frame to write, and what to keep alive until it is written (Responder::hold_until_written).
+  // A frame to write, and what to keep alive until it is written (Responder::hold_until_written): a flat
+  // frame in `words`, or (with `message`) the segment table in `words` followed by the message's segments.
   struct OutFrame {
     kj::Array<capnp::word> words;
+    std::unique_ptr<capnp::MessageBuilder> message;
+    size_t bytes = 0;
     std::shared_ptr<void> hold;
   };
   bool enqueue(kj::Array<capnp::word> frame, std::shared_ptr<void> hold = nullptr);
+  bool enqueue(SegmentedFrame frame, std::shared_ptr<void> hold = nullptr);
+  bool enqueue(OutFrame frame);
+  // Registers request `id` (its kind, deadline and callback) and queues its frame.
+  void send_request(OutFrame frame, uint64_t id, wire::Envelope::Which kind, Clock::duration timeout,
+                    ReplyCallback done);
   void release_request(size_t bytes);  // any thread
   bool over_budget() const;
   bool pause_if_over_budget();  // strand only

@@ -121,6 +121,32 @@ kj::Array<capnp::word> encode_frame(capnp::MessageBuilder& message, const FrameL
   return capnp::messageToFlatArray(segments);
 }
 
+SegmentedFrame encode_segmented_frame(std::unique_ptr<capnp::MessageBuilder> message, const FrameLimits& limits) {
+  if (!message) throw std::invalid_argument("encode_segmented_frame: no message");
+  auto segments = message->getSegmentsForOutput();
+  if (segments.size() > limits.max_segments) {
+    throw FrameError(FrameError::Kind::TooManySegments, too_many_segments_message(segments.size(), limits.max_segments));
+  }
+  SegmentedFrame frame;
+  frame.table = kj::heapArray<capnp::word>(table_bytes_for(segments.size()) / kWordBytes);
+  auto* table = reinterpret_cast<std::byte*>(frame.table.begin());
+  std::memset(table, 0, frame.table.size() * kWordBytes);  // the padding word, when the count is even
+  const auto count_minus_one = static_cast<uint32_t>(segments.size() - 1);
+  std::memcpy(table, &count_minus_one, 4);
+  uint64_t bytes = frame.table.size() * kWordBytes;
+  for (size_t i = 0; i < segments.size(); ++i) {
+    const auto words = static_cast<uint32_t>(segments[i].size());
+    std::memcpy(table + 4 + 4 * i, &words, 4);
+    bytes += uint64_t{words} * kWordBytes;
+  }
+  if (bytes > limits.max_message_bytes) {
+    throw FrameError(FrameError::Kind::TooLarge, "outgoing " + too_large_message(bytes, limits.max_message_bytes));
+  }
+  frame.bytes = static_cast<size_t>(bytes);
+  frame.message = std::move(message);
+  return frame;
+}
+
 // ------------------------------------------------------------------------------------------- decoding
 
 FrameDecoder::FrameDecoder(FrameLimits limits) : limits_(limits) {

@@ -63,6 +63,19 @@ class Frame {
 kj::Array<capnp::word> encode_frame(capnp::MessageBuilder& message);
 kj::Array<capnp::word> encode_frame(capnp::MessageBuilder& message, const FrameLimits& limits);
 
+// A frame to write without flattening it: the stream framing's segment table, then the message's own
+// segments, in that order, as one gathered write (no copy of the segments). Owns the message until it is
+// written; movable.
+struct SegmentedFrame {
+  kj::Array<capnp::word> table;                    // segment count and sizes, padded to a word
+  std::unique_ptr<capnp::MessageBuilder> message;  // its getSegmentsForOutput() follow the table
+  size_t bytes = 0;                                // table + segments
+};
+
+// The segment table of `message`, checked against `limits` like encode_frame (throws FrameError
+// TooLarge / TooManySegments before anything is kept). The frame's bytes are those of encode_frame.
+SegmentedFrame encode_segmented_frame(std::unique_ptr<capnp::MessageBuilder> message, const FrameLimits& limits);
+
 inline std::span<const std::byte> frame_bytes(const kj::Array<capnp::word>& frame) {
   return std::as_bytes(std::span<const capnp::word>(frame.begin(), frame.size()));
 }

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <span>
 #include <string>
 #include <vector>
@@ -32,5 +33,12 @@ void pack_tensor(std::span<const float> src, wire::DType dtype, kj::ArrayPtr<kj:
 // "forwardRequest.tokens"; throws WireError when blob.size() != packed_tensor_bytes(dtype, dst.size()).
 void unpack_tensor(capnp::Data::Reader blob, wire::DType dtype, std::span<float> dst, const std::string& what);
 std::vector<float> unpack_tensor(capnp::Data::Reader blob, wire::DType dtype, size_t elements, const std::string& what);
+
+// Adds `blob` ([rows.size(), hidden] values of `dtype`, at any alignment) into `out` ([out rows, hidden] f32)
+// without unpacking it first: out[rows[i], :] += row i. Throws WireError when blob.size() differs from
+// rows.size() x hidden values, and std::invalid_argument when `out` is not whole rows or a row index is
+// out of range (checked before anything is added). `what` names the field in errors.
+void unpack_tensor_add_rows(capnp::Data::Reader blob, wire::DType dtype, std::span<const int32_t> rows, size_t hidden,
+                            std::span<float> out, const std::string& what);
 
 }  // namespace moe

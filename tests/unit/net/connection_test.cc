@@ -223,6 +223,67 @@ TEST(Connection, BigTensorTravelsIntact) {
   connection->close();
 }
 
+// The gathered path: requests and replies handed over as messages of several segments are written from
+// their segments (no flat copy), several in flight at once, and arrive intact; over the limit still
+// throws locally.
+TEST(Connection, OwnedMultiSegmentMessagesTravelIntact) {
+  IoPool pool(2);
+  // Replies with the request's tokens, bf16, in a message of small fixed-size segments.
+  Server server(pool.context(), "127.0.0.1", 0, [](Frame request, Responder responder) {
+    auto forward = request.envelope().getForwardRequest();
+    size_t n = size_t{forward.getNumTokens()} * forward.getHidden();
+    auto values = unpack_tensor(forward.getTokens(), forward.getDtype(), n, "tokens");
+    auto message = std::make_unique<capnp::MallocMessageBuilder>(16, capnp::AllocationStrategy::FIXED_SIZE);
+    auto reply = message->initRoot<wire::Envelope>().initForwardReply();
+    reply.setNumTokens(forward.getNumTokens());
+    reply.setHidden(forward.getHidden());
+    reply.setDtype(wire::DType::BF16);
+    pack_tensor(values, wire::DType::BF16, reply.initOutput(packed_tensor_bytes(wire::DType::BF16, n)));
+    if (message->getSegmentsForOutput().size() < 2) throw std::logic_error("expected a reply of several segments");
+    responder.reply(std::move(message));
+  });
+  auto connection = Connection::connect(pool.context(), server.address(), 2000ms);
+  constexpr int kRequests = 6;
+  std::vector<std::vector<float>> sent(kRequests);
+  std::vector<std::future<Frame>> replies;
+  for (int r = 0; r < kRequests; ++r) {
+    const uint32_t tokens = 64 + 32 * r, hidden = 1024;  // 256 KiB .. 736 KiB of f32: direct reads too
+    sent[r].resize(size_t{tokens} * hidden);
+    for (size_t i = 0; i < sent[r].size(); ++i) sent[r][i] = float(int((i + r) % 251) - 125);  // exact in bf16
+    auto message = std::make_unique<capnp::MallocMessageBuilder>(8, capnp::AllocationStrategy::FIXED_SIZE);
+    auto request = message->initRoot<wire::Envelope>().initForwardRequest();
+    request.setNumTokens(tokens);
+    request.setHidden(hidden);
+    request.setDtype(wire::DType::F32);
+    auto index = request.initTokenIndex(3);  // a list in its own segment before the blob
+    index.set(2, r);
+    pack_tensor(sent[r], wire::DType::F32, request.initTokens(sent[r].size() * 4));
+    ASSERT_GE(message->getSegmentsForOutput().size(), 3u);
+    auto promise = std::make_shared<std::promise<Frame>>();
+    replies.push_back(promise->get_future());
+    connection->request_async(std::move(message), 10s, [promise](std::exception_ptr error, Frame reply) {
+      if (error) promise->set_exception(error); else promise->set_value(std::move(reply));
+    });
+  }
+  for (int r = 0; r < kRequests; ++r) {
+    ASSERT_EQ(replies[r].wait_for(10s), std::future_status::ready) << "request " << r;
+    Frame frame = replies[r].get();
+    ASSERT_EQ(frame.envelope().which(), wire::Envelope::FORWARD_REPLY) << "request " << r;
+    auto reply = frame.envelope().getForwardReply();
+    EXPECT_EQ(unpack_tensor(reply.getOutput(), reply.getDtype(), sent[r].size(), "output"), sent[r]) << "request " << r;
+  }
+  FrameLimits limits;
+  limits.max_message_bytes = 4096;
+  auto small = Connection::connect(pool.context(), server.address(), 2000ms, limits);
+  auto big = std::make_unique<capnp::MallocMessageBuilder>();
+  big->initRoot<wire::Envelope>().initForwardRequest().initTokens(10000);
+  EXPECT_THROW(small->request_async(std::move(big), 1s, [](std::exception_ptr, Frame) {}), FrameError);
+  EXPECT_EQ(small->pending_requests(), 0u);
+  small->close();
+  connection->close();
+  server.stop();
+}
+
 TEST(Connection, OutgoingMessageOverTheLimitThrowsLocally) {
   IoPool pool(1);
   Server server(pool.context(), "127.0.0.1", 0, test::echo_handler());
