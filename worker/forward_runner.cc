@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 
+#include "runtime/wire/blob_message.h"
 #include "runtime/wire/tensor_pack.h"
 #include "worker/error_reply.h"
 
@@ -155,18 +156,19 @@ void ForwardRunner::reply_output(ForwardJob& job, const float* out, uint64_t com
   // A deterministic request gets a row per pair, in its pairs' order.
   const uint32_t rows = job.deterministic ? static_cast<uint32_t>(job.assignments.size()) : job.num_tokens;
   const size_t elements = size_t{rows} * job.hidden;
-  // One first segment for the whole reply (the envelope's few words + the output blob), handed to the
-  // connection, which writes its segments as they are (no flat copy).
+  // The output goes into the builder's own blob storage (not zeroed first, sent as its own segment after
+  // the envelope's few words); the connection writes the segments as they are (no flat copy).
   const size_t bytes = packed_tensor_bytes(job.dtype, elements);
-  auto message = std::make_unique<capnp::MallocMessageBuilder>(static_cast<unsigned>((bytes + 7) / 8 + 64));
+  auto message = std::make_unique<BlobMessageBuilder>(64u);
   auto reply = message->initRoot<wire::Envelope>().initForwardReply();
   reply.setNumTokens(rows);
   reply.setHidden(job.hidden);
   reply.setDtype(job.dtype);
   reply.setComputeMicros(compute_micros);
   reply.setWeightVersion(job.weight_version);
-  auto output = reply.initOutput(bytes);
+  auto [orphan, output] = message->external_data(bytes);
   pack_tensor(std::span<const float>(out, elements), job.dtype, output);
+  reply.adoptOutput(kj::mv(orphan));
   metrics_.forward_seconds.Observe(seconds_since(job.received, Clock::now()));
   job.responder.reply(std::move(message));
 }

@@ -6,6 +6,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "runtime/wire/blob_message.h"
 #include "runtime/wire/envelope_util.h"
 #include "runtime/wire/cluster_auth.h"
 #include "runtime/wire/tensor_pack.h"
@@ -26,7 +27,15 @@ void build_forward_request(capnp::MallocMessageBuilder& message, uint64_t epoch,
   request.setNumTokens(static_cast<uint32_t>(rows));
   request.setHidden(static_cast<uint32_t>(hidden));
   const size_t row_bytes = packed_tensor_bytes(dtype, hidden);
-  auto blob = request.initTokens(static_cast<unsigned>(rows * row_bytes));
+  // A BlobMessageBuilder keeps the tokens in storage of its own (not zeroed first; sent as its own segment).
+  kj::ArrayPtr<kj::byte> blob;
+  if (auto* blobs = dynamic_cast<BlobMessageBuilder*>(&message)) {
+    auto [orphan, bytes] = blobs->external_data(rows * row_bytes);
+    request.adoptTokens(kj::mv(orphan));
+    blob = bytes;
+  } else {
+    blob = request.initTokens(static_cast<unsigned>(rows * row_bytes));
+  }
   for (size_t i = 0; i < rows; ++i) {
     std::span<const float> row(x.row(shard.tokens[i]), hidden);
     pack_tensor(row, dtype, kj::arrayPtr(blob.begin() + i * row_bytes, row_bytes));

@@ -10,6 +10,7 @@
 
 #include "runtime/client/forward_messages.h"
 #include "runtime/client/shard_split.h"
+#include "runtime/wire/blob_message.h"
 
 namespace moe {
 
@@ -53,11 +54,11 @@ std::vector<ShardOutcome> send_shards(PeerLinks& links, const ShardRound& round,
     try {
       o.address = round.placement->worker(o.worker).address;
       connection = links.get(o.address);
-      // One first segment big enough for the whole request (one allocation, one zeroing), handed to the
-      // connection, which writes its segments as they are (no flat copy).
-      const size_t bound = forward_request_bound(o.shard.tokens.size(), o.shard.assignments.size(),
-                                                 round.x->cols, round.dtype, round.cluster_token.size());
-      auto message = std::make_unique<capnp::MallocMessageBuilder>(static_cast<unsigned>(bound / sizeof(capnp::word)));
+      // The tokens go into the builder's own blob storage (not zeroed first), the rest into one first
+      // segment big enough for it; the connection writes the segments as they are (no flat copy).
+      const size_t bound = forward_request_bound(0, o.shard.assignments.size(), round.x->cols, round.dtype,
+                                                 round.cluster_token.size());
+      auto message = std::make_unique<BlobMessageBuilder>(static_cast<unsigned>(bound / sizeof(capnp::word)));
       build_forward_request(*message, round.placement->epoch(), round.layer, round.dtype, *round.x, o.shard,
                             round.request_timeout, round.cluster_token, round.deterministic, round.weight_version);
       connection->request_async(std::move(message), round.request_timeout,
