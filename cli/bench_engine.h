@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "kernels/cpu/cpu_backend.h"
-#include "kernels/dtype.h"
+#include "runtime/core/dtype.h"
 #include "runtime/model/synthetic_model.h"
 
 namespace moe {

@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "kernels/dtype.h"
+#include "runtime/core/dtype.h"
 
 namespace moe {
 

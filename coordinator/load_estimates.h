@@ -9,7 +9,7 @@
 #include <map>
 #include <vector>
 
-#include "kernels/expert_backend.h"
+#include "runtime/core/expert_types.h"
 #include "runtime/placement/placement_table.h"
 
 namespace moe {

@@ -6,7 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "kernels/dtype.h"
+#include "runtime/core/dtype.h"
 
 namespace moe {
 

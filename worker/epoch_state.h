@@ -21,7 +21,7 @@
 #include <map>
 #include <set>
 
-#include "kernels/expert_backend.h"
+#include "runtime/core/expert_types.h"
 
 namespace moe {
 

@@ -7,7 +7,7 @@
 #include <map>
 #include <mutex>
 
-#include "kernels/expert_backend.h"
+#include "runtime/core/expert_types.h"
 
 namespace moe {
 

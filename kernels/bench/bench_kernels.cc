@@ -34,7 +34,7 @@
 
 #include "kernels/cuda/cuda_backend.h"
 #include "kernels/cuda/cuda_check.h"
-#include "kernels/dtype.h"
+#include "runtime/core/dtype.h"
 
 namespace moe::bench {
 namespace {

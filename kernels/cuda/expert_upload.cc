@@ -8,7 +8,7 @@
 
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/kernel_api.h"
-#include "kernels/dtype.h"
+#include "runtime/core/dtype.h"
 
 namespace moe::cuda {
 namespace {

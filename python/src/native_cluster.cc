@@ -5,7 +5,7 @@
 #include <cstring>
 #include <utility>
 
-#include "kernels/dtype.h"
+#include "runtime/core/dtype.h"
 #include "python/src/binding_error.h"
 #include "runtime/placement/placement_wire.h"
 #include "runtime/client/coordinator_queries.h"

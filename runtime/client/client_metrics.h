@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "kernels/expert_backend.h"
+#include "runtime/core/expert_types.h"
 #include "runtime/routing/dispatch_plan.h"
 
 namespace prometheus {

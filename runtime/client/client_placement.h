@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "kernels/expert_backend.h"
+#include "runtime/core/expert_types.h"
 #include "runtime/wire/moe.capnp.h"
 
 namespace moe {

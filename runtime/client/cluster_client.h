@@ -37,33 +37,14 @@
 #include "runtime/client/client_metrics.h"
 #include "runtime/client/client_options.h"
 #include "runtime/client/client_placement.h"
+#include "runtime/client/cluster_dispatcher.h"
+#include "runtime/client/cluster_errors.h"
 #include "runtime/client/cluster_model.h"
 #include "runtime/client/peer_links.h"
 #include "runtime/engine/moe_layer_executor.h"
 #include "runtime/net/io_pool.h"
 
 namespace moe {
-
-class ClusterError : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
-
-class ClusterDeadlineError : public ClusterError {
- public:
-  using ClusterError::ClusterError;
-};
-
-// Experts of the call have no replica in the placement (the cluster lacks the capacity, or lost them).
-class ClusterUnavailableError : public ClusterError {
- public:
-  ClusterUnavailableError(const std::string& message, std::vector<ExpertKey> experts)
-      : ClusterError(message), experts_(std::move(experts)) {}
-  const std::vector<ExpertKey>& experts() const { return experts_; }
-
- private:
-  std::vector<ExpertKey> experts_;
-};
 
 class ClusterClient : public MoeLayerExecutor {
  public:
@@ -92,8 +73,6 @@ class ClusterClient : public MoeLayerExecutor {
   ClientStats stats() const { return metrics_.stats(); }
 
  private:
-  struct Round;
-  struct VersionMoved {};  // run_forward: the placement serves another weight version than the call's
   void fetch_model();
   // Fetches the model again when the cached one is older than `version` (once a call: it may still be
   // the old one while the coordinator switches). Never throws; keeps the cached model on failure.
@@ -103,11 +82,8 @@ class ClusterClient : public MoeLayerExecutor {
   // Refreshes unless another thread already brought a placement newer than `planned_epoch`. True when
   // the cached placement is now one fetched after this call's failure (or newer).
   bool refresh_after_failure(uint64_t planned_epoch);
-  Matrix run_forward(int32_t layer, const Matrix& x, RoutingResult& routing, const ClusterModel& model,
-                     std::chrono::steady_clock::time_point deadline);
-  // Sends the `chunk` positions of `items` (pairs planned on `workers`), adds the replies into `out`;
-  // the pairs of failed shards go to `failed`.
-  void run_chunk(Round& round, const std::vector<size_t>& chunk, std::vector<size_t>& failed);
+  // What a ClusterDispatcher of this client's calls uses: links, options, metrics, the placement cache.
+  ClusterDispatchContext dispatch_context();
 
   ClusterEndpoints endpoints_;
   ClusterClientOptions options_;

@@ -1,12 +1,11 @@
-// LocalEngine: route, build the assignment list, run every expert on one backend.
+// LocalEngine: a MoeLayer over a LocalDispatcher (every expert on one backend), with the routers it loaded.
 #include "runtime/engine/local_engine.h"
 
-#include <stdexcept>
 #include <string>
 
+#include "runtime/engine/local_dispatcher.h"
+#include "runtime/engine/moe_layer.h"
 #include "runtime/model/model_error.h"
-#include "runtime/routing/combine.h"
-#include "runtime/routing/dispatch_plan.h"
 
 namespace moe {
 
@@ -34,23 +33,9 @@ const Router& LocalEngine::router(int32_t layer) const {
 }
 
 Matrix LocalEngine::forward(int32_t layer, const Matrix& x, RoutingResult* routing_out) {
-  const Router& r = router(layer);
-  if (x.cols != spec_.hidden_size) {
-    throw std::invalid_argument("hidden_states has hidden size " + std::to_string(x.cols) +
-                                ", the model expects " + std::to_string(spec_.hidden_size));
-  }
-  RoutingResult routing = r.route(x, deterministic_);
-  std::vector<TokenAssignment> assignments = make_assignments(routing, spec_);
-  Matrix out(x.rows, x.cols);
-  if (deterministic_) {
-    std::vector<float> rows(assignments.size() * static_cast<size_t>(x.cols));
-    if (!assignments.empty()) backend_->forward_rows(layer, x.data.data(), x.rows, x.cols, assignments, rows.data());
-    combine_rows(assignments, rows, out);
-  } else if (x.rows > 0) {
-    backend_->forward(layer, x.data.data(), x.rows, x.cols, assignments, out.data.data());
-  }
-  if (routing_out) *routing_out = std::move(routing);
-  return out;
+  MoeLayer moe_layer(spec_, [this](int32_t l) -> const Router& { return router(l); }, deterministic_);
+  LocalDispatcher dispatcher(*backend_, deterministic_);
+  return moe_layer.forward(layer, x, dispatcher, routing_out);
 }
 
 }  // namespace moe

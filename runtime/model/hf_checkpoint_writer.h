@@ -7,7 +7,7 @@
 
 #include <filesystem>
 
-#include "kernels/dtype.h"
+#include "runtime/core/dtype.h"
 #include "runtime/model/layer_source.h"
 
 namespace moe {

@@ -6,7 +6,7 @@
 #include <memory>
 #include <vector>
 
-#include "kernels/expert_backend.h"
+#include "runtime/core/expert_types.h"
 #include "runtime/model/model_spec.h"
 #include "runtime/model/tensor.h"
 

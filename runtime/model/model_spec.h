@@ -12,7 +12,7 @@
 
 #include <nlohmann/json_fwd.hpp>
 
-#include "kernels/expert_backend.h"
+#include "runtime/core/expert_types.h"
 
 namespace moe {
 

@@ -4,7 +4,7 @@
 #include <cmath>
 #include <cstring>
 
-#include "kernels/dtype.h"
+#include "runtime/core/dtype.h"
 #include "runtime/model/model_error.h"
 
 namespace moe {

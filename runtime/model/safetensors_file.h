@@ -21,7 +21,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "kernels/dtype.h"
+#include "runtime/core/dtype.h"
 #include "runtime/model/tensor.h"
 
 namespace moe {

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "kernels/expert_backend.h"
+#include "runtime/core/expert_types.h"
 #include "runtime/model/model_spec.h"
 
 namespace moe {

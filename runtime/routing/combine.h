@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <span>
 
-#include "kernels/expert_backend.h"
+#include "runtime/core/expert_types.h"
 #include "runtime/model/tensor.h"
 
 namespace moe {

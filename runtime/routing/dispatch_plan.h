@@ -5,9 +5,10 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <span>
 #include <vector>
 
-#include "kernels/expert_backend.h"
+#include "runtime/core/expert_types.h"
 #include "runtime/routing/router.h"
 
 namespace moe {

@@ -1,5 +1,5 @@
 // Tensors on the wire: one Data blob, row-major, little-endian, f32 or bf16 (wire::DType). Packing
-// converts from any in-memory dtype (kernels/dtype.h) and checks sizes; unpacking checks that a blob
+// converts from any in-memory dtype (runtime/core/dtype.h) and checks sizes; unpacking checks that a blob
 // has exactly the size its message announces before touching it.
 #pragma once
 
@@ -11,7 +11,7 @@
 
 #include <capnp/blob.h>
 
-#include "kernels/dtype.h"
+#include "runtime/core/dtype.h"
 #include "runtime/wire/moe.capnp.h"
 
 namespace moe {

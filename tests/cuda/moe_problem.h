@@ -10,8 +10,8 @@
 #include <string>
 #include <vector>
 
-#include "kernels/dtype.h"
-#include "kernels/expert_backend.h"
+#include "runtime/core/dtype.h"
+#include "runtime/core/expert_types.h"
 
 namespace moe::cuda_test {
 

@@ -211,7 +211,7 @@ TEST(SafetensorsTest, EmptyTensorReadsAsNoValues) {
 // Found by fuzz_safetensors in CI: safetensors does not require a tensor's offset to be a multiple of its
 // element size, so a BF16 or F16 tensor may start at an odd address. Reading it through a uint16_t* was
 // undefined (UBSan: "load of misaligned address"); every reader now loads element by element through
-// memcpy (load_unaligned in kernels/dtype.h) and gets the right values.
+// memcpy (load_unaligned in runtime/core/dtype.h) and gets the right values.
 TEST(SafetensorsTest, TensorsAtOddOffsetsReadExactly) {
   TempDir dir;
   // bf16 1.0 = 0x3F80, -2.0 = 0xC000; f16 1.0 = 0x3C00, 0.5 = 0x3800; f32 3.0 = 0x40400000 (little-endian).

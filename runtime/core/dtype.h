@@ -1,5 +1,6 @@
-// Element types of weight and activation tensors, and exact conversions between them.
-// bf16 -> f32 and f16 -> f32 are exact; f32 -> bf16 rounds to nearest even.
+// Element types of weight and activation tensors, and exact conversions between them (part of moe_core,
+// the header-only vocabulary every target shares). bf16 -> f32 and f16 -> f32 are exact; f32 -> bf16
+// rounds to nearest even.
 #pragma once
 
 #include <cstddef>
