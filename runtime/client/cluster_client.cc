@@ -38,6 +38,7 @@ const char* net_kind_label(NetError::Kind kind) {
     case NetError::Kind::ConnectTimeout: return "connectTimeout";
     case NetError::Kind::ConnectionClosed: return "connectionClosed";
     case NetError::Kind::DeadlineExceeded: return "timeout";
+    case NetError::Kind::TransportUnavailable: return "transportUnavailable";
   }
   return "net";
 }
@@ -69,7 +70,7 @@ Failure classify(std::exception_ptr error) {
                      code == wire::ErrorCode::DEADLINE_EXCEEDED || code == wire::ErrorCode::STALE_EPOCH;
     return f;
   } catch (const NetError& e) {
-    if (e.kind() == NetError::Kind::BadAddress) return {false, false, net_kind_label(e.kind()), e.what()};
+    if (e.kind() == NetError::Kind::BadAddress || e.kind() == NetError::Kind::TransportUnavailable) return {false, false, net_kind_label(e.kind()), e.what()};
     return {true, true, net_kind_label(e.kind()), e.what()};
   } catch (const std::exception& e) {
     return {false, false, "invalidReply", e.what()};
@@ -96,6 +97,10 @@ ClusterClient::ClusterClient(ClusterEndpoints endpoints, ClusterClientOptions op
       links_(pool_, options.connect_timeout, options.frame_limits),
       metrics_(options.registry),
       placement_(std::make_shared<ClientPlacement>()) {
+  if (parse_data_transport(options.transport) == DataTransport::Ucx) {
+    ucx_links_.emplace(pool_, options.connect_timeout, options.frame_limits,
+                       DataLinkOptions{DataTransport::Ucx, options.cluster_token});
+  }
   if (endpoints_.coordinator.empty() && endpoints_.workers.empty())
     throw std::invalid_argument("ClusterClient needs a coordinator address or a list of workers");
   fetch_model();
@@ -104,6 +109,7 @@ ClusterClient::ClusterClient(ClusterEndpoints endpoints, ClusterClientOptions op
 
 ClusterClient::~ClusterClient() {
   links_.close_all();
+  if (ucx_links_) ucx_links_->close_all();
   pool_.stop();
 }
 
@@ -290,7 +296,7 @@ void ClusterClient::run_chunk(Round& r, const std::vector<size_t>& chunk, std::v
   const bool deterministic = r.rows != nullptr;
   ShardRound round{r.view.get(), r.layer, options_.wire_dtype, r.x, std::min(options_.request_timeout, left),
                    options_.cluster_token, deterministic, r.weight_version};
-  std::vector<ShardOutcome> outcomes = send_shards(links_, round, std::move(plan));
+  std::vector<ShardOutcome> outcomes = send_shards(data_links(), round, std::move(plan));
   const int64_t hidden = r.x->cols;
   for (ShardOutcome& o : outcomes) {
     std::exception_ptr error = o.error;

@@ -5,10 +5,10 @@
 // writes. UCX picks the transport per peer (shared memory or CMA on one host, TCP between hosts, RDMA
 // or CUDA IPC where present): nothing here names one.
 //
-// Settings made in code before ucp_init, each only when its UCX_* variable is not set already:
-// memory hooks off (UCX_MEM_MALLOC_HOOKS, UCX_MEM_MMAP_HOOK_MODE: they clash with ASan/TSan and are
-// needed only for registration caches of RDMA/GPU memory) and a 1 s keepalive (UCX_KEEPALIVE_INTERVAL,
-// so that a peer killed with kill -9 on a shared-memory link is noticed quickly, as TCP notices it).
+// Settings made in code before ucp_init, each only when its UCX_* variable is not set already: in
+// sanitizer builds, UCM's malloc/mmap hooks off (they clash with ASan/TSan and serve only registration
+// caches of RDMA/GPU memory), and a 1 s keepalive (UCX_KEEPALIVE_INTERVAL, so that a peer killed with
+// kill -9 on a shared-memory link is noticed quickly, as TCP notices it).
 #pragma once
 
 #include <chrono>
