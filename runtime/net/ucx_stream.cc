@@ -204,26 +204,34 @@ void UcxEndpoint::on_stream_ready() { fill_read(); }
 
 void UcxEndpoint::fill_read() {
   if (!read_ || ep_ == nullptr || closing_) return;
-  if (fragment_left_ == 0) {
-    release_fragment();
-    size_t length = 0;
-    ucs_status_ptr_t data = ucp_stream_recv_data_nb(ep_, &length);
-    if (data == nullptr) return;  // nothing yet: ucp_stream_worker_poll tells when
-    if (UCS_PTR_IS_ERR(data)) {
-      fail_read(ucx_error(UCS_PTR_STATUS(data)));
-      return;
+  // Fill the reader's buffer from as many received fragments as there are (a fragment is a few KiB on
+  // shared memory: one completion per fragment would cost a thread hop each).
+  size_t filled = 0;
+  while (filled < read_->size) {
+    if (fragment_left_ == 0) {
+      release_fragment();
+      size_t length = 0;
+      ucs_status_ptr_t data = ucp_stream_recv_data_nb(ep_, &length);
+      if (data == nullptr) break;  // nothing more yet: ucp_stream_worker_poll tells when
+      if (UCS_PTR_IS_ERR(data)) {
+        if (filled > 0) break;  // hand over what came; the error shows on the next read
+        fail_read(ucx_error(UCS_PTR_STATUS(data)));
+        return;
+      }
+      fragment_ = data;
+      fragment_at_ = static_cast<const std::byte*>(data);
+      fragment_left_ = length;
     }
-    fragment_ = data;
-    fragment_at_ = static_cast<const std::byte*>(data);
-    fragment_left_ = length;
+    const size_t n = std::min(fragment_left_, read_->size - filled);
+    std::memcpy(static_cast<std::byte*>(read_->data) + filled, fragment_at_, n);
+    fragment_at_ += n;
+    fragment_left_ -= n;
+    filled += n;
+    if (fragment_left_ == 0) release_fragment();
   }
-  const size_t n = std::min(fragment_left_, read_->size);
-  std::memcpy(read_->data, fragment_at_, n);
-  fragment_at_ += n;
-  fragment_left_ -= n;
-  if (fragment_left_ == 0) release_fragment();
+  if (filled == 0) return;
   auto read = std::move(read_);
-  read->done({}, n);
+  read->done({}, filled);
 }
 
 void UcxEndpoint::fail_read(boost::system::error_code ec) {
