@@ -41,7 +41,7 @@ std::string compact_experts(capnp::List<wire::ExpertRef>::Reader hosted) {
 void print_cluster_status(const std::string& coordinator, wire::StatusReply::Reader status, std::ostream& out) {
   out << "cluster " << coordinator << "  model " << status.getModelName().cStr() << "  epoch " << status.getEpoch()
       << "  workers " << status.getWorkers().size() << "  weights v" << status.getWeightVersion() << " ("
-      << status.getWeightSource().cStr() << ")\n";
+      << status.getWeightSource().cStr() << ")" << (status.getDeterministic() ? "  mode deterministic" : "") << "\n";
   if (status.getWeightUpdate().size() > 0) out << "update-weights: " << status.getWeightUpdate().cStr() << "\n";
   if (status.getLayersTotal() > 0) {
     out << "layer by layer: " << status.getLayersUpdated() << "/" << status.getLayersTotal() << " MoE layers on v"

@@ -276,6 +276,7 @@ void Core::on_status(const Responder& responder) {
     reply.setWeightVersion(table.epoch > 0 ? table.weight_version : 1);
     reply.setWeightSource(weights ? weights->source() : model.source());
     reply.setWeightUpdate(update_activity);
+    reply.setDeterministic(config.deterministic);
     if (!table.layer_versions.empty() || layerwise_next) {
       const auto& newer = layerwise_next ? layerwise_next : layer_weights;
       reply.setLayersUpdated(static_cast<uint32_t>(table.layer_versions.size()));

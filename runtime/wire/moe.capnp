@@ -336,6 +336,7 @@ struct StatusReply {
   layersTotal @8 :UInt32;       # MoE layers of the model (0: no layer-by-layer update under way)
   layersVersion @9 :UInt64;     # the version those layers serve
   layersSource @10 :Text;       # its checkpoint
+  deterministic @11 :Bool;      # the coordinator runs with --deterministic (README, "Deterministic mode")
 }
 
 enum ExpertMatrix {

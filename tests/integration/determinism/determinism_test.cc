@@ -62,6 +62,9 @@ std::vector<SeedResult> run_property(TestCluster& cluster, bool deterministic) {
   auto f32 = client(cluster, wire::DType::F32);
   auto bf16 = client(cluster, wire::DType::BF16);
   EXPECT_EQ(f32->model()->deterministic, deterministic) << "modelInfo.deterministic";
+  EXPECT_EQ(moectl(cluster, {"status", "--cluster", cluster.coordinator_address()}, "moectl-status.log"), "exit 0");
+  const std::string status = read_text(cluster.dir() / "moectl-status.log");
+  EXPECT_EQ(status.find("mode deterministic") != std::string::npos, deterministic) << status;
   auto source = SyntheticLayerSource::from_preset(kPreset, 0);
   const ModelSpec& spec = source->spec();
   const int32_t layer = spec.moe_layers.back();
