@@ -1,8 +1,6 @@
 // UcxContext: ucp_init, one worker, and the progress thread (see ucx_context.h).
 #include "runtime/net/ucx_context.h"
 
-#include <ucm/api/ucm.h>
-
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -19,17 +17,6 @@ namespace moe {
 
 namespace {
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-constexpr bool kSanitized = true;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-constexpr bool kSanitized = true;
-#else
-constexpr bool kSanitized = false;
-#endif
-#else
-constexpr bool kSanitized = false;
-#endif
 
 // Progress calls that find nothing to do before the thread arms the worker and sleeps.
 constexpr int kIdleSpins = 256;
@@ -54,16 +41,6 @@ UcxContext& UcxContext::instance() {
 }
 
 UcxContext::UcxContext() {
-  // UCM's options were read from UCX_MEM_* when the library loaded; a sanitizer build turns its
-  // memory hooks off here (they patch malloc/mmap under ASan's and TSan's own interceptors). They only
-  // serve registration caches of RDMA/GPU memory, which shared memory and TCP do not use.
-  if (kSanitized && std::getenv("UCX_MEM_MALLOC_HOOKS") == nullptr && std::getenv("UCX_MEM_MMAP_HOOK_MODE") == nullptr) {
-    ucm_global_config_t ucm = ucm_global_opts;
-    ucm.enable_malloc_hooks = 0;
-    ucm.enable_malloc_reloc = 0;
-    ucm.mmap_hook_mode = UCM_MMAP_HOOK_NONE;
-    ucm_set_global_opts(&ucm);
-  }
   default_env("UCX_KEEPALIVE_INTERVAL", "1s");
 
   ucp_config_t* config = nullptr;

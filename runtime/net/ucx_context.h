@@ -5,9 +5,11 @@
 // writes. UCX picks the transport per peer (shared memory or CMA on one host, TCP between hosts, RDMA
 // or CUDA IPC where present): nothing here names one.
 //
-// Settings made in code before ucp_init, each only when its UCX_* variable is not set already: in
-// sanitizer builds, UCM's malloc/mmap hooks off (they clash with ASan/TSan and serve only registration
-// caches of RDMA/GPU memory), and a 1 s keepalive (UCX_KEEPALIVE_INTERVAL, so that a peer killed with
+// UCM (UCX's malloc/mmap hooks) reads UCX_MEM_* when libucm loads, before any code of ours; under
+// ASan/TSan its hooks crash (TSan: in a new thread's madvise), so sanitizer builds run every test with
+// UCX_MEM_MMAP_HOOK_MODE=none UCX_MEM_MALLOC_HOOKS=no (tests/CMakeLists.txt, ops/run-sanitizers.sh).
+// The hooks serve only registration caches of RDMA/GPU memory. Set in code, only when the variable is
+// not set already: before ucp_init a 1 s keepalive (UCX_KEEPALIVE_INTERVAL, so that a peer killed with
 // kill -9 on a shared-memory link is noticed quickly, as TCP notices it).
 #pragma once
 
