@@ -116,6 +116,7 @@ TEST_F(UcxTransport, ClientAskingUcxFromTcpOnlyWorkersGetsAClearError) {
     FAIL() << "a forward over UCX to workers without --transport ucx succeeded";
   } catch (const std::exception& e) {
     const std::string what = e.what();
+    std::cout << "the error: " << what << "\n";
     EXPECT_NE(what.find("does not offer UCX"), std::string::npos) << what;
     EXPECT_NE(what.find("--transport ucx"), std::string::npos) << what;
   }
