@@ -80,20 +80,27 @@ Frame Frame::from_words(kj::Array<capnp::word> words, const FrameLimits& limits)
   Frame frame;
   frame.words_ = kj::mv(words);
   try {
+    {
+      // Validation spends its own, smaller traversal budget, so that what it reads is not taken from
+      // the handlers' (a reader's traversal counter only goes down).
+      auto options = limits.reader_options();
+      options.traversalLimitInWords = limits.validation_traversal_limit_words();
+      capnp::FlatArrayMessageReader validator(frame.words_.asPtr(), options);
+      auto root = validator.getRoot<wire::Envelope>();
+      // Every pointer once, schema-less: bounds, nesting and the traversal limit, even in fields this
+      // build does not know.
+      root.totalSize();
+      // Every field the schema knows: pointer kinds and list element types a handler will rely on.
+      check_against_schema(capnp::toDynamic(root));
+    }
     frame.reader_ = std::make_unique<capnp::FlatArrayMessageReader>(frame.words_.asPtr(), limits.reader_options());
-    auto root = frame.reader_->getRoot<wire::Envelope>();
-    // Every pointer once, schema-less: bounds, nesting and the traversal limit, even in fields this
-    // build does not know.
-    root.totalSize();
-    // Every field the schema knows: pointer kinds and list element types a handler will rely on.
-    check_against_schema(capnp::toDynamic(root));
   } catch (const kj::Exception& e) {
     std::optional<uint64_t> request_id;
-    if (frame.reader_) {
-      try {
-        request_id = frame.reader_->getRoot<wire::Envelope>().getRequestId();
-      } catch (const kj::Exception&) {
-      }
+    try {
+      // A fresh reader: the root's requestId may still be readable when something deeper was bad.
+      capnp::FlatArrayMessageReader reader(frame.words_.asPtr(), limits.reader_options());
+      request_id = reader.getRoot<wire::Envelope>().getRequestId();
+    } catch (const kj::Exception&) {
     }
     throw FrameError(FrameError::Kind::Malformed,
                      "malformed frame of " + std::to_string(frame.size_bytes()) +

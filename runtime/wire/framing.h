@@ -27,12 +27,20 @@ struct FrameLimits {
   size_t max_message_bytes = 64u << 20;  // segment table + segments
   uint32_t max_segments = 512;
   int nesting_limit = 16;
-  // Words a reader may traverse: validation reads the message twice (schema-less, then by schema);
-  // this leaves room for handlers to read it a few times more, while an amplification attack (many
-  // pointers to one blob) stays bounded.
-  static constexpr uint64_t kTraversalFactor = 8;
+  // Words a handler's reader may traverse: room to read the message a few times over, while an
+  // amplification attack (many pointers to one blob, or a list of a million zero-sized structs in a few
+  // bytes) stays bounded.
+  static constexpr uint64_t kTraversalFactor = 16;
+  // Validation reads the message twice (schema-less, then by schema) on a reader of its own, with an
+  // eighth of the handlers' budget. A whole read of a frame it accepts costs at most kValidationFactor
+  // message sizes (its words, plus what zero-sized list elements are charged), so the handlers' fresh
+  // reader can read all of it at least kTraversalFactor / kValidationFactor = 8 times.
+  static constexpr uint64_t kValidationFactor = 2;
 
   uint64_t traversal_limit_words() const { return max_message_bytes / sizeof(capnp::word) * kTraversalFactor; }
+  uint64_t validation_traversal_limit_words() const {
+    return max_message_bytes / sizeof(capnp::word) * kValidationFactor;
+  }
   capnp::ReaderOptions reader_options() const;
 };
 

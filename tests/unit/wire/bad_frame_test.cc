@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <capnp/any.h>
+#include <capnp/dynamic.h>
 #include <capnp/message.h>
 #include <capnp/schema.h>
 
@@ -12,6 +13,7 @@
 #include <string>
 
 #include "runtime/wire/framing.h"
+#include "runtime/wire/schema_check.h"
 #include "tests/unit/wire/raw_frames.h"
 
 namespace moe {
@@ -202,17 +204,52 @@ TEST(BadFrame, TraversalLimitStopsAmplification) {
   // 100 pointers to one 300-word blob: 3.2 KB on the wire, 30,000 words to traverse.
   auto frame = moe::test::single_segment_frame(moe::test::amplified_words(100, 300));
   FrameLimits small;
-  small.max_message_bytes = 4096;  // traversal limit 8 * 512 = 4096 words
+  small.max_message_bytes = 4096;  // validation may traverse 2 * 512 = 1024 words
   ASSERT_LE(frame.size(), small.max_message_bytes);
   try {
     decode_frame(frame, small);
-    FAIL() << "decoded an amplified message under a traversal limit of " << small.traversal_limit_words();
+    FAIL() << "decoded an amplified message under a traversal limit of " << small.validation_traversal_limit_words();
   } catch (const FrameError& e) {
     EXPECT_EQ(e.kind(), FrameError::Kind::Malformed);
     EXPECT_NE(std::string(e.what()).find("traversal limit"), std::string::npos) << e.what();
   }
-  // The same bytes pass under the default limits (traversal limit 64 Mi words): only the limit refused it.
+  // The same bytes pass under the default limits (validation traverses up to 16 Mi words): only the limit refused it.
   EXPECT_NO_THROW(decode_frame(frame));
+}
+
+// Found by fuzz_envelope: a list of zero-sized structs costs its element count in traversal budget on
+// every read, from one word on the wire. Validation used to spend the handlers' budget, so a frame it
+// accepted could fail when a handler read it once more. An accepted frame must stay readable in full
+// several times over; what is too costly for that is refused at decoding.
+TEST(BadFrame, AcceptedFramesStayReadableAfterValidation) {
+  FrameLimits limits;
+  limits.max_message_bytes = 4096;  // handlers' budget 8192 words, validation's 1024
+  int accepted = 0, refused = 0;
+  for (uint32_t elements = 100; elements <= 6000; elements += 100) {
+    Frame frame;
+    try {
+      frame = decode_frame(moe::test::single_segment_frame(moe::test::zero_sized_router_list_words(elements)), limits);
+    } catch (const FrameError& e) {
+      EXPECT_EQ(e.kind(), FrameError::Kind::Malformed);
+      EXPECT_NE(std::string(e.what()).find("traversal limit"), std::string::npos) << e.what();
+      ++refused;
+      continue;
+    }
+    ++accepted;
+    ASSERT_EQ(frame.envelope().which(), wire::Envelope::MODEL_INFO);
+    for (int read = 0; read < 4; ++read) {
+      try {
+        check_against_schema(capnp::toDynamic(frame.envelope()));
+        EXPECT_EQ(frame.envelope().getModelInfo().getRouters().size(), elements);
+      } catch (const kj::Exception& e) {
+        ADD_FAILURE() << "read " << read + 1 << " of an accepted frame with " << elements
+                      << " zero-sized routers failed: " << e.getDescription().cStr();
+        break;
+      }
+    }
+  }
+  EXPECT_GT(accepted, 0);  // small lists are legitimate and decode
+  EXPECT_GT(refused, 0);   // big ones are refused at the door
 }
 
 TEST(BadFrame, OutgoingFrameOverTheLimitIsRefusedBeforeSending) {

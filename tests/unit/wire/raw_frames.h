@@ -72,4 +72,17 @@ inline std::vector<uint64_t> amplified_words(int pointers, int blob_words) {
   return words;
 }
 
+// An Envelope whose union holds a ModelInfo (discriminant 6) with `elements` routers given as a list of
+// VOID: a reader takes it for a list of zero-sized RouterWeights structs. One word on the wire, and
+// `elements` words of traversal budget each time a reader opens the list.
+inline std::vector<uint64_t> zero_sized_router_list_words(uint32_t elements) {
+  std::vector<uint64_t> words = {struct_pointer(0, 2, 1), 0, uint64_t{6}};  // requestId 0, union tag 6
+  words.push_back(struct_pointer(0, 0, 4));  // ModelInfo: specJson, routers, name, source
+  words.push_back(0);                        // specJson: null
+  words.push_back(uint64_t{1} | (uint64_t{elements} << 35));  // routers: list, offset 0, VOID x elements
+  words.push_back(0);
+  words.push_back(0);
+  return words;
+}
+
 }  // namespace moe::test
