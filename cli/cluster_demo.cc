@@ -271,8 +271,8 @@ int run_demo(const DemoOptions& o, std::ostream& out) {
       << "; errors " << tally.errors << std::endl;
   out << "demo: tokens per worker:";
   for (const auto& [worker, tokens] : stats.tokens_per_worker) {
-    auto it = placement->workers().find(worker);
-    out << "  " << worker << " (" << (it == placement->workers().end() ? "?" : it->second.address) << ") " << tokens;
+    const PlacedWorker* placed = placement->table().find_worker(worker);
+    out << "  " << worker << " (" << (placed == nullptr ? "?" : placed->address) << ") " << tokens;
   }
   out << std::endl;
   int32_t last_layer = -1;

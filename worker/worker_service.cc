@@ -13,6 +13,8 @@
 
 #include "runtime/model/layer_source_factory.h"
 #include "runtime/net/address.h"
+#include "runtime/placement/placement_error.h"
+#include "runtime/placement/placement_wire.h"
 #include "runtime/wire/cluster_auth.h"
 #include "runtime/wire/envelope_util.h"
 #include "runtime/wire/text_limits.h"
@@ -447,22 +449,25 @@ void WorkerService::stream_from_peers(const std::set<ExpertKey>& experts,
 
 void WorkerService::handle_commit(const Frame& request, const Responder& responder) {
   auto placement = request.envelope().getCommit().getPlacement();
-  const uint64_t epoch = placement.getEpoch();
+  // The same model the coordinator planned with; a commit that breaks its invariants is refused whole.
+  PlacementTable table;
+  try {
+    table = placement_from_wire(placement);
+  } catch (const PlacementError& e) {
+    throw ServiceError(wire::ErrorCode::BAD_REQUEST, std::string("commit refused: ") + e.what());
+  }
+  const uint64_t epoch = table.epoch;
   const uint64_t serving = weight_version();
   const uint64_t version = placement.getWeightVersion() != 0 ? placement.getWeightVersion() : std::max<uint64_t>(serving, 1);
   std::optional<uint32_t> self = link_->worker_id();
   if (!self) {  // not registered (yet): find this worker by its address
-    for (auto worker : placement.getWorkers()) {
-      if (worker.getAddress() == address_) self = worker.getId();
+    for (const auto& worker : table.workers) {
+      if (worker.address == address_) self = worker.id;
     }
   }
   std::set<ExpertKey> mine;
   if (self) {
-    for (auto assignment : placement.getAssignments()) {
-      for (auto replica : assignment.getReplicas()) {
-        if (replica.getWorkerId() == *self) mine.insert({assignment.getLayer(), assignment.getExpert()});
-      }
-    }
+    for (const ExpertKey& key : table.experts_on(*self)) mine.insert(key);
   }
   for (const ExpertKey& key : mine) store_.check_expert(key);
   {

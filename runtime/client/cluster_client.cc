@@ -54,8 +54,8 @@ std::vector<std::string> ClusterClient::metadata_peers() const {
   };
   add(endpoints_.coordinator);
   for (const std::string& w : endpoints_.workers) add(w);
-  for (const auto& [id, worker] : placement()->workers()) {
-    if (worker.state != wire::WorkerState::DEAD) add(worker.address);
+  for (const auto& worker : placement()->workers()) {
+    if (worker.state != WorkerState::Dead) add(worker.address);
   }
   return peers;
 }

@@ -21,7 +21,7 @@ uint64_t wait_for_active_workers(const std::string& coordinator, size_t min_acti
       Frame reply = query_placement(coordinator, std::chrono::milliseconds(1000), tls, cluster_token);
       ClientPlacement placement(reply.envelope().getPlacement());
       size_t active = 0;
-      for (const auto& [id, w] : placement.workers()) active += w.state == wire::WorkerState::ACTIVE;
+      for (const auto& w : placement.workers()) active += w.state == WorkerState::Active;
       seen = "epoch " + std::to_string(placement.epoch()) + ", " + std::to_string(active) + " of " +
              std::to_string(min_active) + " workers active";
       if (placement.epoch() >= 1 && active >= min_active) return placement.epoch();

@@ -54,7 +54,7 @@ inline bool placed_without(const ClientPlacement& p, uint32_t worker, const Mode
       const auto& replicas = p.replicas(layer, e);
       if (replicas.empty()) return false;
       for (const auto& r : replicas)
-        if (r.worker == worker) return false;
+        if (r.worker_id == worker) return false;
     }
   return true;
 }

@@ -116,7 +116,7 @@ class HostileInput : public ClusterTest, public ::testing::WithParamInterface<Ta
       int32_t hosted = -1;
       for (int32_t e = 0; e < client_->spec().experts_per_layer() && hosted < 0; ++e)
         for (const auto& r : placement_.replicas(0, e))
-          if (r.worker == id) hosted = e;
+          if (r.worker_id == id) hosted = e;
       ASSERT_GE(hosted, 0) << "worker 0 hosts no expert of layer 0";
       const auto hidden = static_cast<uint32_t>(client_->spec().hidden_size);
       fill_forward(envelope, placement_.epoch(), 0, hidden, size_t{hidden} * 4, {0}, {hosted}, {1.f});
@@ -248,9 +248,9 @@ TEST_P(BadForwardRequest, GetsTypedErrorsAndTheWorkerKeepsServing) {
   for (int32_t e = 0; e < client_->spec().experts_per_layer(); ++e) {
     const auto& replicas = placement_.replicas(0, e);
     bool here = false;
-    for (const auto& r : replicas) here |= r.worker == me;
+    for (const auto& r : replicas) here |= r.worker_id == me;
     if (here && hosted < 0) hosted = e;
-    if (!here && not_hosted < 0 && !replicas.empty() && replicas[0].worker == other) not_hosted = e;
+    if (!here && not_hosted < 0 && !replicas.empty() && replicas[0].worker_id == other) not_hosted = e;
   }
   ASSERT_GE(hosted, 0);
   ASSERT_GE(not_hosted, 0) << "worker 1 should host an expert of layer 0 that worker 0 does not";

@@ -175,7 +175,7 @@ namespace {
 
 std::string describe(const ClientPlacement& p) {
   std::string text = "epoch " + std::to_string(p.epoch()) + ", workers";
-  for (const auto& [id, w] : p.workers()) text += " " + std::to_string(id) + "@" + w.address + ":" + worker_state_name(w.state);
+  for (const auto& w : p.workers()) text += " " + std::to_string(w.id) + "@" + w.address + ":" + worker_state_name(w.state);
   return text;
 }
 
@@ -235,7 +235,7 @@ ClientPlacement TestCluster::wait_ready(std::chrono::milliseconds timeout) {
         if (p.epoch() < 1) return false;
         for (const auto& address : running) {
           bool active = false;
-          for (const auto& [id, w] : p.workers()) active |= w.address == address && w.state == wire::WorkerState::ACTIVE;
+          for (const auto& w : p.workers()) active |= w.address == address && w.state == WorkerState::Active;
           if (!active) return false;
         }
         return true;
@@ -244,8 +244,8 @@ ClientPlacement TestCluster::wait_ready(std::chrono::milliseconds timeout) {
 }
 
 uint32_t TestCluster::worker_id(const ClientPlacement& placement, const std::string& address) {
-  for (const auto& [id, w] : placement.workers())
-    if (w.address == address) return id;
+  for (const auto& w : placement.workers())
+    if (w.address == address) return w.id;
   throw std::runtime_error("worker " + address + " is not in the placement of epoch " +
                            std::to_string(placement.epoch()) + ": " + describe(placement));
 }

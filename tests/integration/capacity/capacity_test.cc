@@ -42,14 +42,14 @@ Census census(const ClientPlacement& p) {
     for (int32_t e = 0; e < kExperts; ++e) {
       const auto& replicas = p.replicas(layer, e);
       if (replicas.empty()) ++out.unplaced;
-      for (const auto& r : replicas) ++out.copies[r.worker];
+      for (const auto& r : replicas) ++out.copies[r.worker_id];
     }
   }
   return out;
 }
 
 bool lists_address(const ClientPlacement& p, const std::string& address) {
-  for (const auto& [id, w] : p.workers())
+  for (const auto& w : p.workers())
     if (w.address == address) return true;
   return false;
 }

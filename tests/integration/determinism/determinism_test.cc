@@ -119,7 +119,7 @@ std::vector<SeedResult> run_property(TestCluster& cluster, bool deterministic) {
       bool gone = p && p->epoch() > before;
       if (gone)
         for (int32_t e = 0; e < spec.experts_per_layer(); ++e)
-          for (const auto& replica : p->replicas(layer, e)) gone = gone && replica.worker != victim;
+          for (const auto& replica : p->replicas(layer, e)) gone = gone && replica.worker_id != victim;
       if (gone) break;
       ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "the drain did not move every expert\n" << cluster.logs();
       std::this_thread::sleep_for(50ms);

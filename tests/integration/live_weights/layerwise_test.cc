@@ -97,7 +97,7 @@ class LayerwiseUpdate : public ClusterTest {
     std::map<std::string, std::map<int32_t, uint64_t>> per_layer;
     for (const auto& [key, bytes] : expert_bytes_) {
       for (const auto& replica : placement->replicas(key.layer, key.expert)) {
-        const std::string address = placement->worker(replica.worker).address;
+        const std::string address = placement->worker(replica.worker_id).address;
         held[address] += bytes;
         per_layer[address][key.layer] += bytes;
       }

@@ -81,7 +81,7 @@ class MpirunCluster : public ::testing::Test {
       try {
         ClientPlacement p(query_placement(address, 1000ms).envelope().getPlacement());
         size_t active = 0;
-        for (const auto& [id, w] : p.workers()) active += w.state == wire::WorkerState::ACTIVE;
+        for (const auto& w : p.workers()) active += w.state == WorkerState::Active;
         if (p.epoch() >= 1 && active == kWorkers) return address;
         last = "epoch " + std::to_string(p.epoch()) + ", " + std::to_string(active) + " active workers";
       } catch (const std::exception& e) {

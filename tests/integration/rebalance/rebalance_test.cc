@@ -153,7 +153,7 @@ size_t experts_on(const ClientPlacement& placement, uint32_t worker, const Model
   size_t count = 0;
   for (int32_t layer : spec.moe_layers)
     for (int32_t e = 0; e < spec.experts_per_layer(); ++e)
-      for (const auto& r : placement.replicas(layer, e)) count += r.worker == worker;
+      for (const auto& r : placement.replicas(layer, e)) count += r.worker_id == worker;
   return count;
 }
 
@@ -217,8 +217,8 @@ TEST_F(Rebalance, AWorkerJoiningWhileServingHostsExpertsInTheNextEpoch) {
   const ClientPlacement after = cluster.wait_for_placement(
       "the new worker hosting experts",
       [&](const ClientPlacement& p) {
-        for (const auto& [id, worker] : p.workers())
-          if (worker.address == address) return experts_on(p, id, load_spec()) > 0;
+        for (const auto& worker : p.workers())
+          if (worker.address == address) return experts_on(p, worker.id, load_spec()) > 0;
         return false;
       },
       15s);

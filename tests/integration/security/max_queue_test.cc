@@ -50,7 +50,7 @@ TEST_F(MaxQueue, UnreadRepliesCountUntilWrittenAndComeBackWhenTheSocketCloses) {
   int32_t hosted = -1;
   for (int32_t e = 0; e < 8 && hosted < 0; ++e)
     for (const auto& r : placement.replicas(0, e))
-      if (r.worker == id) hosted = e;
+      if (r.worker_id == id) hosted = e;
   ASSERT_GE(hosted, 0);
 
   auto in_flight_gauge = [&] {

@@ -34,7 +34,7 @@ TEST_F(SlowReader, WorkerMemoryStaysBoundedAndEveryReplyArrives) {
   int32_t hosted = -1;
   for (int32_t e = 0; e < 8 && hosted < 0; ++e)
     for (const auto& r : placement.replicas(0, e))
-      if (r.worker == id) hosted = e;
+      if (r.worker_id == id) hosted = e;
   ASSERT_GE(hosted, 0);
 
   // One forward: 128 tokens x 2048 in f32 = 1 MiB in, 1 MiB of partial sums back; 8 tokens routed.

@@ -7,7 +7,9 @@
 #include "runtime/client/client_placement.h"
 #include "runtime/client/cluster_model.h"
 #include "runtime/model/model_error.h"
+#include "runtime/placement/placement_error.h"
 #include "runtime/placement/placement_wire.h"
+#include "runtime/placement/replica_chooser.h"
 #include "runtime/wire/wire_error.h"
 #include "tests/unit/client/cluster_test_peer.h"
 
@@ -39,13 +41,13 @@ TEST(ClientPlacement, DecodesEpochWorkersAndReplicas) {
   EXPECT_TRUE(placement.replicas(0, 5).empty());
   EXPECT_EQ(placement.choose_worker(0, 5, 0), -1);
   EXPECT_EQ(placement.choose_worker(0, 1, 7), 2);
-  EXPECT_THROW(placement.worker(9), WireError);
+  EXPECT_THROW(placement.worker(9), PlacementError);
 }
 
 TEST(ClientPlacement, RejectsReplicaOnUnlistedWorker) {
   PeerPlacement p = two_replicas(0.5f, 0.5f);
   p.replicas[{1, 0}] = {{7, 1.f}};
-  EXPECT_THROW(make(p), WireError);
+  EXPECT_THROW(make(p), PlacementError);
 }
 
 TEST(ClientPlacement, RefusesAWorkerAddressOverTheCap) {
@@ -97,6 +99,35 @@ TEST(ClientPlacement, AvoidsFailedAndDeadReplicasWhileAnotherIsLeft) {
   p.dead = {1};
   ClientPlacement with_dead = make(p);
   for (int t = 0; t < 200; ++t) EXPECT_EQ(with_dead.choose_worker(0, 0, t), 0);
+}
+
+// One placement model: the client's choice is choose_replica on the very table the coordinator planned
+// and sent, whatever order the wire listed the replicas in.
+TEST(ClientPlacement, ChoosesAsChooseReplicaOnTheCoordinatorsTable) {
+  PlacementTable table;
+  table.epoch = 4;
+  table.workers = {{0, "127.0.0.1:1", WorkerState::Active},
+                   {1, "127.0.0.1:2", WorkerState::Active},
+                   {2, "127.0.0.1:3", WorkerState::Dead}};
+  table.assignments[{0, 0}] = {{0, 0.2f}, {1, 0.5f}, {2, 0.3f}};
+  table.assignments[{1, 3}] = {{1, 1.f}};
+  capnp::MallocMessageBuilder message;
+  auto root = message.initRoot<wire::Placement>();
+  placement_to_wire(table, root);
+  auto replicas = root.getAssignments()[0].getReplicas();  // the wire lists them backwards
+  replicas[0].setWorkerId(2);
+  replicas[0].setShare(0.3f);
+  replicas[2].setWorkerId(0);
+  replicas[2].setShare(0.2f);
+  ClientPlacement placement(root.asReader());
+  EXPECT_EQ(placement.table(), table);
+  for (int t = 0; t < 500; ++t) {
+    EXPECT_EQ(placement.choose_worker(0, 0, t), choose_replica(table, {0, 0}, t)) << "token " << t;
+    EXPECT_NE(placement.choose_worker(0, 0, t), 2) << "worker 2 is dead";
+    EXPECT_EQ(placement.choose_worker(0, 0, t, {1}), choose_replica(table, {0, 0}, t, {1}));
+    EXPECT_EQ(placement.choose_worker(1, 3, t), 1);
+  }
+  EXPECT_EQ(choose_replica(table, {5, 5}, 0), -1);
 }
 
 }  // namespace

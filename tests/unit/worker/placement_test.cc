@@ -130,6 +130,27 @@ TEST(WorkerPlacement, CommitLoadsAssignedExpertsThatWereNotPrepared) {
   EXPECT_EQ(h.worker->hosted(), layer0_experts(0, 3));
 }
 
+// The worker reads a commit through the coordinator's own placement model (placement_from_wire): one
+// that breaks its invariants is refused whole, before anything is loaded or the epoch moves.
+TEST(WorkerPlacement, ACommitThatBreaksThePlacementInvariantsIsRefusedWhole) {
+  WorkerHarness h;
+  auto on_unlisted_worker = [](wire::Placement::Builder p) { p.getAssignments()[1].getReplicas()[0].setWorkerId(42); };
+  auto listed_twice = [](wire::Placement::Builder p) { p.getAssignments()[2].setExpert(p.getAssignments()[1].getExpert()); };
+  for (const auto& tamper : {std::function<void(wire::Placement::Builder)>(on_unlisted_worker),
+                             std::function<void(wire::Placement::Builder)>(listed_twice)}) {
+    Frame refused = h.send_commit(1, layer0_experts(0, 3), 0, "", tamper);
+    ASSERT_EQ(refused.envelope().which(), wire::Envelope::ERROR) << message_kind_name(refused.envelope());
+    EXPECT_EQ(refused.envelope().getError().getCode(), wire::ErrorCode::BAD_REQUEST);
+    EXPECT_NE(std::string(refused.envelope().getError().getMessage().cStr()).find("commit refused: placement of epoch 1"),
+              std::string::npos)
+        << refused.envelope().getError().getMessage().cStr();
+    EXPECT_TRUE(h.worker->hosted().empty());
+  }
+  Frame ack = h.send_commit(1, layer0_experts(0, 3));
+  ASSERT_EQ(ack.envelope().which(), wire::Envelope::ACK) << message_kind_name(ack.envelope());
+  EXPECT_EQ(h.worker->hosted(), layer0_experts(0, 3));
+}
+
 TEST(WorkerPlacement, HeartbeatsCarryTheEpochAndReregistrationTheHostedExperts) {
   WorkerHarness h;
   h.place(1, layer0_experts(2, 5));

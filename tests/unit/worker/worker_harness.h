@@ -8,6 +8,7 @@
 #include <capnp/message.h>
 
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <random>
@@ -183,8 +184,10 @@ class WorkerHarness {
     return call_control(message);
   }
 
-  // A placement where this worker (FakeCoordinator::kWorkerId) hosts `mine` and worker 99 the rest.
-  Frame send_commit(uint64_t epoch, const std::set<ExpertKey>& mine, uint64_t version = 0, const std::string& source = "") {
+  // A placement where this worker (FakeCoordinator::kWorkerId) hosts `mine` and worker 99 the rest;
+  // `tamper`, when given, edits the placement before it is sent.
+  Frame send_commit(uint64_t epoch, const std::set<ExpertKey>& mine, uint64_t version = 0, const std::string& source = "",
+                    const std::function<void(wire::Placement::Builder)>& tamper = {}) {
     capnp::MallocMessageBuilder message;
     auto commit = message.initRoot<wire::Envelope>().initCommit();
     commit.setWeightSource(source);
@@ -209,6 +212,7 @@ class WorkerHarness {
       replica[0].setShare(1.f);
       ++i;
     }
+    if (tamper) tamper(placement);
     return call_control(message);
   }
 
