@@ -5,7 +5,8 @@
 // expert size. Targets printed beside: bytes moved >= 50% of the ceiling and added latency <= 20% of
 // LocalEngine at T >= 256; added latency < 300 us at T=1 with the trivial model. With --tls, the same
 // figures again on a cluster with mutual TLS on every connection, printed beside the cleartext rows of
-// this run (one row each per T).
+// this run (one row each per T). With --transport ucx the forward path runs over UCX (shared memory on
+// this host) and its target is 2x the TCP ceiling measured in the same run.
 #pragma once
 
 #include <cstdint>
@@ -33,6 +34,8 @@ struct BenchClusterOptions {
   int ready_timeout_s = 300;
   bool tls = false;                    // also measure with mutual TLS
   TlsFiles tls_files;                  // empty: a development set made for the run (runtime/net/dev_certs.h)
+  std::string transport = "tcp";       // forward requests over tcp or ucx (workers run --transport ucx); the
+                                       // ceiling is the plain TCP socket's either way
   bool deterministic = false;          // instead: default vs --deterministic clusters (bench_determinism.h)
   int pairs = 3;                       // --deterministic: ABAB pairs per T
 };

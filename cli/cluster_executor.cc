@@ -13,9 +13,10 @@ wire::DType parse_wire_dtype(const std::string& text) {
 
 std::unique_ptr<ClusterClient> make_cluster_client(const std::string& coordinator, const std::string& wire_dtype,
                                                    std::chrono::milliseconds deadline, const std::string& cluster_token,
-                                                   std::shared_ptr<TlsContext> tls) {
+                                                   std::shared_ptr<TlsContext> tls, const std::string& transport) {
   ClusterClientOptions options;
   options.tls = std::move(tls);
+  options.transport = transport;
   options.wire_dtype = parse_wire_dtype(wire_dtype);
   options.deadline = deadline;
   options.cluster_token = cluster_token;
@@ -30,6 +31,7 @@ std::unique_ptr<ClusterClient> make_cluster_client(const ClusterClientFlags& fla
   options.cluster_token = flags.cluster_token;
   options.frame_limits.max_message_bytes = flags.max_frame_bytes;
   options.tls = flags.tls;
+  options.transport = flags.transport;
   return std::make_unique<ClusterClient>(flags.endpoints, options);
 }
 

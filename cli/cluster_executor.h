@@ -21,7 +21,8 @@ wire::DType parse_wire_dtype(const std::string& text);
 std::unique_ptr<ClusterClient> make_cluster_client(const std::string& coordinator, const std::string& wire_dtype,
                                                    std::chrono::milliseconds deadline = std::chrono::seconds(10),
                                                    const std::string& cluster_token = "",
-                                                   std::shared_ptr<TlsContext> tls = nullptr);
+                                                   std::shared_ptr<TlsContext> tls = nullptr,
+                                                   const std::string& transport = "tcp");
 
 // Everything moectl forward can say about its client.
 struct ClusterClientFlags {
@@ -32,6 +33,7 @@ struct ClusterClientFlags {
   std::string cluster_token;
   uint64_t max_frame_bytes = 64u << 20;  // the client splits calls whose requests would be bigger
   std::shared_ptr<TlsContext> tls;        // mutual TLS (nullptr: plain TCP)
+  std::string transport = "tcp";          // forward requests to workers over tcp | ucx
 };
 std::unique_ptr<ClusterClient> make_cluster_client(const ClusterClientFlags& flags);
 

@@ -150,6 +150,12 @@ void register_bench_cluster(CLI::App& bench, Action& action) {
       ->capture_default_str();
   cmd->add_option("--bin-dir", o->bin_dir, "folder of moe-coordinator and moe-worker (default: next to moectl)");
   add_cluster_token_flag(cmd, o->cluster_token);
+  cmd->add_option("--transport", o->transport,
+                  "forward path over tcp or ucx (workers started with --transport ucx; the ceiling stays the plain "
+                  "TCP socket's, measured in the same run; --tls rows stay on TCP)")
+      ->check(CLI::IsMember({"tcp", "ucx"}))
+      ->capture_default_str()
+      ->envname("MOE_TRANSPORT");
   cmd->add_flag("--tls", o->tls,
                 "also measure the cluster with mutual TLS on every connection, beside cleartext in the same run "
                 "(certificates: --tls-cert/--tls-key/--tls-ca, else a development set made for the run)");

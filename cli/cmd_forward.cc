@@ -52,6 +52,8 @@ int run_forward(const ForwardOptions& o) {
     flags.cluster_token = o.cluster_token;
     flags.max_frame_bytes = o.max_frame_bytes;
     flags.tls = make_tls(o.transport);
+    check_data_transport(o.transport);
+    flags.transport = o.transport.data_transport;
     executor = make_cluster_client(flags);
   } else {
     std::unique_ptr<LayerSource> source =
@@ -109,6 +111,7 @@ void register_forward(CLI::App& app, Action& action) {
   workers->excludes(model)->excludes(synth);
   add_cluster_token_flag(cmd, opts->cluster_token);
   add_tls_flags(*cmd, opts->transport);
+  add_data_transport_flags(*cmd, opts->transport, false);
   cmd->add_option("--max-frame-bytes", opts->max_frame_bytes,
                   "largest request or reply frame with --cluster (calls with bigger worker shards are split)")
       ->check(CLI::Range(uint64_t{4096}, uint64_t{1} << 40))

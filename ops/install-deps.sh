@@ -8,6 +8,7 @@ PACKAGES=(
   libcapnp-dev capnproto                     # wire protocol
   libboost-dev                               # Boost.Asio (header-only)
   libssl-dev openssl                         # mutual TLS (Boost.Asio SSL), dev certificates
+  libucx-dev                                 # UCX transport (--transport ucx): shared memory, RDMA, ...
   prometheus-cpp-dev                         # /metrics
   libgtest-dev libgmock-dev                  # unit tests
   libopenmpi-dev openmpi-bin                 # mpirun bootstrap

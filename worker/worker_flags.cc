@@ -79,6 +79,7 @@ void add_worker_flags(CLI::App& app, WorkerOptions& o) {
       ->envname("MOE_MAX_FRAME_BYTES");
   add_tls_flags(app, o.transport);
   add_server_bound_flags(app, o.transport);
+  add_data_transport_flags(app, o.transport, true);
 }
 
 void check_worker_options(const WorkerOptions& o) {
@@ -106,6 +107,7 @@ void check_worker_options(const WorkerOptions& o) {
   if (o.max_frame_bytes < 4096)
     bad("--max-frame-bytes must be at least 4096, got " + std::to_string(o.max_frame_bytes));
   check_token_transport(o.transport, token, "moe-worker");
+  check_data_transport(o.transport);
 }
 
 }  // namespace moe

@@ -2,6 +2,8 @@
 // (see worker_service.h).
 #include "worker/worker_service.h"
 
+#include "runtime/net/data_link.h"
+
 #include <capnp/message.h>
 #include <nlohmann/json.hpp>
 
@@ -117,6 +119,11 @@ void WorkerService::start() {
                                      server_options(options_.transport, limits));
   std::string advertised_host = is_wildcard(listen_host_) ? boost::asio::ip::host_name() : listen_host_;
   address_ = HostPort{advertised_host, server_->port()}.to_string();
+  if (parse_data_transport(options_.transport.data_transport) == DataTransport::Ucx) {
+    ucx_listener_ = std::make_unique<UcxListener>(io_->context(), *server_, listen_host_, options_.transport.ucx_port);
+    ucx_address_ = HostPort{advertised_host, ucx_listener_->port()}.to_string();
+    worker_log("forward requests also over UCX at " + ucx_address_);
+  }
   worker_log("listening on " + server_->address() + " as " + address_ + (server_->tls() ? " with mutual TLS" : "") +
              " (backend " + store_.backend().name() +
              ", metrics port " + std::to_string(metrics_endpoint_->port()) +
@@ -129,6 +136,7 @@ void WorkerService::stop() {
   link_->stop();
   control_->stop();
   batcher_->stop();  // runs what is queued; replies go out through the io threads
+  ucx_listener_.reset();  // no new UCX connections; the Server closes those it adopted
   if (server_) server_->stop();
   io_->stop();
   if (started_) worker_log("stopped");
@@ -216,11 +224,17 @@ void WorkerService::handle(Frame request, Responder responder) {
       case wire::Envelope::GET_PLACEMENT:
         adopted_.reply_placement(responder, current_epoch());
         return;
+      case wire::Envelope::GET_TRANSPORTS: {  // a client with --transport ucx asks where to connect
+        capnp::MallocMessageBuilder message;
+        message.initRoot<wire::Envelope>().initTransports().setUcx(ucx_address_);
+        responder.reply(message);
+        return;
+      }
       default:
         throw ServiceError(wire::ErrorCode::BAD_REQUEST,
                            "moe-worker does not serve " + message_kind_name(kind) +
                                " requests (only forwardRequest, prepare, commit, release, fetchExpert, getModel, "
-                               "getPlacement)",
+                               "getPlacement, getTransports)",
                            current_epoch());
     }
   } catch (const ServiceError& e) {

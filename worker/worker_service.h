@@ -28,6 +28,7 @@
 #include "runtime/metrics/metrics_endpoint.h"
 #include "runtime/net/io_pool.h"
 #include "runtime/net/server.h"
+#include "runtime/net/ucx_listener.h"
 #include "worker/adopted_metadata.h"
 #include "worker/coordinator_link.h"
 #include "worker/epoch_state.h"
@@ -133,6 +134,8 @@ class WorkerService : private CoordinatorLink::Peer {
   std::unique_ptr<SerialExecutor> control_;
   std::unique_ptr<CoordinatorLink> link_;
   std::unique_ptr<Server> server_;
+  std::unique_ptr<UcxListener> ucx_listener_;  // --transport ucx: forward requests also over UCX
+  std::string ucx_address_;                    // "host:port" of ucx_listener_ ("" without)
   std::atomic<bool> stopping_{false};
   std::atomic<bool> drained_{false};  // the coordinator said drained: SIGTERM sent once
   std::atomic<bool> failed_{false};   // on_fatal: SIGTERM sent once, exit status 1

@@ -30,6 +30,7 @@ struct ClusterClientOptions {
   prometheus::Registry* registry = nullptr;          // client metrics go here when set
   std::string cluster_token;                         // sent with every forward (workers with one require it)
   std::shared_ptr<TlsContext> tls;                   // mutual TLS on every connection (nullptr: plain TCP)
+  std::string transport = "tcp";                     // forward requests to workers: tcp | ucx (data_link.h)
 };
 
 // Where a client asks for the model (getModel) and the placement (getPlacement): the coordinator when it

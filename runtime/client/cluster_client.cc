@@ -36,6 +36,10 @@ ClusterClient::ClusterClient(ClusterEndpoints endpoints, ClusterClientOptions op
       links_(pool_, options.connect_timeout, options.frame_limits),
       metrics_(options.registry),
       placement_(std::make_shared<ClientPlacement>()) {
+  if (parse_data_transport(options.transport) == DataTransport::Ucx) {
+    ucx_links_.emplace(pool_, options.connect_timeout, options.frame_limits,
+                       DataLinkOptions{DataTransport::Ucx, options.cluster_token});
+  }
   if (endpoints_.coordinator.empty() && endpoints_.workers.empty())
     throw std::invalid_argument("ClusterClient needs a coordinator address or a list of workers");
   fetch_model();
@@ -44,6 +48,7 @@ ClusterClient::ClusterClient(ClusterEndpoints endpoints, ClusterClientOptions op
 
 ClusterClient::~ClusterClient() {
   links_.close_all();
+  if (ucx_links_) ucx_links_->close_all();
   pool_.stop();
 }
 
@@ -186,7 +191,7 @@ Matrix ClusterClient::forward_versioned(int32_t layer, const Matrix& x, uint64_t
 }
 
 ClusterDispatchContext ClusterClient::dispatch_context() {
-  return ClusterDispatchContext{links_, options_, metrics_, [this] { return placement(); },
+  return ClusterDispatchContext{data_links(), options_, metrics_, [this] { return placement(); },
                                 [this](uint64_t planned_epoch) { return refresh_after_failure(planned_epoch); }};
 }
 

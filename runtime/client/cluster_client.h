@@ -29,6 +29,7 @@
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <mutex>
 #include <stdexcept>
 #include <string>
@@ -88,7 +89,9 @@ class ClusterClient : public MoeLayerExecutor {
   ClusterEndpoints endpoints_;
   ClusterClientOptions options_;
   IoPool pool_;
-  PeerLinks links_;
+  PeerLinks links_;  // coordinator, metadata, and forward requests over TCP
+  std::optional<PeerLinks> ucx_links_;  // forward requests to workers with options.transport "ucx"
+  PeerLinks& data_links() { return ucx_links_ ? *ucx_links_ : links_; }
   ClientMetrics metrics_;
   ModelSpec spec_;  // every version's (update-weights keeps the shapes)
   mutable std::mutex model_mutex_;

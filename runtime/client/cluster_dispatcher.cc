@@ -35,6 +35,7 @@ const char* net_kind_label(NetError::Kind kind) {
     case NetError::Kind::ConnectTimeout: return "connectTimeout";
     case NetError::Kind::ConnectionClosed: return "connectionClosed";
     case NetError::Kind::DeadlineExceeded: return "timeout";
+    case NetError::Kind::TransportUnavailable: return "transportUnavailable";
   }
   return "net";
 }
@@ -66,7 +67,8 @@ Failure classify(std::exception_ptr error) {
                      code == wire::ErrorCode::DEADLINE_EXCEEDED || code == wire::ErrorCode::STALE_EPOCH;
     return f;
   } catch (const NetError& e) {
-    if (e.kind() == NetError::Kind::BadAddress) return {false, false, net_kind_label(e.kind()), e.what()};
+    if (e.kind() == NetError::Kind::BadAddress || e.kind() == NetError::Kind::TransportUnavailable)
+      return {false, false, net_kind_label(e.kind()), e.what()};
     return {true, true, net_kind_label(e.kind()), e.what()};
   } catch (const std::exception& e) {
     return {false, false, "invalidReply", e.what()};

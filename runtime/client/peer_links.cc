@@ -8,8 +8,8 @@
 
 namespace moe {
 
-PeerLinks::PeerLinks(IoPool& pool, std::chrono::milliseconds connect_timeout, FrameLimits limits)
-    : pool_(pool), connect_timeout_(connect_timeout), limits_(limits) {}
+PeerLinks::PeerLinks(IoPool& pool, std::chrono::milliseconds connect_timeout, FrameLimits limits, DataLinkOptions data)
+    : pool_(pool), connect_timeout_(connect_timeout), limits_(limits), data_(std::move(data)) {}
 
 PeerLinks::~PeerLinks() { close_all(); }
 
@@ -26,7 +26,7 @@ std::shared_ptr<Connection> PeerLinks::get(const std::string& address) {
   if (s->connection && s->connection->is_open()) return s->connection;
   if (s->connection) s->connection->close();
   s->connection = nullptr;
-  s->connection = Connection::connect(pool_.context(), address, connect_timeout_, limits_);
+  s->connection = connect_data_link(pool_.context(), address, connect_timeout_, limits_, data_);
   return s->connection;
 }
 

@@ -10,13 +10,15 @@
 #include <string>
 
 #include "runtime/net/connection.h"
+#include "runtime/net/data_link.h"
 #include "runtime/net/io_pool.h"
 
 namespace moe {
 
 class PeerLinks {
  public:
-  PeerLinks(IoPool& pool, std::chrono::milliseconds connect_timeout, FrameLimits limits);
+  // `data`: how connections are made (data_link.h): TCP, or UCX for the forward path to workers.
+  PeerLinks(IoPool& pool, std::chrono::milliseconds connect_timeout, FrameLimits limits, DataLinkOptions data = {});
   ~PeerLinks();  // closes every connection
   PeerLinks(const PeerLinks&) = delete;
   PeerLinks& operator=(const PeerLinks&) = delete;
@@ -38,6 +40,7 @@ class PeerLinks {
   IoPool& pool_;
   std::chrono::milliseconds connect_timeout_;
   FrameLimits limits_;
+  DataLinkOptions data_;
   std::mutex mutex_;
   std::map<std::string, std::shared_ptr<Slot>> slots_;
 };

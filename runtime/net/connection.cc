@@ -14,6 +14,7 @@
 #include "runtime/net/address.h"
 #include "runtime/net/net_error.h"
 #include "runtime/net/net_log.h"
+#include "runtime/net/ucx_context.h"
 #include "runtime/wire/envelope_util.h"
 
 namespace moe {
@@ -43,6 +44,15 @@ long long to_ms(std::chrono::steady_clock::duration d) {
 
 std::string describe_request(uint64_t id, wire::Envelope::Which kind) {
   return "request " + std::to_string(id) + " (" + message_kind_name(kind) + ")";
+}
+
+// Client connections read every reply (no budget) and are never closed for idleness here: the server
+// side decides that, and owners reconnect.
+ConnectionPolicy client_policy() {
+  ConnectionPolicy policy;
+  policy.budget_bytes = 0;
+  policy.idle_timeout = std::chrono::milliseconds(0);
+  return policy;
 }
 
 void call_done(const ReplyCallback& done, std::exception_ptr error, Frame reply) {
@@ -180,13 +190,8 @@ std::shared_ptr<Connection> Connection::connect(asio::io_context& io, const std:
   attempt->socket.set_option(tcp::no_delay(true), ignored);
   attempt->socket.set_option(asio::socket_base::keep_alive(true), ignored);
   auto tls = io_tls(io);
-  // Client connections read every reply (no budget) and are never closed for idleness here: the
-  // server side decides that, and owners reconnect.
-  ConnectionPolicy client_policy;
-  client_policy.budget_bytes = 0;
-  client_policy.idle_timeout = std::chrono::milliseconds(0);
   auto connection =
-      std::make_shared<Connection>(Private{}, std::move(attempt->socket), limits, nullptr, client_policy, tls);
+      std::make_shared<Connection>(Private{}, std::move(attempt->socket), limits, nullptr, client_policy(), tls);
   if (tls) connection->client_handshake(target, timeout);
   connection->start();
   return connection;
@@ -196,6 +201,20 @@ std::shared_ptr<Connection> Connection::connect(asio::io_context& io, const std:
                                                 std::chrono::milliseconds timeout, FrameLimits limits) {
   HostPort address = parse_host_port(host_port);
   return connect(io, address.host, address.port, timeout, limits);
+}
+
+std::shared_ptr<Connection> Connection::connect_ucx(asio::io_context& io, const std::string& host_port,
+                                                    std::chrono::milliseconds timeout, FrameLimits limits) {
+  HostPort address = parse_host_port(host_port);
+  auto endpoint = UcxEndpoint::connect(UcxContext::instance(), address.host, address.port, timeout);
+  return adopt(UcxStream(std::move(endpoint), asio::make_strand(io)), limits, nullptr, client_policy());
+}
+
+std::shared_ptr<Connection> Connection::adopt(UcxStream stream, FrameLimits limits, RequestHandler handler,
+                                              ConnectionPolicy policy) {
+  auto connection = std::make_shared<Connection>(Private{}, std::move(stream), limits, std::move(handler), policy);
+  connection->start();
+  return connection;
 }
 
 std::shared_ptr<Connection> Connection::accept(Socket socket, FrameLimits limits, RequestHandler handler,
@@ -210,11 +229,10 @@ std::shared_ptr<Connection> Connection::accept(Socket socket, FrameLimits limits
 }
 
 namespace {
-std::variant<Connection::Socket, Connection::TlsStream> make_stream(Connection::Socket socket,
-                                                                     const std::shared_ptr<TlsContext>& tls) {
-  if (!tls) return std::variant<Connection::Socket, Connection::TlsStream>(std::in_place_index<0>, std::move(socket));
-  return std::variant<Connection::Socket, Connection::TlsStream>(std::in_place_index<1>, std::move(socket),
-                                                                 tls->native());
+using Stream = std::variant<Connection::Socket, Connection::TlsStream, UcxStream>;
+Stream make_stream(Connection::Socket socket, const std::shared_ptr<TlsContext>& tls) {
+  if (!tls) return Stream(std::in_place_index<0>, std::move(socket));
+  return Stream(std::in_place_index<1>, std::move(socket), tls->native());
 }
 }  // namespace
 
@@ -227,6 +245,17 @@ Connection::Connection(Private, Socket socket, FrameLimits limits, RequestHandle
       handler_(std::move(handler)),
       policy_(policy),
       peer_(endpoint_text(tcp_socket())),
+      idle_timer_(strand_),
+      decoder_(limits),
+      read_buffer_(kReadBufferBytes) {}
+
+Connection::Connection(Private, UcxStream stream, FrameLimits limits, RequestHandler handler, ConnectionPolicy policy)
+    : stream_(std::in_place_index<2>, std::move(stream)),
+      strand_(std::get<UcxStream>(stream_).get_executor()),
+      limits_(limits),
+      handler_(std::move(handler)),
+      policy_(policy),
+      peer_(std::get<UcxStream>(stream_).peer()),
       idle_timer_(strand_),
       decoder_(limits),
       read_buffer_(kReadBufferBytes) {}
@@ -515,8 +544,12 @@ void Connection::close_socket() {
   stop_reading_ = true;
   error_code ignored;
   idle_timer_.cancel();
-  tcp_socket().shutdown(tcp::socket::shutdown_both, ignored);
-  tcp_socket().close(ignored);
+  if (auto* ucx = std::get_if<UcxStream>(&stream_)) {
+    ucx->close();
+  } else {
+    tcp_socket().shutdown(tcp::socket::shutdown_both, ignored);
+    tcp_socket().close(ignored);
+  }
   paused_self_.reset();
   std::lock_guard lock(write_mutex_);
   write_queue_.clear();

@@ -16,6 +16,9 @@
 // - Server role bounds (ConnectionPolicy): past the budget of in-flight bytes (requests not answered +
 //   replies not written) no further request is read until replies drain; an idle connection is closed.
 //
+// - Or UCX (ucx_stream.h): connect_ucx() / adopt() carry the same frames over a UCX endpoint, with the
+//   same code for everything above the bytes. UCX connections have no TLS.
+//
 // All socket work runs on the connection's strand; the read loop keeps the connection alive until the
 // socket closes, so an owner must call close() (Server::stop closes its own).
 #pragma once
@@ -42,6 +45,7 @@
 
 #include "runtime/net/connection_policy.h"
 #include "runtime/net/tls_context.h"
+#include "runtime/net/ucx_stream.h"
 #include "runtime/wire/framing.h"
 #include "runtime/wire/moe.capnp.h"
 
@@ -124,8 +128,17 @@ class Connection : public std::enable_shared_from_this<Connection> {
   static std::shared_ptr<Connection> accept(Socket socket, FrameLimits limits, RequestHandler handler,
                                             ConnectionPolicy policy = {}, std::shared_ptr<TlsContext> tls = nullptr);
 
+  // Client side over UCX: connects to a UcxListener at `host_port` (NetError ConnectFailed /
+  // ConnectTimeout / BadAddress naming it); the connection's handlers run on `io`.
+  static std::shared_ptr<Connection> connect_ucx(boost::asio::io_context& io, const std::string& host_port,
+                                                 std::chrono::milliseconds timeout, FrameLimits limits = {});
+  // A connected UCX stream: server role when `handler` is set (bounded by `policy`), client role otherwise.
+  static std::shared_ptr<Connection> adopt(UcxStream stream, FrameLimits limits, RequestHandler handler,
+                                           ConnectionPolicy policy);
+
   Connection(Private, Socket socket, FrameLimits limits, RequestHandler handler, ConnectionPolicy policy,
              std::shared_ptr<TlsContext> tls);
+  Connection(Private, UcxStream stream, FrameLimits limits, RequestHandler handler, ConnectionPolicy policy);
   ~Connection();
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
@@ -160,6 +173,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   const FrameLimits& limits() const { return limits_; }
   size_t pending_requests() const;
   bool tls() const { return tls_ != nullptr; }
+  bool ucx() const { return std::holds_alternative<UcxStream>(stream_); }
   // Bytes counted against the budget now (requests being handled + replies not yet written).
   size_t in_flight_bytes() const { return in_flight_bytes_; }
   // True while the read loop waits for the budget to drain.
@@ -216,7 +230,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void fail(std::vector<Pending> pending, const std::string& reason);
   void close_with(const std::string& reason);
 
-  std::variant<Socket, TlsStream> stream_;
+  std::variant<Socket, TlsStream, UcxStream> stream_;
   std::shared_ptr<TlsContext> tls_;
   boost::asio::any_io_executor strand_;  // the socket's executor
   FrameLimits limits_;

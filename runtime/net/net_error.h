@@ -16,6 +16,7 @@ class NetError : public std::runtime_error {
     ConnectTimeout,
     ConnectionClosed,  // the connection broke or was closed while a request waited
     DeadlineExceeded,  // no reply within the request's deadline
+    TransportUnavailable,  // the peer does not offer the transport asked for (--transport ucx): not retried
   };
 
   NetError(Kind kind, const std::string& message) : std::runtime_error(message), kind_(kind) {}

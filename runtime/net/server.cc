@@ -24,6 +24,7 @@ constexpr auto kAcceptRetryDelay = std::chrono::milliseconds(50);
 }  // namespace
 
 struct Server::State : std::enable_shared_from_this<Server::State> {
+  using ConnectionMaker = Server::ConnectionMaker;
   State(asio::io_context& io_context, RequestHandler request_handler, const ServerOptions& server_options)
       : io(io_context),
         strand(asio::make_strand(io_context)),
@@ -67,31 +68,41 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
       });
       return;
     }
-    std::shared_ptr<Connection> connection;
-    {
-      std::lock_guard lock(connections_mutex);
-      std::erase_if(connections, [](const std::weak_ptr<Connection>& c) {
-        auto alive = c.lock();
-        return !alive || !alive->is_open();
-      });
-      if (options.max_connections != 0 && connections.size() >= options.max_connections) {
-        error_code ignored;
-        auto endpoint = socket.remote_endpoint(ignored);
-        if (refused++ % 100 == 0) {  // one line per 100 refusals: a flood does not flood the log
-          net_log("refusing connection from " + endpoint.address().to_string() + ":" +
-                  std::to_string(endpoint.port()) + ": " + std::to_string(connections.size()) +
-                  " connections open, the cap is " + std::to_string(options.max_connections) +
-                  " (--max-connections); " + std::to_string(refused.load()) + " refused so far");
-        }
-        socket.close(ignored);
-        accept_next();
-        return;
-      }
-      connection = Connection::accept(std::move(socket), options.limits, gated_handler(), options.connection, tls);
-      connections.push_back(connection);
+    error_code ignored;
+    auto endpoint = socket.remote_endpoint(ignored);
+    const std::string peer = endpoint.address().to_string() + ":" + std::to_string(endpoint.port());
+    auto connection = admit(
+        [&](const FrameLimits& limits, RequestHandler handler, const ConnectionPolicy& policy) {
+          return Connection::accept(std::move(socket), limits, std::move(handler), policy, tls);
+        },
+        peer);
+    if (!connection) {
+      socket.close(ignored);
+      accept_next();
+      return;
     }
     if (stopped) connection->close();  // stop() ran while this one was being accepted
     accept_next();
+  }
+
+  // Counts a new connection against the cap and builds it (nullptr when over the cap).
+  std::shared_ptr<Connection> admit(const ConnectionMaker& make, const std::string& peer) {
+    std::lock_guard lock(connections_mutex);
+    std::erase_if(connections, [](const std::weak_ptr<Connection>& c) {
+      auto alive = c.lock();
+      return !alive || !alive->is_open();
+    });
+    if (options.max_connections != 0 && connections.size() >= options.max_connections) {
+      if (refused++ % 100 == 0) {  // one line per 100 refusals: a flood does not flood the log
+        net_log("refusing connection from " + peer + ": " + std::to_string(connections.size()) +
+                " connections open, the cap is " + std::to_string(options.max_connections) +
+                " (--max-connections); " + std::to_string(refused.load()) + " refused so far");
+      }
+      return nullptr;
+    }
+    auto connection = make(options.limits, gated_handler(), options.connection);
+    connections.push_back(connection);
+    return connection;
   }
 
   RequestHandler gated_handler() {
@@ -166,6 +177,13 @@ void Server::stop() {
     }
   }
   for (auto& connection : open) connection->close();
+}
+
+std::shared_ptr<Connection> Server::adopt(const ConnectionMaker& make, const std::string& peer) {
+  if (state_->stopped) return nullptr;
+  auto connection = state_->admit(make, peer);
+  if (connection && state_->stopped) connection->close();  // stop() ran while it was being adopted
+  return connection;
 }
 
 size_t Server::refused_connections() const { return state_->refused; }

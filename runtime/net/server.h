@@ -10,6 +10,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <shared_mutex>
@@ -47,6 +48,13 @@ class Server {
   // Idempotent. Called from inside a handler it waits for neither (it cannot).
   void stop();
   static constexpr std::chrono::milliseconds kFlushLimit{3000};
+  // Serves a connection that arrived by another transport (UcxListener) as one of this server's own:
+  // `make` builds it from this server's limits, gated handler and connection policy; it counts against
+  // max_connections and closes with stop(). Returns nullptr (make is not called) when the cap is
+  // reached (logged like a refused TCP connection, naming `peer`) or the server has stopped.
+  using ConnectionMaker =
+      std::function<std::shared_ptr<Connection>(const FrameLimits&, RequestHandler, const ConnectionPolicy&)>;
+  std::shared_ptr<Connection> adopt(const ConnectionMaker& make, const std::string& peer);
   size_t connection_count() const;  // open connections
   size_t refused_connections() const;  // closed on accept because max_connections were open
   bool tls() const;

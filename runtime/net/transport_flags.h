@@ -1,6 +1,7 @@
 // The transport flags shared by moe-worker, moe-coordinator and moectl (each with its MOE_* variable):
 // add_tls_flags for every process (--tls, --tls-cert, --tls-key, --tls-ca), add_server_bound_flags for
-// the daemons (--allow-cleartext-token, --max-connections, --idle-timeout-ms, --connection-budget-bytes).
+// the daemons (--allow-cleartext-token, --max-connections, --idle-timeout-ms, --connection-budget-bytes),
+// add_data_transport_flags for the data path (--transport tcp|ucx, and the worker's --ucx-port).
 // Header-only over CLI11 so that runtime/net itself does not need CLI11.
 #pragma once
 
@@ -20,6 +21,23 @@ inline void add_tls_flags(CLI::App& app, TransportOptions& o) {
   app.add_option("--tls-key", o.files.key, "PEM private key of --tls-cert")->envname("MOE_TLS_KEY");
   app.add_option("--tls-ca", o.files.ca, "PEM CA certificate every peer's certificate must be signed by")
       ->envname("MOE_TLS_CA");
+}
+
+// --transport (every process that sends or serves forward requests) and, for moe-worker, --ucx-port.
+inline void add_data_transport_flags(CLI::App& app, TransportOptions& o, bool worker) {
+  app.add_option("--transport", o.data_transport,
+                 worker ? "forward requests also over: tcp (only TCP) or ucx (also a UCX listener: shared memory on one "
+                          "host, RDMA/TCP between hosts; control stays on TCP)"
+                        : "forward requests to workers over tcp or ucx (the workers must run --transport ucx; control "
+                          "stays on TCP)")
+      ->check(CLI::IsMember({"tcp", "ucx"}))
+      ->capture_default_str()
+      ->envname("MOE_TRANSPORT");
+  if (worker) {
+    app.add_option("--ucx-port", o.ucx_port, "UCX listen port with --transport ucx (0: any free port)")
+        ->capture_default_str()
+        ->envname("MOE_UCX_PORT");
+  }
 }
 
 inline void add_server_bound_flags(CLI::App& app, TransportOptions& o) {

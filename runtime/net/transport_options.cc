@@ -1,6 +1,8 @@
 // TransportOptions -> TlsContext / ServerOptions, and the cleartext-token rule (see transport_options.h).
 #include "runtime/net/transport_options.h"
 
+#include "runtime/net/data_link.h"
+
 #include <stdexcept>
 
 namespace moe {
@@ -29,6 +31,13 @@ void check_token_transport(const TransportOptions& options, const std::string& t
   if (token.empty() || options.tls_enabled() || options.allow_cleartext_token) return;
   throw std::invalid_argument(daemon + " has a --cluster-token but TLS is off: the token would travel in clear "
                               "text. Give --tls-cert/--tls-key/--tls-ca, or --allow-cleartext-token to accept that");
+}
+
+void check_data_transport(const TransportOptions& options) {
+  if (parse_data_transport(options.data_transport) == DataTransport::Ucx && options.tls_enabled()) {
+    throw std::invalid_argument("--transport ucx carries no TLS, but TLS is on (--tls " + options.tls +
+                                "): use --transport tcp with TLS, or --tls off");
+  }
 }
 
 ServerOptions server_options(const TransportOptions& options, const FrameLimits& limits) {

@@ -22,6 +22,10 @@ struct TransportOptions {
   uint32_t max_connections = 1024;
   uint64_t idle_timeout_ms = 300000;
   uint64_t connection_budget_bytes = 16u << 20;
+  // The data path (forward requests and replies): tcp, or ucx (data_link.h). A worker with ucx also
+  // listens for UCX at its listen host and ucx_port (0: a free port) and tells clients where.
+  std::string data_transport = "tcp";
+  uint16_t ucx_port = 0;
 
   // Whether TLS is asked for (throws std::invalid_argument on a --tls value other than on/off/auto).
   bool tls_enabled() const;
@@ -34,6 +38,10 @@ std::shared_ptr<TlsContext> make_tls(const TransportOptions& options);
 // Throws std::invalid_argument when `daemon` has a cluster token, TLS is off and cleartext tokens are
 // not allowed.
 void check_token_transport(const TransportOptions& options, const std::string& token, const std::string& daemon);
+
+// Throws std::invalid_argument when --transport is neither tcp nor ucx, or ucx is asked for with TLS on
+// (UCX connections carry no TLS).
+void check_data_transport(const TransportOptions& options);
 
 // The bounds of a daemon's Server.
 ServerOptions server_options(const TransportOptions& options, const FrameLimits& limits);

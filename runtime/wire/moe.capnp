@@ -55,6 +55,10 @@ struct Envelope {
     # the change protocol (prepare loads it beside the old one, commit switches, release drops the old).
     updateWeights @26 :UpdateWeights;
     updateWeightsReply @27 :UpdateWeightsReply;
+
+    # Data-path transports (client -> worker, over TCP): where else the worker takes forward requests.
+    getTransports @28 :Void;
+    transports @29 :Transports;
   }
 
   # Authorisation (docs/architecture.md, "Who may say what"). Every request carries the cluster token
@@ -111,6 +115,11 @@ struct RegisterWorker {
   weightVersion @9 :UInt64; # the weight version its current epoch serves (0: none yet)
   weightSource @10 :Text;   # where that version's weights are: a coordinator restarted without its state
                             # file adopts the version from the workers
+}
+
+struct Transports {
+  ucx @0 :Text;              # "host:port" of the worker's UCX listener (moe-worker --transport ucx); empty:
+                             # the worker takes forward requests over TCP only
 }
 
 struct RegisterReply {

@@ -5,6 +5,7 @@
 
 #include <functional>
 
+#include "runtime/net/data_link.h"
 #include "runtime/net/transport_options.h"
 
 namespace moe {
@@ -67,6 +68,19 @@ TEST(TransportOptions, BoundsReachServerOptions) {
   EXPECT_EQ(s.connection.idle_timeout.count(), 1234);
   EXPECT_EQ(s.connection.budget_bytes, 4096u);
   EXPECT_EQ(s.limits.max_message_bytes, size_t{1} << 20);
+}
+
+TEST(TransportOptions, DataTransportIsTcpOrUcxAndUcxRefusesTls) {
+  EXPECT_EQ(parse_data_transport("tcp"), DataTransport::Tcp);
+  EXPECT_EQ(parse_data_transport("ucx"), DataTransport::Ucx);
+  EXPECT_EQ(message_of([] { parse_data_transport("rdma"); }), "--transport must be tcp or ucx, got 'rdma'");
+  TransportOptions o;
+  o.data_transport = "ucx";
+  EXPECT_EQ(message_of([&] { check_data_transport(o); }), "(no error)");
+  o.tls = "on";
+  EXPECT_NE(message_of([&] { check_data_transport(o); }).find("--transport ucx carries no TLS"), std::string::npos);
+  o.data_transport = "tcp";
+  EXPECT_EQ(message_of([&] { check_data_transport(o); }), "(no error)");
 }
 
 }  // namespace

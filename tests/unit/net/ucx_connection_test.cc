@@ -1,0 +1,194 @@
+// Connection over UCX (UcxListener + Connection::connect_ucx) on 127.0.0.1: the same frames, request ids,
+// out-of-order replies, big tensors, frame limits, malformed bytes (typed badRequest, the server keeps
+// serving), a server that goes away (pending requests fail fast) and a port where nothing listens.
+#include <gtest/gtest.h>
+
+#include <future>
+#include <thread>
+
+#include "runtime/net/io_pool.h"
+#include "runtime/net/net_error.h"
+#include "runtime/net/server.h"
+#include "runtime/net/ucx_context.h"
+#include "runtime/net/ucx_listener.h"
+#include "runtime/wire/tensor_pack.h"
+#include "tests/unit/net/net_test_util.h"
+
+namespace moe {
+namespace {
+
+using namespace std::chrono_literals;
+
+std::string ucx_address(const UcxListener& listener) { return "127.0.0.1:" + std::to_string(listener.port()); }
+
+TEST(UcxConnection, RequestGetsItsReply) {
+  IoPool pool(2);
+  Server server(pool.context(), "127.0.0.1", 0, test::echo_handler());
+  UcxListener listener(pool.context(), server, "127.0.0.1", 0);
+  ASSERT_NE(listener.port(), 0);
+  auto connection = Connection::connect_ucx(pool.context(), ucx_address(listener), 5000ms);
+  EXPECT_TRUE(connection->ucx());
+  for (uint32_t value : {20u, 7u, 1000u}) {
+    capnp::MallocMessageBuilder message;
+    test::make_request(message, value);
+    EXPECT_EQ(test::reply_value(connection->request(message, 5000ms).get()), value * 2 + 1);
+  }
+  // The server counts the UCX connection as one of its own.
+  EXPECT_EQ(server.connection_count(), 1u);
+  connection->close();
+  server.stop();
+}
+
+TEST(UcxConnection, ManyRequestsWithRepliesOutOfOrder) {
+  IoPool pool(2);
+  test::HeldRequests held;
+  Server server(pool.context(), "127.0.0.1", 0, held.handler());
+  UcxListener listener(pool.context(), server, "127.0.0.1", 0);
+  auto connection = Connection::connect_ucx(pool.context(), ucx_address(listener), 5000ms);
+  constexpr uint32_t kTotal = 64;
+  std::vector<std::future<Frame>> futures;
+  for (uint32_t i = 0; i < kTotal; ++i) {
+    capnp::MallocMessageBuilder message;
+    test::make_request(message, i);
+    futures.push_back(connection->request(message, 10s));
+  }
+  auto requests = held.take(kTotal);
+  ASSERT_EQ(requests.size(), size_t{kTotal});
+  for (auto it = requests.rbegin(); it != requests.rend(); ++it) test::reply_to(it->responder, it->value);
+  for (uint32_t i = 0; i < kTotal; ++i) {
+    ASSERT_EQ(futures[i].wait_for(5s), std::future_status::ready) << "request " << i;
+    EXPECT_EQ(test::reply_value(futures[i].get()), i * 2 + 1);
+  }
+  connection->close();
+}
+
+TEST(UcxConnection, BigTensorTravelsIntact) {
+  IoPool pool(2);
+  Server server(pool.context(), "127.0.0.1", 0, [](Frame request, Responder responder) {
+    auto forward = request.envelope().getForwardRequest();
+    capnp::MallocMessageBuilder message;
+    auto reply = message.initRoot<wire::Envelope>().initForwardReply();
+    reply.setNumTokens(forward.getNumTokens());
+    reply.setOutput(forward.getTokens());
+    responder.reply(message);
+  });
+  UcxListener listener(pool.context(), server, "127.0.0.1", 0);
+  auto connection = Connection::connect_ucx(pool.context(), ucx_address(listener), 5000ms);
+  for (size_t bytes : {size_t{17}, size_t{8} << 20, size_t{70000}}) {
+    std::vector<uint8_t> data(bytes);
+    for (size_t i = 0; i < bytes; ++i) data[i] = static_cast<uint8_t>(i * 31 + bytes);
+    capnp::MallocMessageBuilder message;
+    message.initRoot<wire::Envelope>().initForwardRequest().setTokens(capnp::Data::Reader(data.data(), data.size()));
+    auto frame = connection->request(message, 20s).get();
+    auto output = frame.envelope().getForwardReply().getOutput();
+    ASSERT_EQ(output.size(), bytes);
+    EXPECT_TRUE(std::equal(output.begin(), output.end(), data.begin())) << bytes << " bytes";
+  }
+  connection->close();
+}
+
+// Sends `words` over a raw UCX endpoint (bytes no Connection would send) and decodes the one frame that
+// comes back.
+Frame raw_exchange(uint16_t port, const std::vector<uint32_t>& words) {
+  auto raw = UcxEndpoint::connect(UcxContext::instance(), "127.0.0.1", port, 5000ms);
+  std::promise<boost::system::error_code> sent;
+  raw->send({{words.data(), words.size() * 4}}, [&](boost::system::error_code ec, size_t) { sent.set_value(ec); });
+  EXPECT_FALSE(sent.get_future().get());
+  FrameDecoder decoder{FrameLimits{}};
+  std::vector<std::byte> buffer(4096);
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (!decoder.has_output() && std::chrono::steady_clock::now() < deadline) {
+    std::promise<std::pair<boost::system::error_code, size_t>> got;
+    raw->receive(buffer.data(), buffer.size(),
+                 [&](boost::system::error_code ec, size_t n) { got.set_value({ec, n}); });
+    auto [ec, n] = got.get_future().get();
+    if (ec) throw std::runtime_error("raw UCX receive failed: " + ec.message());
+    decoder.feed(std::span<const std::byte>(buffer.data(), n));
+  }
+  raw->close();
+  if (!decoder.has_output()) throw std::runtime_error("no reply within 5 s");
+  return decoder.pop();
+}
+
+void expect_bad_request(const Frame& reply, const std::string& mentions) {
+  ASSERT_EQ(reply.envelope().which(), wire::Envelope::ERROR);
+  EXPECT_EQ(reply.envelope().getError().getCode(), wire::ErrorCode::BAD_REQUEST);
+  const std::string message = reply.envelope().getError().getMessage().cStr();
+  EXPECT_NE(message.find(mentions), std::string::npos) << message;
+}
+
+TEST(UcxConnection, OversizedFrameGetsBadRequestFromItsHeader) {
+  IoPool pool(2);
+  ServerOptions options;
+  options.limits.max_message_bytes = 4096;
+  Server server(pool.context(), "127.0.0.1", 0, test::echo_handler(), options);
+  UcxListener listener(pool.context(), server, "127.0.0.1", 0);
+  // One segment of 1 MiB (131072 words): refused from the header, before anything is allocated.
+  expect_bad_request(raw_exchange(listener.port(), {0, 131072}), "4096");
+  // A client that sends the same through Connection fails locally when its own limits say so.
+  FrameLimits small;
+  small.max_message_bytes = 4096;
+  auto client = Connection::connect_ucx(pool.context(), ucx_address(listener), 5000ms, small);
+  capnp::MallocMessageBuilder message;
+  message.initRoot<wire::Envelope>().initForwardRequest().initTokens(10000);
+  EXPECT_THROW(client->request(message, 1s), FrameError);
+  // ... and is served as before.
+  capnp::MallocMessageBuilder ok;
+  test::make_request(ok, 3);
+  EXPECT_EQ(test::reply_value(client->request(ok, 5s).get()), 7u);
+  client->close();
+}
+
+TEST(UcxConnection, MalformedBytesGetBadRequestAndTheServerKeepsServing) {
+  IoPool pool(2);
+  Server server(pool.context(), "127.0.0.1", 0, test::echo_handler());
+  UcxListener listener(pool.context(), server, "127.0.0.1", 0);
+  // A segment table claiming 100000 segments.
+  expect_bad_request(raw_exchange(listener.port(), {99999, 1, 0, 0}), "segment count");
+  auto good = Connection::connect_ucx(pool.context(), ucx_address(listener), 5000ms);
+  capnp::MallocMessageBuilder small;
+  test::make_request(small, 5);
+  EXPECT_EQ(test::reply_value(good->request(small, 5s).get()), 11u);
+  good->close();
+}
+
+TEST(UcxConnection, PendingRequestFailsWhenTheServerGoesAway) {
+  IoPool pool(2);
+  test::HeldRequests held;
+  auto server = std::make_unique<Server>(pool.context(), "127.0.0.1", 0, held.handler());
+  auto listener = std::make_unique<UcxListener>(pool.context(), *server, "127.0.0.1", 0);
+  auto connection = Connection::connect_ucx(pool.context(), ucx_address(*listener), 5000ms);
+  capnp::MallocMessageBuilder message;
+  test::make_request(message, 1);
+  auto future = connection->request(message, 30s);
+  auto requests = held.take(1);
+  const auto started = std::chrono::steady_clock::now();
+  listener.reset();
+  server->stop();
+  ASSERT_EQ(future.wait_for(10s), std::future_status::ready);
+  try {
+    future.get();
+    FAIL() << "a request whose server stopped got a reply";
+  } catch (const NetError& e) {
+    EXPECT_EQ(e.kind(), NetError::Kind::ConnectionClosed) << e.what();
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 10s);
+}
+
+TEST(UcxConnection, ConnectWhereNothingListensFails) {
+  IoPool pool(1);
+  uint16_t port;
+  {
+    Server probe(pool.context(), "127.0.0.1", 0, test::echo_handler());
+    port = probe.port();
+  }
+  try {
+    Connection::connect_ucx(pool.context(), "127.0.0.1:" + std::to_string(port), 3000ms);
+    FAIL() << "connected over UCX to a port where nothing listens";
+  } catch (const NetError& e) {
+    EXPECT_NE(std::string(e.what()).find("127.0.0.1:" + std::to_string(port)), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace moe
