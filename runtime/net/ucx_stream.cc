@@ -322,17 +322,24 @@ void UcxEndpoint::send(std::vector<std::pair<const void*, size_t>> parts, Done d
 
 std::vector<UcxEndpoint::Done> UcxEndpoint::abandon() {
   std::vector<Done> handlers;
-  auto done = std::make_shared<std::promise<void>>();
-  auto future = done->get_future();
-  context_.post([self = shared_from_this(), &handlers, done] {
-    if (self->read_) handlers.push_back(std::move(self->read_->done));
-    self->read_.reset();
-    for (Op* op : self->sends_) {
+  auto take = [this, &handlers] {
+    if (read_) handlers.push_back(std::move(read_->done));
+    read_.reset();
+    for (Op* op : sends_) {
       handlers.push_back(std::move(op->done));
       op->done = [](boost::system::error_code, size_t) {};
-      op->sender.reset();
+      op->sender.reset();  // not the last reference: the caller holds one
     }
-    self->sends_.clear();
+    sends_.clear();
+  };
+  if (context_.on_progress_thread()) {  // an io_context destroyed from a UCX callback: no waiting on ourselves
+    take();
+    return handlers;
+  }
+  auto done = std::make_shared<std::promise<void>>();
+  auto future = done->get_future();
+  context_.post([self = shared_from_this(), &take, done] {
+    take();
     done->set_value();
   });
   future.wait();
