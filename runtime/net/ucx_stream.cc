@@ -7,8 +7,12 @@
 #include <algorithm>
 #include <cstring>
 #include <future>
+#include <mutex>
 
 #include <boost/asio/error.hpp>
+#include <boost/asio/execution/context.hpp>
+#include <boost/asio/execution_context.hpp>
+#include <boost/asio/query.hpp>
 
 #include "runtime/net/address.h"
 #include "runtime/net/net_error.h"
@@ -29,31 +33,74 @@ class UcxCategory : public boost::system::error_category {
   }
 };
 
-// One operation in flight: what to call when it completes, and the IOV it sends from.
-struct Op {
+// The UcxEndpoints whose streams post to one io_context; at its shutdown, their handlers are taken back
+// and destroyed there (UcxEndpoint::abandon), as asio destroys the handlers of its own I/O objects.
+class UcxStreamService : public boost::asio::execution_context::service {
+ public:
+  static inline boost::asio::execution_context::id id;
+
+  explicit UcxStreamService(boost::asio::execution_context& context) : service(context) {}
+
+  void add(const std::shared_ptr<UcxEndpoint>& endpoint) {
+    std::lock_guard lock(mutex_);
+    std::erase_if(endpoints_, [](const std::weak_ptr<UcxEndpoint>& e) { return e.expired(); });
+    endpoints_.push_back(endpoint);
+  }
+
+ private:
+  void shutdown() override {
+    std::vector<std::weak_ptr<UcxEndpoint>> endpoints;
+    {
+      std::lock_guard lock(mutex_);
+      endpoints.swap(endpoints_);
+    }
+    for (auto& weak : endpoints) {
+      auto endpoint = weak.lock();
+      if (!endpoint) continue;
+      // Destroyed here, after abandon() returned: a handler may hold the last reference to its Connection,
+      // whose UcxStream then closes the endpoint (which waits on the progress thread).
+      std::vector<UcxEndpoint::Done> handlers = endpoint->abandon();
+      endpoint.reset();
+      handlers.clear();
+    }
+  }
+
+  std::mutex mutex_;
+  std::vector<std::weak_ptr<UcxEndpoint>> endpoints_;
+};
+
+}  // namespace
+
+// One operation in flight: what to call when it completes, the IOV it sends from, and (a stream send)
+// the endpoint that lists it in sends_.
+struct UcxEndpoint::Op {
   UcxEndpoint::Done done;
   std::vector<ucp_dt_iov_t> iov;
   size_t bytes = 0;
+  std::shared_ptr<UcxEndpoint> sender;
 };
 
-void complete(Op* op, ucs_status_t status, size_t bytes) {
+void UcxEndpoint::complete(Op* op, ucs_status_t status, size_t bytes) {
+  if (op->sender) op->sender->sends_.erase(op);
   op->done(status == UCS_OK ? boost::system::error_code{} : ucx_error(status), status == UCS_OK ? bytes : 0);
   delete op;
 }
 
-void on_sent(void* request, ucs_status_t status, void* user_data) {
+void UcxEndpoint::on_sent(void* request, ucs_status_t status, void* user_data) {
   auto* op = static_cast<Op*>(user_data);
   complete(op, status, op->bytes);
   ucp_request_free(request);
 }
 
-ucp_request_param_t request_param(Op* op) {
+ucp_request_param_t UcxEndpoint::request_param(Op* op) {
   ucp_request_param_t param{};
   param.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
   param.cb.send = on_sent;
   param.user_data = op;
   return param;
 }
+
+namespace {
 
 std::string sockaddr_text(const sockaddr_storage& address) {
   char host[NI_MAXHOST];
@@ -253,7 +300,7 @@ void UcxEndpoint::send(std::vector<std::pair<const void*, size_t>> parts, Done d
       done(self->failed_ != UCS_OK ? ucx_error(self->failed_) : boost::asio::error::operation_aborted, 0);
       return;
     }
-    auto* op = new Op{std::move(done), {}, 0};
+    auto* op = new Op{std::move(done), {}, 0, self};
     op->iov.reserve(parts.size());
     for (auto& [data, size] : parts) {
       op->iov.push_back(ucp_dt_iov_t{const_cast<void*>(data), size});
@@ -267,8 +314,42 @@ void UcxEndpoint::send(std::vector<std::pair<const void*, size_t>> parts, Done d
       complete(op, UCS_OK, op->bytes);
     } else if (UCS_PTR_IS_ERR(request)) {
       complete(op, UCS_PTR_STATUS(request), 0);
+    } else {
+      self->sends_.insert(op);  // until on_sent
     }
   });
+}
+
+std::vector<UcxEndpoint::Done> UcxEndpoint::abandon() {
+  std::vector<Done> handlers;
+  auto take = [this, &handlers] {
+    if (read_) handlers.push_back(std::move(read_->done));
+    read_.reset();
+    for (Op* op : sends_) {
+      handlers.push_back(std::move(op->done));
+      op->done = [](boost::system::error_code, size_t) {};
+      op->sender.reset();  // not the last reference: the caller holds one
+    }
+    sends_.clear();
+  };
+  if (context_.on_progress_thread()) {  // an io_context destroyed from a UCX callback: no waiting on ourselves
+    take();
+    return handlers;
+  }
+  auto done = std::make_shared<std::promise<void>>();
+  auto future = done->get_future();
+  context_.post([self = shared_from_this(), &take, done] {
+    take();
+    done->set_value();
+  });
+  future.wait();
+  return handlers;
+}
+
+UcxStream::UcxStream(std::shared_ptr<UcxEndpoint> endpoint, executor_type executor)
+    : endpoint_(std::move(endpoint)), executor_(std::move(executor)) {
+  boost::asio::use_service<UcxStreamService>(boost::asio::query(executor_, boost::asio::execution::context))
+      .add(endpoint_);
 }
 
 void UcxEndpoint::close() {

@@ -11,7 +11,10 @@
 // buys nothing when one endpoint carries one ordered conversation.
 //
 // Every UCP call runs on UcxContext's progress thread; completions are posted to the stream's executor
-// (the Connection's strand). Errors are boost::system::error_code in ucx_category() (the UCS status);
+// (the Connection's strand). Like asio's own I/O objects, a stream's operations go with its io_context:
+// when the io_context shuts down, the handlers UCX still holds (the receive waiting for data, sends in
+// flight) are destroyed there without being called, and no completion is posted to it afterwards (it
+// would be freed memory: the progress thread outlives every io_context). Errors are boost::system::error_code in ucx_category() (the UCS status);
 // a peer that vanished (kill -9, closed endpoint) reads as connection_reset.
 #pragma once
 
@@ -20,6 +23,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -51,7 +55,7 @@ class UcxEndpoint : public std::enable_shared_from_this<UcxEndpoint>, private Uc
   // Server side: accepts a connection request (progress thread only).
   static std::shared_ptr<UcxEndpoint> accept(UcxContext& context, ucp_conn_request_h request);
 
-  // Each calls `done` once, on the progress thread. One receive at a time.
+  // Each calls `done` once, on the progress thread (unless abandoned first). One receive at a time.
   void receive(void* data, size_t size, Done done);
   void send(std::vector<std::pair<const void*, size_t>> parts, Done done);
   // Idempotent. A pending receive completes with operation_aborted before close() returns (unless
@@ -59,6 +63,12 @@ class UcxEndpoint : public std::enable_shared_from_this<UcxEndpoint>, private Uc
   // so that the peer can read what was sent last, then disconnects.
   void close();
   const std::string& peer() const { return peer_; }
+  // Takes back the `done` of the pending receive and of every send in flight, which then complete
+  // without calling anyone; the caller destroys them (off the progress thread). For the shutdown of the
+  // io_context those handlers post to. Not on the progress thread.
+  std::vector<Done> abandon();
+
+  struct Op;  // one UCP operation in flight (ucx_stream.cc)
 
  private:
   struct PendingRead {
@@ -67,6 +77,9 @@ class UcxEndpoint : public std::enable_shared_from_this<UcxEndpoint>, private Uc
     Done done;
   };
   static void on_error(void* arg, ucp_ep_h ep, ucs_status_t status);
+  static void on_sent(void* request, ucs_status_t status, void* user_data);
+  static void complete(Op* op, ucs_status_t status, size_t bytes);
+  static ucp_request_param_t request_param(Op* op);
   ucp_ep_params_t params(uint64_t extra_fields);
   // progress thread:
   void on_stream_ready() override;
@@ -86,14 +99,15 @@ class UcxEndpoint : public std::enable_shared_from_this<UcxEndpoint>, private Uc
   void* fragment_ = nullptr;       // progress thread only: UCX's receive buffer being read
   const std::byte* fragment_at_ = nullptr;
   size_t fragment_left_ = 0;
+  std::unordered_set<Op*> sends_;  // progress thread only: sends in flight, for abandon()
 };
 
 class UcxStream {
  public:
   using executor_type = boost::asio::any_io_executor;
 
-  UcxStream(std::shared_ptr<UcxEndpoint> endpoint, executor_type executor)
-      : endpoint_(std::move(endpoint)), executor_(std::move(executor)) {}
+  // Ties the endpoint's operations to the executor's io_context (see the top of this file).
+  UcxStream(std::shared_ptr<UcxEndpoint> endpoint, executor_type executor);
   UcxStream(UcxStream&&) = default;
   UcxStream& operator=(UcxStream&&) = delete;
   ~UcxStream() {

@@ -175,6 +175,49 @@ TEST(UcxConnection, PendingRequestFailsWhenTheServerGoesAway) {
   EXPECT_LT(std::chrono::steady_clock::now() - started, 10s);
 }
 
+// A connection whose io_context goes away while it is still open (ClusterClient's destructor: close()
+// posts the socket's close to the strand, then the pool stops, so that close may never run) must go
+// with the io_context, as a TCP socket's operations do. Before the fix the receive waiting inside UCX
+// held the Connection (a cycle: nothing freed it), and when the peer went away later the UCX progress
+// thread posted the failed read to the strand of the destroyed io_context: heap corruption.
+TEST(UcxConnection, ConnectionLeftOpenGoesWithItsIoContext) {
+  IoPool server_pool(2);
+  auto server = std::make_unique<Server>(server_pool.context(), "127.0.0.1", 0, test::echo_handler());
+  UcxListener listener(server_pool.context(), *server, "127.0.0.1", 0);
+  std::vector<std::weak_ptr<Connection>> left;
+  for (int round = 0; round < 8; ++round) {
+    auto pool = std::make_unique<IoPool>(2);
+    auto connection = Connection::connect_ucx(pool->context(), ucx_address(listener), 5000ms);
+    capnp::MallocMessageBuilder message;
+    test::make_request(message, round);
+    EXPECT_EQ(test::reply_value(connection->request(message, 5s).get()), round * 2u + 1);
+    // Odd rounds close first, as ClusterClient does; even rounds leave the connection open.
+    if (round % 2 == 1) connection->close();
+    left.push_back(connection);
+    connection.reset();
+    pool.reset();
+    EXPECT_TRUE(left.back().expired()) << "round " << round << ": the Connection outlived its io_context";
+  }
+  // Each client's endpoint closed with its Connection: the server sees them go.
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (server->connection_count() != 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(10ms);
+  EXPECT_EQ(server->connection_count(), 0u) << "client endpoints left open after their io_contexts went";
+  // The peers go away after the clients' io_contexts: nothing may reach those (ASan would tell).
+  server->stop();
+  server.reset();
+  // The process still works over UCX after.
+  IoPool pool(1);
+  Server again(pool.context(), "127.0.0.1", 0, test::echo_handler());
+  UcxListener listener2(pool.context(), again, "127.0.0.1", 0);
+  auto connection = Connection::connect_ucx(pool.context(), ucx_address(listener2), 5000ms);
+  capnp::MallocMessageBuilder message;
+  test::make_request(message, 3);
+  EXPECT_EQ(test::reply_value(connection->request(message, 5s).get()), 7u);
+  connection->close();
+  again.stop();
+}
+
 TEST(UcxConnection, ConnectWhereNothingListensFails) {
   IoPool pool(1);
   uint16_t port;
