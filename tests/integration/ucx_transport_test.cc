@@ -23,6 +23,7 @@
 #include "runtime/wire/cluster_auth.h"
 #include "runtime/wire/envelope_util.h"
 #include "tests/integration/failover_util.h"
+#include "tests/unit/net/ucx_raw_exchange.h"
 
 namespace moe::integration {
 namespace {
@@ -136,26 +137,10 @@ std::string ucx_address_of(IoPool& pool, const std::string& address, const std::
   return reply.envelope().getTransports().getUcx().cStr();
 }
 
-// Sends raw bytes over UCX to `ucx` and decodes the one frame that comes back.
+// Sends raw bytes over UCX to `ucx` ("host:port") and decodes the one frame that comes back.
 Frame raw_ucx_exchange(const std::string& ucx, const std::vector<uint32_t>& words) {
   const HostPort at = parse_host_port(ucx);
-  auto raw = UcxEndpoint::connect(UcxContext::instance(), at.host, at.port, 5000ms);
-  std::promise<boost::system::error_code> sent;
-  raw->send({{words.data(), words.size() * 4}}, [&](boost::system::error_code ec, size_t) { sent.set_value(ec); });
-  EXPECT_FALSE(sent.get_future().get());
-  FrameDecoder decoder{FrameLimits{}};
-  std::vector<std::byte> buffer(4096);
-  const auto deadline = std::chrono::steady_clock::now() + 5s;
-  while (!decoder.has_output() && std::chrono::steady_clock::now() < deadline) {
-    std::promise<std::pair<boost::system::error_code, size_t>> got;
-    raw->receive(buffer.data(), buffer.size(), [&](boost::system::error_code ec, size_t n) { got.set_value({ec, n}); });
-    auto [ec, n] = got.get_future().get();
-    if (ec) throw std::runtime_error("raw UCX receive from " + ucx + " failed: " + ec.message());
-    decoder.feed(std::span<const std::byte>(buffer.data(), n));
-  }
-  raw->close();
-  if (!decoder.has_output()) throw std::runtime_error("no reply from " + ucx + " within 5 s");
-  return decoder.pop();
+  return moe::test::raw_ucx_exchange(at.host, at.port, words);
 }
 
 void expect_error(const Frame& reply, wire::ErrorCode code, const std::string& mentions) {

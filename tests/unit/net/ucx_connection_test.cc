@@ -13,6 +13,7 @@
 #include "runtime/net/ucx_listener.h"
 #include "runtime/wire/tensor_pack.h"
 #include "tests/unit/net/net_test_util.h"
+#include "tests/unit/net/ucx_raw_exchange.h"
 
 namespace moe {
 namespace {
@@ -87,29 +88,6 @@ TEST(UcxConnection, BigTensorTravelsIntact) {
   connection->close();
 }
 
-// Sends `words` over a raw UCX endpoint (bytes no Connection would send) and decodes the one frame that
-// comes back.
-Frame raw_exchange(uint16_t port, const std::vector<uint32_t>& words) {
-  auto raw = UcxEndpoint::connect(UcxContext::instance(), "127.0.0.1", port, 5000ms);
-  std::promise<boost::system::error_code> sent;
-  raw->send({{words.data(), words.size() * 4}}, [&](boost::system::error_code ec, size_t) { sent.set_value(ec); });
-  EXPECT_FALSE(sent.get_future().get());
-  FrameDecoder decoder{FrameLimits{}};
-  std::vector<std::byte> buffer(4096);
-  const auto deadline = std::chrono::steady_clock::now() + 5s;
-  while (!decoder.has_output() && std::chrono::steady_clock::now() < deadline) {
-    std::promise<std::pair<boost::system::error_code, size_t>> got;
-    raw->receive(buffer.data(), buffer.size(),
-                 [&](boost::system::error_code ec, size_t n) { got.set_value({ec, n}); });
-    auto [ec, n] = got.get_future().get();
-    if (ec) throw std::runtime_error("raw UCX receive failed: " + ec.message());
-    decoder.feed(std::span<const std::byte>(buffer.data(), n));
-  }
-  raw->close();
-  if (!decoder.has_output()) throw std::runtime_error("no reply within 5 s");
-  return decoder.pop();
-}
-
 void expect_bad_request(const Frame& reply, const std::string& mentions) {
   ASSERT_EQ(reply.envelope().which(), wire::Envelope::ERROR);
   EXPECT_EQ(reply.envelope().getError().getCode(), wire::ErrorCode::BAD_REQUEST);
@@ -124,7 +102,7 @@ TEST(UcxConnection, OversizedFrameGetsBadRequestFromItsHeader) {
   Server server(pool.context(), "127.0.0.1", 0, test::echo_handler(), options);
   UcxListener listener(pool.context(), server, "127.0.0.1", 0);
   // One segment of 1 MiB (131072 words): refused from the header, before anything is allocated.
-  expect_bad_request(raw_exchange(listener.port(), {0, 131072}), "4096");
+  expect_bad_request(test::raw_ucx_exchange("127.0.0.1", listener.port(), {0, 131072}), "4096");
   // A client that sends the same through Connection fails locally when its own limits say so.
   FrameLimits small;
   small.max_message_bytes = 4096;
@@ -144,7 +122,7 @@ TEST(UcxConnection, MalformedBytesGetBadRequestAndTheServerKeepsServing) {
   Server server(pool.context(), "127.0.0.1", 0, test::echo_handler());
   UcxListener listener(pool.context(), server, "127.0.0.1", 0);
   // A segment table claiming 100000 segments.
-  expect_bad_request(raw_exchange(listener.port(), {99999, 1, 0, 0}), "segment count");
+  expect_bad_request(test::raw_ucx_exchange("127.0.0.1", listener.port(), {99999, 1, 0, 0}), "segment count");
   auto good = Connection::connect_ucx(pool.context(), ucx_address(listener), 5000ms);
   capnp::MallocMessageBuilder small;
   test::make_request(small, 5);
