@@ -481,7 +481,8 @@ void WorkerService::handle_commit(const Frame& request, const Responder& respond
   }
   std::set<ExpertKey> mine;
   if (self) {
-    for (const ExpertKey& key : table.experts_on(*self)) mine.insert(key);
+    const std::vector<ExpertKey> hosted = table.experts_on(*self);
+    mine.insert(hosted.begin(), hosted.end());
   }
   for (const ExpertKey& key : mine) store_.check_expert(key);
   {
@@ -495,8 +496,8 @@ void WorkerService::handle_commit(const Frame& request, const Responder& respond
   }
   // A layer-by-layer update-weights under way: these layers are served in another version.
   std::map<int32_t, uint64_t> layer_versions;
-  for (auto lv : placement.getLayerVersions()) {
-    if (lv.getVersion() != 0 && lv.getVersion() != version) layer_versions[lv.getLayer()] = lv.getVersion();
+  for (const auto& [layer, layer_version] : table.layer_versions) {  // decoded and checked above (versions >= 1)
+    if (layer_version != version) layer_versions[layer] = layer_version;
   }
   auto version_of = [&](int32_t layer) {
     auto it = layer_versions.find(layer);
